@@ -1,0 +1,53 @@
+/* config: the daemon's flags (contract section 2) and their NOTIFY_*
+ * environment variables. A flag wins over its variable; every value is
+ * checked here so the rest of the daemon can trust struct config. */
+#ifndef NOTIFY_CONFIG_H
+#define NOTIFY_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "redisurl.h"
+
+enum auth_mode { AUTH_JWT = 0, AUTH_NONE = 1 };
+
+struct config {
+    char *listen;                    /* HOST:PORT as given */
+    char listen_host[256];           /* parsed from listen */
+    int listen_port;                 /* parsed from listen */
+    char *redis;                     /* redis:// URL as given */
+    struct redis_url redis_url;      /* parsed from redis */
+    char *redis_prefix;              /* prefix of every key and channel */
+    char *node_id;                   /* id in presence and the node registry */
+    char *auth;                      /* "jwt" or "none" */
+    enum auth_mode auth_mode;        /* parsed from auth */
+    char *jwt_secret;                /* HS256 secret */
+    char *jwt_public_key;            /* path of an RS256/ES256 PEM public key */
+    char *api_key;                   /* bearer key of POST /publish; NULL = API off */
+    int heartbeat_timeout;           /* s of silence before close 4408 */
+    int heartbeat_check;             /* s between silence checks */
+    int presence_ttl;                /* s a presence entry lives without refresh */
+    int max_connections;             /* per node, 0 = no limit */
+    int max_connections_per_account; /* per account and node, 0 = no limit */
+    int max_message_bytes;           /* largest client message accepted */
+    char *allowed_origins;           /* comma-separated exact Origins; "" = any */
+    int reuse_port;                  /* SO_REUSEPORT on the listening socket */
+    int drain_seconds;               /* window over which SIGTERM closes sockets */
+    char *log_level;                 /* error|warn|info|debug */
+    int log_level_value;             /* parsed from log_level */
+    int max_queue_messages;          /* frames queued per connection before 1013 */
+    int max_queue_bytes;             /* bytes queued per connection before 1013 */
+};
+
+/* Parses argv and the environment (envp-style lookup through getenv).
+ * Returns 0 to run, 1 when --help or --version printed what was asked
+ * (exit 0), 2 on a bad flag or value after printing a one-line error that
+ * names it to stderr (exit 2). prog names the program in messages. */
+int config_parse(struct config *cfg, int argc, char **argv, const char *prog);
+
+/* Prints every flag with its variable and default. */
+void config_usage(FILE *out, const char *prog);
+
+void config_free(struct config *cfg);
+
+#endif

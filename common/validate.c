@@ -1,0 +1,83 @@
+#include "validate.h"
+
+#include <stdint.h>
+
+int validate_account_id(const char *s, size_t len)
+{
+    if (len == 0 || len > ACCOUNT_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '_' || c == '.' || c == '@' || c == ':' || c == '-')
+            continue;
+        return 0;
+    }
+    return 1;
+}
+
+int validate_utf8(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (len - i <= n)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+/* Parses one decimal u64 field; returns the number of digits consumed, 0 on
+ * overflow or no digits. */
+static size_t parse_u64(const char *s, size_t len)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+        i++;
+    }
+    return i;
+}
+
+int validate_stream_id(const char *s, size_t len)
+{
+    if (len == 0 || len > 41)
+        return 0;
+    size_t a = parse_u64(s, len);
+    if (a == 0 || a == len || s[a] != '-')
+        return 0;
+    size_t b = parse_u64(s + a + 1, len - a - 1);
+    return b > 0 && a + 1 + b == len;
+}

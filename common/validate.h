@@ -1,0 +1,22 @@
+/* validate: checks on identifiers that arrive from outside (clients, tokens,
+ * producers). Each function takes a byte range, never assumes NUL
+ * termination, and returns 1 when valid, 0 otherwise. */
+#ifndef NOTIFY_VALIDATE_H
+#define NOTIFY_VALIDATE_H
+
+#include <stddef.h>
+
+#define ACCOUNT_ID_MAX 128
+
+/* 1 to 128 bytes of [A-Za-z0-9_.@:-] (contract section 3). */
+int validate_account_id(const char *s, size_t len);
+
+/* Well-formed UTF-8: no overlong forms, no surrogates, nothing above
+ * U+10FFFF. */
+int validate_utf8(const char *s, size_t len);
+
+/* A Redis stream id "<ms>-<seq>", both decimal without sign or leading
+ * junk, each fitting in 64 bits (the `since` query argument). */
+int validate_stream_id(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,65 @@
+/* conn: one WebSocket connection's state and its outgoing queue.
+ *
+ * The struct lives in lws's per-session memory: lws allocates it zeroed
+ * before the handshake and frees it after LWS_CALLBACK_CLOSED, so nothing
+ * here may outlive that callback. Everything that can point at a conn
+ * (registry, heartbeat wheel) drops it in conn_release(), called from CLOSED.
+ *
+ * Frames are shared (frame.h): the queue holds references, never copies. */
+#ifndef NOTIFY_CONN_H
+#define NOTIFY_CONN_H
+
+#include <stdint.h>
+#include <uthash.h>
+
+#include "frame.h"
+#include "ids.h"
+
+struct server;
+struct account;
+
+struct conn {
+    struct lws *wsi;        /* lws's handle; NULL before the upgrade */
+    struct server *srv;     /* the one server */
+    struct account *acct;   /* registry entry; NULL until registered */
+    struct conn *acct_prev; /* the account's connections, doubly linked */
+    struct conn *acct_next;
+    UT_hash_handle hh;    /* registry: connection id -> conn */
+    struct conn *hb_prev; /* heartbeat wheel slot, doubly linked */
+    struct conn *hb_next;
+    int32_t hb_slot;          /* wheel slot, -1 when not scheduled */
+    uint64_t last_seen;       /* loop ms of the last sign of life */
+    struct frame **q;         /* ring of queued frames, allocated lazily */
+    uint32_t q_head;          /* index of the oldest queued frame */
+    uint32_t q_len;           /* frames queued */
+    uint32_t q_cap;           /* ring capacity (a power of two) */
+    uint32_t q_bytes;         /* payload bytes queued */
+    char *rx;                 /* a fragmented client message being assembled */
+    uint32_t rx_len;          /* bytes in rx */
+    uint32_t errors;          /* error replies in the current window */
+    uint64_t errors_since;    /* loop ms the error window started */
+    int64_t token_exp;        /* JWT exp in Unix seconds; 0 = none */
+    uint16_t close_code;      /* non-zero: close with it when writable */
+    uint8_t ping_due;         /* send a ping at the next writable */
+    uint8_t registered;       /* the register reply was queued */
+    char id[CONN_ID_LEN + 1]; /* unique across nodes and restarts */
+};
+
+/* Queues a reference to f and asks lws for a writable callback. When the
+ * queue is over its bounds the connection is closed with 1013 instead (and
+ * the queue emptied). Returns 0 if queued, -1 if not. */
+int conn_send(struct conn *c, struct frame *f);
+
+/* Closes the connection with code and reason at its next writable callback;
+ * queued frames are dropped at once. The first close asked for wins. */
+void conn_close(struct conn *c, uint16_t code);
+
+/* Writes queued frames (and a due ping or close) from the writable
+ * callback. Returns -1 when lws must close the connection. */
+int conn_on_writable(struct conn *c);
+
+/* Frees everything the conn owns (queue, buffers); called once, from
+ * CLOSED, after the registry and heartbeat wheel have dropped it. */
+void conn_free_buffers(struct conn *c);
+
+#endif

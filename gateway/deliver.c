@@ -1,0 +1,72 @@
+#include "deliver.h"
+
+#include <stdio.h>
+
+#include "jsoncheck.h"
+#include "log.h"
+#include "server.h"
+
+/* Returns 1 when the payload may be forwarded; counts and (rate-limited)
+ * logs it otherwise. */
+static int payload_ok(struct server *srv, const char *account, size_t account_len,
+                      const char *payload, size_t len)
+{
+    const char *reason;
+    srv->metrics.received++;
+    if (jsoncheck_object(payload, len, &reason))
+        return 1;
+    srv->metrics.dropped[DROP_INVALID_PAYLOAD]++;
+    uint64_t now = uv_now(&srv->loop);
+    if (srv->invalid_logged_at && now - srv->invalid_logged_at < 1000) {
+        srv->invalid_unlogged++;
+        return 0;
+    }
+    char where[ACCOUNT_ID_MAX + 1], q[ACCOUNT_ID_MAX + 8], r[96];
+    snprintf(where, sizeof(where), "%.*s", (int)account_len, account ? account : "");
+    log_warn("invalid_payload_dropped", "account=%s reason=%s bytes=%zu suppressed=%llu",
+             account ? log_quote(q, sizeof(q), where) : "(broadcast)",
+             log_quote(r, sizeof(r), reason), len, (unsigned long long)srv->invalid_unlogged);
+    srv->invalid_logged_at = now;
+    srv->invalid_unlogged = 0;
+    return 0;
+}
+
+void deliver_account(struct server *srv, const char *account, size_t account_len,
+                     const char *payload, size_t len)
+{
+    if (!payload_ok(srv, account, account_len, payload, len))
+        return;
+    struct account *a = registry_find_account(&srv->registry, account, account_len);
+    if (!a)
+        return; /* unsubscribed a moment ago */
+    struct frame *f = frame_new(payload, len);
+    if (!f) {
+        srv->metrics.dropped[DROP_NO_MEMORY]++;
+        return;
+    }
+    struct conn *c, *next;
+    /* conn_send may close c (slow consumer) but never unlinks it here:
+     * unlinking happens in lws's CLOSED callback, later. */
+    for (c = a->conns; c; c = next) {
+        next = c->acct_next;
+        conn_send(c, f);
+    }
+    frame_unref(f);
+}
+
+void deliver_broadcast(struct server *srv, const char *payload, size_t len)
+{
+    if (!payload_ok(srv, NULL, 0, payload, len))
+        return;
+    struct frame *f = frame_new(payload, len);
+    if (!f) {
+        srv->metrics.dropped[DROP_NO_MEMORY]++;
+        return;
+    }
+    struct conn *c, *tmp;
+    HASH_ITER(hh, srv->registry.by_id, c, tmp)
+    {
+        conn_send(c, f);
+    }
+    frame_unref(f);
+}

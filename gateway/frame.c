@@ -1,0 +1,23 @@
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct frame *frame_new(const void *payload, size_t len)
+{
+    if (len > UINT32_MAX)
+        return NULL;
+    struct frame *f = malloc(sizeof(*f) + len);
+    if (!f)
+        return NULL;
+    f->refs = 1;
+    f->len = (uint32_t)len;
+    memcpy(frame_payload(f), payload, len);
+    return f;
+}
+
+void frame_unref(struct frame *f)
+{
+    if (f && --f->refs == 0)
+        free(f);
+}

@@ -1,0 +1,95 @@
+#include "heartbeat.h"
+
+#include <stdlib.h>
+
+#include "conn.h"
+
+static void slot_push(struct hb_wheel *w, uint32_t slot, struct conn *c)
+{
+    c->hb_slot = (int32_t)slot;
+    c->hb_prev = NULL;
+    c->hb_next = w->slots[slot];
+    if (c->hb_next)
+        c->hb_next->hb_prev = c;
+    w->slots[slot] = c;
+}
+
+void hb_cancel(struct hb_wheel *w, struct conn *c)
+{
+    if (c->hb_slot < 0)
+        return;
+    if (c->hb_prev)
+        c->hb_prev->hb_next = c->hb_next;
+    else
+        w->slots[c->hb_slot] = c->hb_next;
+    if (c->hb_next)
+        c->hb_next->hb_prev = c->hb_prev;
+    c->hb_prev = c->hb_next = NULL;
+    c->hb_slot = -1;
+}
+
+void hb_schedule(struct hb_wheel *w, struct conn *c, uint64_t at_ms)
+{
+    hb_cancel(w, c);
+    /* Ticks ahead of the next one; a delay beyond the wheel lands in its
+     * farthest slot and is simply rescheduled when that slot comes up. */
+    uint64_t ahead =
+        at_ms <= w->next_tick_at ? 0 : (at_ms - w->next_tick_at + w->tick_ms - 1) / w->tick_ms;
+    if (ahead >= w->n_slots)
+        ahead = w->n_slots - 1;
+    slot_push(w, (uint32_t)((w->cursor + ahead) % w->n_slots), c);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct hb_wheel *w = t->data;
+    uint64_t now = uv_now(t->loop);
+    struct conn *due = w->slots[w->cursor];
+    w->slots[w->cursor] = NULL;
+    w->cursor = (w->cursor + 1) % w->n_slots;
+    w->next_tick_at = now + w->tick_ms;
+    while (due) {
+        struct conn *c = due;
+        due = c->hb_next;
+        c->hb_prev = c->hb_next = NULL;
+        c->hb_slot = -1;
+        w->due(w->data, c, now);
+    }
+}
+
+int hb_init(struct hb_wheel *w, uv_loop_t *loop, uint64_t tick_ms, uint64_t max_delay_ms,
+            hb_due_fn *due, void *data)
+{
+    w->tick_ms = tick_ms;
+    w->n_slots = (uint32_t)(max_delay_ms / tick_ms + 2);
+    w->slots = calloc(w->n_slots, sizeof(*w->slots));
+    if (!w->slots)
+        return UV_ENOMEM;
+    w->cursor = 0;
+    w->due = due;
+    w->data = data;
+    int rc = uv_timer_init(loop, &w->timer);
+    if (rc < 0) {
+        free(w->slots);
+        w->slots = NULL;
+        return rc;
+    }
+    w->timer.data = w;
+    w->next_tick_at = uv_now(loop) + tick_ms;
+    return uv_timer_start(&w->timer, on_tick, tick_ms, tick_ms);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct hb_wheel *w = h->data;
+    free(w->slots);
+    w->slots = NULL;
+}
+
+void hb_close(struct hb_wheel *w)
+{
+    if (!w->slots || uv_is_closing((uv_handle_t *)&w->timer))
+        return;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, on_closed);
+}

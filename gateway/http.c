@@ -1,0 +1,109 @@
+#include "http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
+    }
+}
+
+int http_write_status(struct lws *wsi, int status, const char *body)
+{
+    char buf[LWS_PRE + 1024];
+    char *p = buf + LWS_PRE;
+    size_t blen = strlen(body);
+    int n = snprintf(p, sizeof(buf) - LWS_PRE,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     status, status_text(status), blen, body);
+    if (n < 0 || (size_t)n >= sizeof(buf) - LWS_PRE)
+        return -1;
+    return lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n ? -1 : 0;
+}
+
+/* Sends status, headers and the whole body; small bodies only (lws buffers
+ * what the socket does not take at once). */
+static int respond(struct lws *wsi, int status, const char *type, const char *body, size_t len)
+{
+    unsigned char hdr[LWS_PRE + 512];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, type, len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    unsigned char *out = malloc(LWS_PRE + len + 1);
+    if (!out)
+        return -1;
+    memcpy(out + LWS_PRE, body, len);
+    int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+    free(out);
+    if (n < (int)len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int text(struct lws *wsi, int status, const char *body)
+{
+    return respond(wsi, status, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+static int metrics(struct server *srv, struct lws *wsi)
+{
+    struct metrics_gauges g;
+    server_gauges(srv, &g);
+    size_t need = metrics_render(&srv->metrics, &g, NULL, 0) + 1;
+    char *buf = malloc(need);
+    if (!buf)
+        return text(wsi, 503, "out of memory\n");
+    size_t len = metrics_render(&srv->metrics, &g, buf, need);
+    int rc = respond(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+    free(buf);
+    return rc;
+}
+
+int http_handle(struct server *srv, struct lws *wsi, const char *uri)
+{
+    int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    if (!strcmp(uri, "/healthz"))
+        return is_get ? text(wsi, 200, "ok\n") : text(wsi, 405, "use GET\n");
+    if (!strcmp(uri, "/readyz")) {
+        if (!is_get)
+            return text(wsi, 405, "use GET\n");
+        if (srv->draining)
+            return text(wsi, 503, "draining\n");
+        if (!server_ready(srv))
+            return text(wsi, 503, "redis not connected or subscriptions not current\n");
+        return text(wsi, 200, "ready\n");
+    }
+    if (!strcmp(uri, "/metrics"))
+        return is_get ? metrics(srv, wsi) : text(wsi, 405, "use GET\n");
+    if (!strcmp(uri, "/ws"))
+        return text(wsi, 400, "WebSocket upgrade required\n");
+    return text(wsi, 404, "not found\n");
+}

@@ -1,0 +1,19 @@
+/* http: the plain HTTP routes served on the WebSocket port (contract
+ * section 7): GET /healthz, GET /readyz, GET /metrics. */
+#ifndef NOTIFY_HTTP_H
+#define NOTIFY_HTTP_H
+
+#include <libwebsockets.h>
+
+struct server;
+
+/* Answers the request for uri on wsi (LWS_CALLBACK_HTTP). Returns what the
+ * lws callback must return. */
+int http_handle(struct server *srv, struct lws *wsi, const char *uri);
+
+/* Writes a complete "HTTP/1.1 <status>" response with a short text body and
+ * Connection: close (used to refuse WebSocket upgrades: lws's own helper
+ * answers HTTP/1.0, which strict clients reject). Returns 0 or -1. */
+int http_write_status(struct lws *wsi, int status, const char *body);
+
+#endif

@@ -1,0 +1,116 @@
+#include "listener.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Accepts at most this many sockets per readable event, so a connect storm
+ * cannot starve the rest of the loop. */
+#define ACCEPT_BATCH 64
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    struct listener *l = h->data;
+    (void)events;
+    if (status < 0) {
+        log_warn("listener_poll_error", "error=%s", uv_strerror(status));
+        return;
+    }
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            /* EMFILE/ENFILE: the pending connection stays in the backlog;
+             * count it and try again at the next event. */
+            if (l->accept_errors++ % 1000 == 0)
+                log_warn("accept_failed", "error=\"%s\" count=%llu", strerror(errno),
+                         (unsigned long long)l->accept_errors);
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (!lws_adopt_socket_vhost(l->vhost, fd)) {
+            log_warn("adopt_failed", "fd=%d", fd);
+            close(fd);
+        }
+    }
+}
+
+int listener_open(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *host,
+                  int port, int reuse_port, char *err, size_t errlen)
+{
+    memset(l, 0, sizeof(*l));
+    l->fd = -1;
+    l->vhost = vhost;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int rc = getaddrinfo(*host ? host : NULL, portstr, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        goto fail;
+    }
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
+        snprintf(err, errlen, "bind %s:%d: %s", host, port, strerror(errno));
+        goto fail;
+    }
+    if (listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "listen: %s", strerror(errno));
+        goto fail;
+    }
+    freeaddrinfo(res);
+    if ((rc = uv_poll_init(loop, &l->poll, fd)) < 0) {
+        snprintf(err, errlen, "uv_poll_init: %s", uv_strerror(rc));
+        close(fd);
+        return -1;
+    }
+    l->fd = fd;
+    l->polling = 1;
+    l->poll.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    return 0;
+fail:
+    freeaddrinfo(res);
+    close(fd);
+    return -1;
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+}
+
+void listener_close(struct listener *l)
+{
+    if (!l->polling)
+        return;
+    l->polling = 0;
+    uv_poll_stop(&l->poll);
+    uv_close((uv_handle_t *)&l->poll, on_poll_closed);
+}

@@ -1,0 +1,85 @@
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static const char *reject_names[REJECT__COUNT] = {"bad_request", "unauthorized", "forbidden",
+                                                  "not_found",   "account_full", "node_full",
+                                                  "draining"};
+static const char *drop_names[DROP__COUNT] = {"invalid_payload", "slow_consumer", "no_memory"};
+static const char *close_names[CLOSE__COUNT] = {"client",       "heartbeat_timeout", "too_big",
+                                                "policy",       "slow_consumer",     "draining",
+                                                "token_expired"};
+
+const char *metrics_reject_name(enum reject_reason r)
+{
+    return reject_names[r];
+}
+
+struct out {
+    char *buf;
+    size_t size;
+    size_t len;
+};
+
+static void emit(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->len < o->size ? o->size - o->len : 0;
+    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+static void header(struct out *o, const char *name, const char *type, const char *help)
+{
+    emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, char *buf,
+                      size_t size)
+{
+    struct out o = {buf, size, 0};
+    header(&o, "notify_connections", "gauge", "WebSocket connections open on this node.");
+    emit(&o, "notify_connections %llu\n", (unsigned long long)g->connections);
+    header(&o, "notify_accounts", "gauge", "Accounts with at least one connection here.");
+    emit(&o, "notify_accounts %llu\n", (unsigned long long)g->accounts);
+    header(&o, "notify_subscribed_accounts", "gauge",
+           "Accounts whose Redis channel this node is subscribed to.");
+    emit(&o, "notify_subscribed_accounts %llu\n", (unsigned long long)g->subscribed_accounts);
+    header(&o, "notify_connections_accepted_total", "counter", "Upgrades completed.");
+    emit(&o, "notify_connections_accepted_total %llu\n", (unsigned long long)m->accepted);
+    header(&o, "notify_connections_rejected_total", "counter", "Handshakes refused, by reason.");
+    for (int i = 0; i < REJECT__COUNT; i++)
+        emit(&o, "notify_connections_rejected_total{reason=\"%s\"} %llu\n", reject_names[i],
+             (unsigned long long)m->rejected[i]);
+    header(&o, "notify_connections_closed_total", "counter", "Connections ended, by reason.");
+    for (int i = 0; i < CLOSE__COUNT; i++)
+        emit(&o, "notify_connections_closed_total{reason=\"%s\"} %llu\n", close_names[i],
+             (unsigned long long)m->closed[i]);
+    header(&o, "notify_messages_received_total", "counter", "Messages received from Redis.");
+    emit(&o, "notify_messages_received_total %llu\n", (unsigned long long)m->received);
+    header(&o, "notify_messages_delivered_total", "counter", "Frames written to clients.");
+    emit(&o, "notify_messages_delivered_total %llu\n", (unsigned long long)m->delivered);
+    header(&o, "notify_messages_dropped_total", "counter", "Messages not delivered, by reason.");
+    for (int i = 0; i < DROP__COUNT; i++)
+        emit(&o, "notify_messages_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
+             (unsigned long long)m->dropped[i]);
+    header(&o, "notify_client_messages_total", "counter", "Frames received from clients.");
+    emit(&o, "notify_client_messages_total %llu\n", (unsigned long long)m->client_messages);
+    header(&o, "notify_client_errors_total", "counter", "Client frames answered with an error.");
+    emit(&o, "notify_client_errors_total %llu\n", (unsigned long long)m->client_errors);
+    header(&o, "notify_redis_reconnects_total", "counter", "Redis links re-established.");
+    emit(&o, "notify_redis_reconnects_total %llu\n", (unsigned long long)m->redis_reconnects);
+    header(&o, "notify_redis_up", "gauge", "1 while both Redis connections are up.");
+    emit(&o, "notify_redis_up %d\n", g->redis_up);
+    header(&o, "notify_ready", "gauge", "1 while /readyz answers 200.");
+    emit(&o, "notify_ready %d\n", g->ready);
+    header(&o, "notify_draining", "gauge", "1 once shutdown has started.");
+    emit(&o, "notify_draining %d\n", g->draining);
+    return o.len;
+}

@@ -1,0 +1,68 @@
+/* metrics: the node's counters and their Prometheus text rendering
+ * (GET /metrics). Plain integers bumped on the hot path; only rendering
+ * formats text. */
+#ifndef NOTIFY_METRICS_H
+#define NOTIFY_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum reject_reason {
+    REJECT_BAD_REQUEST,  /* 400: missing or malformed account, since, path */
+    REJECT_UNAUTHORIZED, /* 401: missing or bad token */
+    REJECT_FORBIDDEN,    /* 403: Origin not allowed */
+    REJECT_NOT_FOUND,    /* 404: upgrade on a path other than /ws */
+    REJECT_ACCOUNT_FULL, /* 429: per-account limit */
+    REJECT_NODE_FULL,    /* 503: per-node limit */
+    REJECT_DRAINING,     /* 503: shutting down */
+    REJECT__COUNT
+};
+
+enum drop_reason {
+    DROP_INVALID_PAYLOAD, /* producer payload not a UTF-8 JSON object */
+    DROP_SLOW_CONSUMER,   /* queued for a client closed with 1013 */
+    DROP_NO_MEMORY,       /* allocation failed */
+    DROP__COUNT
+};
+
+enum close_reason {
+    CLOSE_CLIENT,            /* the client closed or vanished */
+    CLOSE_HEARTBEAT_TIMEOUT, /* 4408 */
+    CLOSE_TOO_BIG,           /* 1009 */
+    CLOSE_POLICY,            /* 1008 */
+    CLOSE_SLOW_CONSUMER,     /* 1013 */
+    CLOSE_DRAINING,          /* 1001 */
+    CLOSE_TOKEN_EXPIRED,     /* 4401 */
+    CLOSE__COUNT
+};
+
+struct metrics {
+    uint64_t accepted;                /* upgrades completed */
+    uint64_t rejected[REJECT__COUNT]; /* handshakes refused, by reason */
+    uint64_t closed[CLOSE__COUNT];    /* connections ended, by reason */
+    uint64_t received;                /* messages received from Redis */
+    uint64_t delivered;               /* frames written to clients */
+    uint64_t dropped[DROP__COUNT];    /* messages not delivered, by reason */
+    uint64_t client_messages;         /* frames received from clients */
+    uint64_t client_errors;           /* client frames answered with an error */
+    uint64_t redis_reconnects;        /* Redis links re-established */
+};
+
+/* Live values owned elsewhere, sampled when rendering. */
+struct metrics_gauges {
+    uint64_t connections;
+    uint64_t accounts;
+    uint64_t subscribed_accounts;
+    int redis_up;
+    int ready;
+    int draining;
+};
+
+const char *metrics_reject_name(enum reject_reason r);
+
+/* Renders the Prometheus text exposition into buf; returns its length, or
+ * the length it would need when size is too small (like snprintf). */
+size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, char *buf,
+                      size_t size);
+
+#endif

@@ -1,0 +1,327 @@
+#include "presence.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "presence_lua.h"
+#include "rnames.h"
+#include "server.h"
+
+/* Changes kept while Redis is unreachable; beyond this, the refresh after
+ * reconnecting is what repairs presence (removals then wait for the TTL). */
+#define MAX_QUEUED_OPS 200000
+#define FLUSH_DELAY_MS 20
+
+struct presence_op {
+    uint8_t add;                      /* 1 = add/refresh, 0 = remove */
+    char conn_id[CONN_ID_LEN + 1];    /* member is "<node id>/<conn id>" */
+    char account[ACCOUNT_ID_MAX + 1]; /* whose presence set */
+};
+
+/* One EVAL under construction: strings live in one arena, referenced by
+ * offset until the argv is assembled (the arena may move as it grows). */
+struct eval_batch {
+    char *arena; /* every key and argument, back to back */
+    size_t used; /* bytes used in arena */
+    size_t cap;  /* arena capacity */
+    size_t key_off[PRESENCE_BATCH], key_len[PRESENCE_BATCH];
+    size_t mem_off[PRESENCE_BATCH], mem_len[PRESENCE_BATCH];
+    uint8_t add[PRESENCE_BATCH];
+    size_t n; /* changes in the batch */
+};
+
+static int64_t expiry_ms(const struct presence *p, int64_t now)
+{
+    return now + (int64_t)p->srv->cfg->presence_ttl * 1000;
+}
+
+static size_t arena_put(struct eval_batch *b, const char *s, size_t len)
+{
+    if (b->used + len > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64 * 1024;
+        while (cap < b->used + len)
+            cap *= 2;
+        char *bigger = realloc(b->arena, cap);
+        if (!bigger)
+            return (size_t)-1;
+        b->arena = bigger;
+        b->cap = cap;
+    }
+    memcpy(b->arena + b->used, s, len);
+    b->used += len;
+    return b->used - len;
+}
+
+static void on_eval_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+    (void)ac;
+    (void)privdata;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_error("presence_update_failed", "error=\"%s\"", reply->str);
+}
+
+/* Sends the batch as one EVAL and empties it. Returns -1 if Redis is down
+ * (the batch is then dropped: the resync after reconnecting covers it). */
+static int batch_send(struct presence *p, struct eval_batch *b)
+{
+    if (b->n == 0)
+        return 0;
+    int64_t now = server_wall_ms();
+    char score[24], nowbuf[24], numkeys[16];
+    snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, now));
+    snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)now);
+    snprintf(numkeys, sizeof(numkeys), "%zu", b->n);
+    size_t argc = 3 + b->n + 2 + 2 * b->n;
+    const char **argv = malloc(sizeof(*argv) * argc);
+    size_t *lens = malloc(sizeof(*lens) * argc);
+    int rc = -1;
+    if (argv && lens) {
+        size_t i = 0;
+        argv[i] = "EVAL", lens[i++] = 4;
+        argv[i] = presence_lua, lens[i++] = strlen(presence_lua);
+        argv[i] = numkeys, lens[i++] = strlen(numkeys);
+        for (size_t k = 0; k < b->n; k++)
+            argv[i] = b->arena + b->key_off[k], lens[i++] = b->key_len[k];
+        argv[i] = score, lens[i++] = strlen(score);
+        argv[i] = nowbuf, lens[i++] = strlen(nowbuf);
+        for (size_t k = 0; k < b->n; k++) {
+            argv[i] = b->add[k] ? "+" : "-", lens[i++] = 1;
+            argv[i] = b->arena + b->mem_off[k], lens[i++] = b->mem_len[k];
+        }
+        rc = redis_link_command(&p->srv->redis, on_eval_reply, NULL, (int)argc, argv, lens);
+    }
+    free(argv);
+    free(lens);
+    b->n = 0;
+    b->used = 0;
+    return rc;
+}
+
+static int batch_push(struct presence *p, struct eval_batch *b, int add, const char *account,
+                      const char *conn_id)
+{
+    char key[RNAME_MAX], member[300];
+    int klen = rnames_presence(key, sizeof(key), p->srv->cfg->redis_prefix, account);
+    int mlen = snprintf(member, sizeof(member), "%s/%s", p->srv->cfg->node_id, conn_id);
+    if (klen < 0 || mlen < 0 || (size_t)mlen >= sizeof(member))
+        return 0; /* cannot happen with validated ids; skip rather than corrupt */
+    size_t ko = arena_put(b, key, (size_t)klen);
+    size_t mo = arena_put(b, member, (size_t)mlen);
+    if (ko == (size_t)-1 || mo == (size_t)-1)
+        return -1;
+    b->key_off[b->n] = ko;
+    b->key_len[b->n] = (size_t)klen;
+    b->mem_off[b->n] = mo;
+    b->mem_len[b->n] = (size_t)mlen;
+    b->add[b->n] = (uint8_t)add;
+    if (++b->n == PRESENCE_BATCH)
+        return batch_send(p, b);
+    return 0;
+}
+
+static struct eval_batch *batch_new(void)
+{
+    return calloc(1, sizeof(struct eval_batch));
+}
+
+static void batch_free(struct eval_batch *b)
+{
+    if (b) {
+        free(b->arena);
+        free(b);
+    }
+}
+
+static void on_node_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+    (void)ac;
+    (void)privdata;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_error("node_registry_failed", "error=\"%s\"", reply->str);
+}
+
+static void node_command(struct presence *p, redisCallbackFn *cb, void *priv, int argc,
+                         const char **argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redis_link_command(&p->srv->redis, cb ? cb : on_node_reply, priv, argc, argv, lens);
+}
+
+static void node_refresh(struct presence *p)
+{
+    const struct config *cfg = p->srv->cfg;
+    char nodes[RNAME_MAX], node[RNAME_MAX], score[24], now[24], ttl[24], conns[24], started[24],
+        addr[300];
+    int64_t wall = server_wall_ms();
+    rnames_nodes(nodes, sizeof(nodes), cfg->redis_prefix);
+    rnames_node(node, sizeof(node), cfg->redis_prefix, cfg->node_id);
+    snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, wall));
+    snprintf(now, sizeof(now), "(%lld", (long long)wall);
+    snprintf(ttl, sizeof(ttl), "%d", cfg->presence_ttl * 1000);
+    snprintf(conns, sizeof(conns), "%u", p->srv->registry.n_conns);
+    snprintf(started, sizeof(started), "%lld", (long long)p->srv->started_at);
+    if (!strcmp(cfg->listen_host, "0.0.0.0") || !strcmp(cfg->listen_host, "::") ||
+        !cfg->listen_host[0]) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(addr, sizeof(addr), "%s:%d", host, cfg->listen_port);
+    } else {
+        snprintf(addr, sizeof(addr), "%s", cfg->listen);
+    }
+    const char *zadd[] = {"ZADD", nodes, score, cfg->node_id};
+    const char *prune[] = {"ZREMRANGEBYSCORE", nodes, "-inf", now};
+    const char *hset[] = {"HSET",  node,          "addr", addr,      "started_at",
+                          started, "connections", conns,  "version", NOTIFY_VERSION};
+    const char *pexpire[] = {"PEXPIRE", node, ttl};
+    node_command(p, NULL, NULL, 4, zadd);
+    node_command(p, NULL, NULL, 4, prune);
+    node_command(p, NULL, NULL, 10, hset);
+    node_command(p, NULL, NULL, 3, pexpire);
+}
+
+/* Re-scores every live connection, a batch per EVAL. */
+static void refresh_all(struct presence *p)
+{
+    node_refresh(p);
+    struct eval_batch *b = batch_new();
+    if (!b)
+        return;
+    struct account *a, *tmp;
+    HASH_ITER(hh, p->srv->registry.accounts, a, tmp)
+    {
+        for (struct conn *c = a->conns; c; c = c->acct_next)
+            if (batch_push(p, b, 1, a->id, c->id) < 0)
+                goto out;
+    }
+    batch_send(p, b);
+out:
+    batch_free(b);
+}
+
+static void flush_ops(uv_timer_t *t)
+{
+    struct presence *p = t->data;
+    if (!redis_link_ready(&p->srv->redis) && p->srv->redis.state != LINK_SYNCING)
+        return; /* kept until Redis is back */
+    struct eval_batch *b = batch_new();
+    if (!b)
+        return;
+    for (size_t i = 0; i < p->n_ops; i++)
+        if (batch_push(p, b, p->ops[i].add, p->ops[i].account, p->ops[i].conn_id) < 0)
+            break;
+    batch_send(p, b);
+    batch_free(b);
+    p->n_ops = 0;
+}
+
+static void queue_op(struct presence *p, int add, const char *account, const char *conn_id)
+{
+    if (p->n_ops == p->cap_ops) {
+        size_t cap = p->cap_ops ? p->cap_ops * 2 : 256;
+        struct presence_op *bigger =
+            p->n_ops < MAX_QUEUED_OPS ? realloc(p->ops, cap * sizeof(*bigger)) : NULL;
+        if (!bigger) {
+            if (p->dropped_ops++ % 10000 == 0)
+                log_warn("presence_changes_dropped", "count=%llu",
+                         (unsigned long long)p->dropped_ops);
+            return;
+        }
+        p->ops = bigger;
+        p->cap_ops = cap;
+    }
+    struct presence_op *op = &p->ops[p->n_ops++];
+    op->add = (uint8_t)add;
+    snprintf(op->conn_id, sizeof(op->conn_id), "%s", conn_id);
+    snprintf(op->account, sizeof(op->account), "%s", account);
+    if (!uv_is_active((uv_handle_t *)&p->flush_timer))
+        uv_timer_start(&p->flush_timer, flush_ops, FLUSH_DELAY_MS, 0);
+}
+
+void presence_add(struct presence *p, const char *account, const char *conn_id)
+{
+    queue_op(p, 1, account, conn_id);
+}
+
+void presence_remove(struct presence *p, const char *account, const char *conn_id)
+{
+    queue_op(p, 0, account, conn_id);
+}
+
+static void on_refresh_timer(uv_timer_t *t)
+{
+    struct presence *p = t->data;
+    if (redis_link_ready(&p->srv->redis))
+        refresh_all(p);
+}
+
+void presence_resync(struct presence *p)
+{
+    /* Changes queued while away first (removals of connections that died
+     * meanwhile), then everything alive now. */
+    flush_ops(&p->flush_timer);
+    refresh_all(p);
+}
+
+int presence_init(struct presence *p, struct server *srv)
+{
+    memset(p, 0, sizeof(*p));
+    p->srv = srv;
+    if (uv_timer_init(&srv->loop, &p->refresh_timer) < 0 ||
+        uv_timer_init(&srv->loop, &p->flush_timer) < 0)
+        return -1;
+    p->refresh_timer.data = p->flush_timer.data = p;
+    uint64_t every = (uint64_t)srv->cfg->presence_ttl * 1000 / 3;
+    return uv_timer_start(&p->refresh_timer, on_refresh_timer, every, every) < 0 ? -1 : 0;
+}
+
+static void on_stop_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct presence *p = privdata;
+    (void)ac;
+    (void)r;
+    if (p->on_stopped) {
+        void (*done)(struct server *) = p->on_stopped;
+        p->on_stopped = NULL;
+        done(p->srv);
+    }
+}
+
+void presence_stop(struct presence *p, void (*done)(struct server *))
+{
+    uv_timer_stop(&p->refresh_timer);
+    uv_close((uv_handle_t *)&p->refresh_timer, NULL);
+    /* Connections still open at this point (a drain cut short) go too. */
+    struct conn *c, *tmp;
+    HASH_ITER(hh, p->srv->registry.by_id, c, tmp)
+    {
+        queue_op(p, 0, c->acct->id, c->id);
+    }
+    flush_ops(&p->flush_timer);
+    uv_timer_stop(&p->flush_timer);
+    uv_close((uv_handle_t *)&p->flush_timer, NULL);
+    free(p->ops);
+    p->ops = NULL;
+    p->n_ops = p->cap_ops = 0;
+
+    const struct config *cfg = p->srv->cfg;
+    char nodes[RNAME_MAX], node[RNAME_MAX];
+    rnames_nodes(nodes, sizeof(nodes), cfg->redis_prefix);
+    rnames_node(node, sizeof(node), cfg->redis_prefix, cfg->node_id);
+    const char *zrem[] = {"ZREM", nodes, cfg->node_id};
+    const char *del[] = {"DEL", node};
+    size_t zl[] = {4, strlen(nodes), strlen(cfg->node_id)}, dl[] = {3, strlen(node)};
+    p->on_stopped = done;
+    redis_link_command(&p->srv->redis, on_node_reply, NULL, 3, zrem, zl);
+    /* Replies come in order: when DEL's arrives, everything before it (the
+     * last removals) has been applied. */
+    if (redis_link_command(&p->srv->redis, on_stop_done, p, 2, del, dl) < 0)
+        on_stop_done(NULL, NULL, p);
+}

@@ -1,0 +1,99 @@
+#include "redis_uv.h"
+
+#include <stdlib.h>
+
+/* The glue between one context and its uv_poll. hiredis calls cleanup when
+ * it frees the context; the poll handle is then closed and this struct
+ * freed in the close callback, never earlier, because libuv may still
+ * reference the handle. */
+struct redis_uv {
+    redisAsyncContext *ac; /* NULL once hiredis has freed the context */
+    uv_poll_t poll;        /* watches the context's socket */
+    int events;            /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+};
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    struct redis_uv *p = handle->data;
+    if (status < 0) {
+        /* Let hiredis discover the error itself: while connecting it checks
+         * SO_ERROR on a write event, once connected a read returns it. */
+        events = (p->events & UV_WRITABLE) ? UV_WRITABLE : UV_READABLE;
+    }
+    if (p->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ac);
+}
+
+static void update(struct redis_uv *p)
+{
+    if (uv_is_closing((uv_handle_t *)&p->poll))
+        return;
+    if (p->events)
+        uv_poll_start(&p->poll, p->events, on_poll);
+    else
+        uv_poll_stop(&p->poll);
+}
+
+static void add_read(void *data)
+{
+    struct redis_uv *p = data;
+    p->events |= UV_READABLE;
+    update(p);
+}
+
+static void del_read(void *data)
+{
+    struct redis_uv *p = data;
+    p->events &= ~UV_READABLE;
+    update(p);
+}
+
+static void add_write(void *data)
+{
+    struct redis_uv *p = data;
+    p->events |= UV_WRITABLE;
+    update(p);
+}
+
+static void del_write(void *data)
+{
+    struct redis_uv *p = data;
+    p->events &= ~UV_WRITABLE;
+    update(p);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void cleanup(void *data)
+{
+    struct redis_uv *p = data;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->poll, on_closed);
+}
+
+int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    if (ac->ev.data)
+        return -1;
+    struct redis_uv *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -1;
+    if (uv_poll_init(loop, &p->poll, ac->c.fd) != 0) {
+        free(p);
+        return -1;
+    }
+    p->poll.data = p;
+    p->ac = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = add_read;
+    ac->ev.delRead = del_read;
+    ac->ev.addWrite = add_write;
+    ac->ev.delWrite = del_write;
+    ac->ev.cleanup = cleanup;
+    return 0;
+}

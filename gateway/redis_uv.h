@@ -1,0 +1,17 @@
+/* redis_uv: attaches a hiredis async context to our libuv loop.
+ *
+ * Unlike hiredis's shipped adapters/libuv.h, a poll error (a refused or
+ * reset connection) is handed to hiredis as a read or write event, so that
+ * hiredis notices the failure and runs the connect/disconnect callbacks;
+ * the shipped adapter drops it and the context then hangs forever. */
+#ifndef NOTIFY_REDIS_UV_H
+#define NOTIFY_REDIS_UV_H
+
+#include <hiredis/async.h>
+#include <uv.h>
+
+/* Returns 0 on success, -1 if the context could not be attached (it is
+ * then still the caller's to free with redisAsyncFree). */
+int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+
+#endif

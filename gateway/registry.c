@@ -1,0 +1,104 @@
+#include "registry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void registry_init(struct registry *r, uint32_t max_conns, uint32_t max_per_account)
+{
+    memset(r, 0, sizeof(*r));
+    r->max_conns = max_conns;
+    r->max_per_account = max_per_account;
+}
+
+struct account *registry_find_account(const struct registry *r, const char *id, size_t len)
+{
+    struct account *a = NULL;
+    HASH_FIND(hh, r->accounts, id, len, a);
+    return a;
+}
+
+struct conn *registry_find_conn(const struct registry *r, const char *id)
+{
+    struct conn *c = NULL;
+    HASH_FIND_STR(r->by_id, id, c);
+    return c;
+}
+
+enum registry_verdict registry_check(const struct registry *r, const char *account)
+{
+    if (r->max_conns && r->n_conns >= r->max_conns)
+        return REGISTRY_NODE_FULL;
+    if (r->max_per_account) {
+        const struct account *a = registry_find_account(r, account, strlen(account));
+        if (a && a->n_conns >= r->max_per_account)
+            return REGISTRY_ACCOUNT_FULL;
+    }
+    return REGISTRY_OK;
+}
+
+int registry_add(struct registry *r, struct conn *c, const char *account)
+{
+    if (registry_check(r, account) != REGISTRY_OK)
+        return -1;
+    size_t len = strlen(account);
+    struct account *a = registry_find_account(r, account, len);
+    int is_new = 0;
+    if (!a) {
+        a = calloc(1, sizeof(*a) + len + 1);
+        if (!a)
+            return -1;
+        memcpy(a->id, account, len + 1);
+        a->id_len = (uint16_t)len;
+        HASH_ADD(hh, r->accounts, id, len, a);
+        r->n_accounts++;
+        is_new = 1;
+    }
+    c->acct = a;
+    c->acct_prev = NULL;
+    c->acct_next = a->conns;
+    if (a->conns)
+        a->conns->acct_prev = c;
+    a->conns = c;
+    a->n_conns++;
+    HASH_ADD_STR(r->by_id, id, c);
+    r->n_conns++;
+    return is_new;
+}
+
+int registry_remove(struct registry *r, struct conn *c, char **gone_id)
+{
+    struct account *a = c->acct;
+    if (!a)
+        return -1;
+    HASH_DELETE(hh, r->by_id, c);
+    r->n_conns--;
+    if (c->acct_prev)
+        c->acct_prev->acct_next = c->acct_next;
+    else
+        a->conns = c->acct_next;
+    if (c->acct_next)
+        c->acct_next->acct_prev = c->acct_prev;
+    c->acct = NULL;
+    c->acct_prev = c->acct_next = NULL;
+    if (--a->n_conns > 0)
+        return 0;
+    HASH_DELETE(hh, r->accounts, a);
+    r->n_accounts--;
+    if (gone_id)
+        *gone_id = strdup(a->id);
+    free(a);
+    return 1;
+}
+
+void registry_clear(struct registry *r)
+{
+    struct account *a, *tmp;
+    HASH_ITER(hh, r->accounts, a, tmp)
+    {
+        HASH_DELETE(hh, r->accounts, a);
+        free(a);
+    }
+    HASH_CLEAR(hh, r->by_id);
+    r->n_accounts = 0;
+    r->n_conns = 0;
+}

@@ -1,0 +1,80 @@
+/* server: the one struct that owns everything a node runs.
+ *
+ * One process, one thread, one libuv loop: lws (as a foreign loop), both
+ * hiredis connections and our timers all run on srv->loop, so nothing is
+ * locked. There is no other global state; modules get the server (or the
+ * part they own) as an argument. */
+#ifndef NOTIFY_SERVER_H
+#define NOTIFY_SERVER_H
+
+#include <libwebsockets.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "config.h"
+#include "frame.h"
+#include "heartbeat.h"
+#include "ids.h"
+#include "listener.h"
+#include "metrics.h"
+#include "presence.h"
+#include "redis.h"
+#include "registry.h"
+
+struct server {
+    const struct config *cfg;       /* parsed flags; read-only */
+    uv_loop_t loop;                 /* the loop everything runs on */
+    struct lws_context *lws;        /* lws, on our loop */
+    struct lws_vhost *vhost;        /* the one vhost, fed by the listener */
+    struct listener listener;       /* our listening socket */
+    struct registry registry;       /* connections and accounts */
+    struct hb_wheel heartbeat;      /* silence detection and pings */
+    struct redis_link redis;        /* subscriber + command connections */
+    struct presence presence;       /* presence and node registry in Redis */
+    struct auth auth;               /* JWT verification key */
+    struct metrics metrics;         /* counters for /metrics */
+    struct idgen ids;               /* connection ids */
+    struct frame *heartbeat_reply;  /* the constant heartbeat answer, shared */
+    char **origins;                 /* --allowed-origins split; NULL = any */
+    size_t n_origins;               /* length of origins */
+    uint64_t heartbeat_interval_ms; /* advertised client heartbeat period */
+    uint64_t heartbeat_timeout_ms;  /* silence before close 4408 */
+    int64_t started_at;             /* Unix seconds at start */
+    uv_signal_t sigterm;            /* starts the drain */
+    uv_signal_t sigint;             /* starts the drain */
+    uv_timer_t drain_timer;         /* closes connections in slices */
+    int draining;                   /* 1 once SIGTERM/SIGINT arrived */
+    uint64_t drain_deadline;        /* loop ms by which every socket is closed */
+    int drained;                    /* 1 once every connection is gone */
+    int stopping;                   /* 1 once teardown began */
+    uint64_t invalid_logged_at;     /* loop ms of the last invalid-payload log */
+    uint64_t invalid_unlogged;      /* invalid payloads since that log line */
+};
+
+/* Builds everything and starts listening. Returns 0, or -1 after logging
+ * why (the caller exits 1). */
+int server_init(struct server *srv, const struct config *cfg);
+
+/* Runs the loop until the drain completes; then tears down. Returns the
+ * process exit code. */
+int server_run(struct server *srv);
+
+/* Starts the graceful shutdown of contract section 8. */
+void server_drain(struct server *srv);
+
+/* A connection closed while draining: finishes the drain after the last. */
+void server_drain_progress(struct server *srv);
+
+/* Hooks called by the Redis link. */
+void server_on_redis_up(struct server *srv);
+
+/* 1 when /readyz should answer 200. */
+int server_ready(const struct server *srv);
+
+void server_gauges(const struct server *srv, struct metrics_gauges *g);
+
+/* Wall clock in Unix ms. */
+int64_t server_wall_ms(void);
+
+#endif

@@ -1,0 +1,385 @@
+#include "ws.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deliver.h"
+#include "envelope.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
+#include "validate.h"
+
+/* More error replies than this within ERROR_WINDOW_MS closes with 1008. */
+#define ERROR_LIMIT 10
+#define ERROR_WINDOW_MS 10000
+/* Big enough for an RS256 token in a header or the query. */
+#define TOKEN_MAX 8192
+
+static struct server *server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ---- handshake ---- */
+
+static int reject(struct server *srv, struct lws *wsi, enum reject_reason why, int status,
+                  const char *body, const char *detail)
+{
+    char q[160];
+    srv->metrics.rejected[why]++;
+    log_debug("handshake_rejected", "status=%d reason=%s detail=%s", status,
+              metrics_reject_name(why), log_quote(q, sizeof(q), detail));
+    http_write_status(wsi, status, body);
+    return 1; /* lws closes the connection after our answer */
+}
+
+static int origin_allowed(const struct server *srv, struct lws *wsi)
+{
+    if (!srv->n_origins)
+        return 1;
+    char origin[512];
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0;
+    for (size_t i = 0; i < srv->n_origins; i++)
+        if (!strcmp(origin, srv->origins[i]))
+            return 1;
+    return 0;
+}
+
+/* The token from "Authorization: Bearer" or, for browsers, ?token=. */
+static const char *find_token(struct lws *wsi, char *buf, size_t size)
+{
+    int n = lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && !strncasecmp(buf, "Bearer ", 7)) {
+        const char *t = buf + 7;
+        while (*t == ' ')
+            t++;
+        return *t ? t : NULL;
+    }
+    const char *t = lws_get_urlarg_by_name(wsi, "token=", buf, (int)size);
+    return t && *t ? t : NULL;
+}
+
+/* What the handshake learned, carried to ESTABLISHED: lws allocates the
+ * per-connection struct conn only after the upgrade is confirmed, so this
+ * rides on the wsi's opaque pointer and is freed at ESTABLISHED or, for a
+ * handshake that never completes, at WSI_DESTROY. */
+struct handshake {
+    int64_t exp;                      /* token exp, 0 without JWT */
+    char account[ACCOUNT_ID_MAX + 1]; /* who connects */
+};
+
+static int confirm_upgrade(struct server *srv, struct lws *wsi)
+{
+    char uri[128];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
+        return reject(srv, wsi, REJECT_NOT_FOUND, 404, "not found: connect to /ws\n", uri);
+    if (srv->draining)
+        return reject(srv, wsi, REJECT_DRAINING, 503, "node draining\n", "");
+    if (!origin_allowed(srv, wsi))
+        return reject(srv, wsi, REJECT_FORBIDDEN, 403, "origin not allowed\n", "");
+
+    char account[ACCOUNT_ID_MAX + 1];
+    int64_t exp = 0;
+    if (srv->cfg->auth_mode == AUTH_NONE) {
+        char buf[512];
+        const char *id = lws_get_urlarg_by_name(wsi, "user_id=", buf, sizeof(buf));
+        if (!id || !*id)
+            return reject(srv, wsi, REJECT_BAD_REQUEST, 400, "missing user_id\n", "");
+        if (!validate_account_id(id, strlen(id)))
+            return reject(srv, wsi, REJECT_BAD_REQUEST, 400,
+                          "user_id must be 1-128 bytes of [A-Za-z0-9_.@:-]\n", id);
+        memcpy(account, id, strlen(id) + 1);
+    } else {
+        char *buf = malloc(TOKEN_MAX);
+        if (!buf)
+            return reject(srv, wsi, REJECT_NODE_FULL, 503, "out of memory\n", "");
+        const char *token = find_token(wsi, buf, TOKEN_MAX);
+        const char *why = "missing token";
+        int rc = token ? auth_verify(&srv->auth, token, strlen(token), server_wall_ms() / 1000,
+                                     account, &exp, &why)
+                       : -1;
+        free(buf);
+        if (rc < 0)
+            return reject(srv, wsi, REJECT_UNAUTHORIZED, 401, "invalid or missing token\n", why);
+    }
+    switch (registry_check(&srv->registry, account)) {
+    case REGISTRY_NODE_FULL:
+        return reject(srv, wsi, REJECT_NODE_FULL, 503, "node full\n", account);
+    case REGISTRY_ACCOUNT_FULL:
+        return reject(srv, wsi, REJECT_ACCOUNT_FULL, 429, "too many connections for account\n",
+                      account);
+    case REGISTRY_OK:
+        break;
+    }
+    struct handshake *hs = malloc(sizeof(*hs));
+    if (!hs)
+        return reject(srv, wsi, REJECT_NODE_FULL, 503, "out of memory\n", "");
+    memcpy(hs->account, account, sizeof(hs->account));
+    hs->exp = exp;
+    lws_set_opaque_user_data(wsi, hs);
+    return 0;
+}
+
+/* ---- registration ---- */
+
+static void send_envelope(struct conn *c, const char *type, const char *body, const char *meta)
+{
+    size_t len;
+    char *json = envelope_build(type, body, meta, &len);
+    struct frame *f = json ? frame_new(json, len) : NULL;
+    free(json);
+    if (!f) {
+        c->srv->metrics.dropped[DROP_NO_MEMORY]++;
+        return;
+    }
+    conn_send(c, f);
+    frame_unref(f);
+}
+
+static void send_register(struct conn *c)
+{
+    struct server *srv = c->srv;
+    json_t *meta = json_pack("{s:s, s:s, s:s, s:I, s:I}", "account", c->acct->id, "node",
+                             srv->cfg->node_id, "connection_id", c->id, "heartbeat_interval",
+                             (json_int_t)(srv->heartbeat_interval_ms / 1000), "heartbeat_timeout",
+                             (json_int_t)(srv->heartbeat_timeout_ms / 1000));
+    char *text = meta ? json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(meta);
+    if (!text) {
+        conn_close(c, 1011);
+        return;
+    }
+    c->registered = 1;
+    send_envelope(c, "register", c->id, text);
+    free(text);
+}
+
+void ws_account_subscribed(struct server *srv, struct account *a)
+{
+    (void)srv;
+    a->subscribed = 1;
+    for (struct conn *c = a->conns; c; c = c->acct_next)
+        if (!c->registered)
+            send_register(c);
+}
+
+static int established(struct server *srv, struct lws *wsi, struct conn *c)
+{
+    struct handshake *hs = lws_get_opaque_user_data(wsi);
+    if (!hs || !c)
+        return -1; /* cannot happen: every upgrade goes through confirm_upgrade */
+    lws_set_opaque_user_data(wsi, NULL);
+    c->wsi = wsi;
+    c->srv = srv;
+    c->hb_slot = -1;
+    c->token_exp = hs->exp;
+    idgen_next(&srv->ids, c->id, (uint64_t)server_wall_ms());
+    int added = registry_add(&srv->registry, c, hs->account);
+    free(hs);
+    if (added < 0)
+        return -1;
+    srv->metrics.accepted++;
+    c->last_seen = uv_now(&srv->loop);
+    hb_schedule(&srv->heartbeat, c, c->last_seen + srv->heartbeat_interval_ms);
+    presence_add(&srv->presence, c->acct->id, c->id);
+    if (added == 1 && redis_link_subscribe(&srv->redis, c->acct->id) != 0)
+        c->acct->subscribed = 1; /* still subscribed, or Redis down: don't wait */
+    /* The register reply promises that publishes reach this connection, so
+     * it waits for Redis to acknowledge the account's channel. */
+    if (c->acct->subscribed)
+        send_register(c);
+    log_debug("connected", "conn=%s account=%s", c->id, c->acct->id);
+    return 0;
+}
+
+/* ---- client frames ---- */
+
+static void client_error(struct conn *c, const char *reason)
+{
+    struct server *srv = c->srv;
+    uint64_t now = uv_now(&srv->loop);
+    srv->metrics.client_errors++;
+    if (now - c->errors_since > ERROR_WINDOW_MS) {
+        c->errors_since = now;
+        c->errors = 0;
+    }
+    if (++c->errors > ERROR_LIMIT) {
+        conn_close(c, 1008);
+        return;
+    }
+    send_envelope(c, "error", reason, "");
+}
+
+static void client_message(struct conn *c, const char *buf, size_t len)
+{
+    struct server *srv = c->srv;
+    srv->metrics.client_messages++;
+    c->last_seen = uv_now(&srv->loop);
+    struct client_msg msg;
+    const char *reason;
+    if (envelope_parse_client(buf, len, &msg, &reason) < 0) {
+        client_error(c, reason);
+        return;
+    }
+    if (!strcmp(msg.type, "heartbeat"))
+        conn_send(c, srv->heartbeat_reply);
+    else
+        client_error(c, "unknown message type");
+    client_msg_clear(&msg);
+}
+
+static int receive(struct conn *c, const char *in, size_t len)
+{
+    struct lws *wsi = c->wsi;
+    size_t max = (size_t)c->srv->cfg->max_message_bytes;
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    if ((size_t)c->rx_len + len + remaining > max) {
+        static const char why[] = "message too big";
+        c->close_code = 1009;
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
+                         sizeof(why) - 1);
+        return -1;
+    }
+    int final = lws_is_final_fragment(wsi) && remaining == 0;
+    if (final && c->rx_len == 0) {
+        if (lws_frame_is_binary(wsi))
+            client_error(c, "binary frames are not supported");
+        else
+            client_message(c, in, len);
+        return 0;
+    }
+    /* A message in several pieces: assemble it (bounded by max above). */
+    if (!c->rx) {
+        c->rx = malloc(max);
+        if (!c->rx)
+            return -1;
+    }
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += (uint32_t)len;
+    if (final) {
+        if (lws_frame_is_binary(wsi))
+            client_error(c, "binary frames are not supported");
+        else
+            client_message(c, c->rx, c->rx_len);
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = 0;
+    }
+    return 0;
+}
+
+/* ---- heartbeat ---- */
+
+void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
+{
+    struct server *srv = data;
+    if (c->close_code)
+        return;
+    uint64_t silence = now - c->last_seen;
+    if (silence >= srv->heartbeat_timeout_ms) {
+        log_debug("heartbeat_timeout", "conn=%s silence_ms=%llu", c->id,
+                  (unsigned long long)silence);
+        conn_close(c, 4408);
+        return;
+    }
+    if (c->token_exp && server_wall_ms() / 1000 >= c->token_exp) {
+        conn_close(c, 4401);
+        return;
+    }
+    if (silence >= srv->heartbeat_interval_ms) {
+        /* Quiet for a heartbeat interval: a ping with a payload, whose pong
+         * counts as liveness (an empty pong raises no lws callback). */
+        c->ping_due = 1;
+        lws_callback_on_writable(c->wsi);
+        hb_schedule(&srv->heartbeat, c, c->last_seen + srv->heartbeat_timeout_ms);
+    } else {
+        hb_schedule(&srv->heartbeat, c, c->last_seen + srv->heartbeat_interval_ms);
+    }
+}
+
+/* ---- teardown ---- */
+
+static enum close_reason close_reason_of(uint16_t code)
+{
+    switch (code) {
+    case 4408:
+        return CLOSE_HEARTBEAT_TIMEOUT;
+    case 1009:
+        return CLOSE_TOO_BIG;
+    case 1008:
+        return CLOSE_POLICY;
+    case 1013:
+        return CLOSE_SLOW_CONSUMER;
+    case 1001:
+        return CLOSE_DRAINING;
+    case 4401:
+        return CLOSE_TOKEN_EXPIRED;
+    default:
+        return CLOSE_CLIENT;
+    }
+}
+
+static void closed(struct server *srv, struct conn *c)
+{
+    if (c->acct) {
+        srv->metrics.closed[close_reason_of(c->close_code)]++;
+        hb_cancel(&srv->heartbeat, c);
+        presence_remove(&srv->presence, c->acct->id, c->id);
+        char *gone = NULL;
+        if (registry_remove(&srv->registry, c, &gone) == 1 && gone) {
+            redis_link_unsubscribe(&srv->redis, gone);
+            free(gone);
+        }
+        log_debug("disconnected", "conn=%s code=%u", c->id, c->close_code);
+    }
+    conn_free_buffers(c);
+    c->wsi = NULL;
+    if (srv->draining)
+        server_drain_progress(srv);
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return http_handle(server_of(wsi), wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (!in || strcmp(in, "websocket") != 0)
+            return -1;
+        return confirm_upgrade(server_of(wsi), wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        return established(server_of(wsi), wsi, c);
+    case LWS_CALLBACK_RECEIVE:
+        return c && c->acct ? receive(c, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->acct)
+            c->last_seen = uv_now(&c->srv->loop);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return c && c->acct ? conn_on_writable(c) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (c)
+            closed(server_of(wsi), c);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        free(lws_get_opaque_user_data(wsi));
+        lws_set_opaque_user_data(wsi, NULL);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+const struct lws_protocols ws_protocols[] = {
+    /* rx_buffer_size 512 keeps idle connections small (FACTS.md: lws
+     * allocates it per connection); larger client messages arrive in
+     * pieces. tx_packet_size lifts the send limit that would otherwise
+     * follow rx_buffer_size. */
+    {"notify", callback, sizeof(struct conn), 512, 0, NULL, 65536},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
