@@ -58,6 +58,10 @@ static const struct option_def options[] = {
      "frames queued for one slow client before it is closed (1013)"},
     {"max-queue-bytes", OPT_INT, F(max_queue_bytes), "1048576", 1024, INT_MAX,
      "bytes queued for one slow client before it is closed (1013)"},
+    {"history-max-len", OPT_INT, F(history_max_len), "1000", 1, 1000000,
+     "notify_publish messages kept per account (loaded into Redis; same on every node)"},
+    {"history-ttl", OPT_INT, F(history_ttl), "86400", 1, 365 * 86400,
+     "seconds an account's history lives after its last message"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

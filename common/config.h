@@ -37,6 +37,8 @@ struct config {
     int log_level_value;             /* parsed from log_level */
     int max_queue_messages;          /* frames queued per connection before 1013 */
     int max_queue_bytes;             /* bytes queued per connection before 1013 */
+    int history_max_len;             /* messages kept per account stream */
+    int history_ttl;                 /* s a stream lives after its last message */
 };
 
 /* Parses argv and the environment (envp-style lookup through getenv).

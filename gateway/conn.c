@@ -42,12 +42,22 @@ static void drop_queue(struct conn *c)
     c->q_head = 0;
 }
 
+static void drop_held(struct conn *c)
+{
+    for (uint32_t i = 0; i < c->n_held; i++)
+        frame_unref(c->held[i]);
+    free(c->held);
+    c->held = NULL;
+    c->n_held = c->cap_held = 0;
+}
+
 void conn_close(struct conn *c, uint16_t code)
 {
     if (!c->wsi || c->close_code)
         return;
     c->close_code = code;
     drop_queue(c);
+    drop_held(c);
     lws_callback_on_writable(c->wsi);
 }
 
@@ -91,6 +101,53 @@ int conn_send(struct conn *c, struct frame *f)
     if (c->q_len == 1)
         lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+int conn_deliver(struct conn *c, struct frame *f)
+{
+    if (c->close_code)
+        return -1;
+    if (c->replaying) {
+        if (c->n_held >= (uint32_t)c->srv->cfg->max_queue_messages) {
+            c->srv->metrics.dropped[DROP_SLOW_CONSUMER] += c->n_held + 1;
+            conn_close(c, 1013);
+            return -1;
+        }
+        if (c->n_held == c->cap_held) {
+            uint32_t cap = c->cap_held ? c->cap_held * 2 : 8;
+            struct frame **held = realloc(c->held, sizeof(*held) * cap);
+            if (!held) {
+                c->srv->metrics.dropped[DROP_NO_MEMORY]++;
+                return -1;
+            }
+            c->held = held;
+            c->cap_held = cap;
+        }
+        frame_ref(f);
+        c->held[c->n_held++] = f;
+        return 0;
+    }
+    if (f->has_id) {
+        if (c->has_last_id && stream_id_cmp(&f->id, &c->last_id) <= 0)
+            return 0; /* already delivered by a replay */
+        c->last_id = f->id;
+        c->has_last_id = 1;
+    }
+    return conn_send(c, f);
+}
+
+void conn_release_held(struct conn *c)
+{
+    c->replaying = 0;
+    struct frame **held = c->held;
+    uint32_t n = c->n_held;
+    c->held = NULL;
+    c->n_held = c->cap_held = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        conn_deliver(c, held[i]);
+        frame_unref(held[i]);
+    }
+    free(held);
 }
 
 int conn_on_writable(struct conn *c)
@@ -142,6 +199,7 @@ int conn_on_writable(struct conn *c)
 void conn_free_buffers(struct conn *c)
 {
     drop_queue(c);
+    drop_held(c);
     free(c->q);
     c->q = NULL;
     c->q_cap = 0;

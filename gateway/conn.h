@@ -27,28 +27,45 @@ struct conn {
     UT_hash_handle hh;    /* registry: connection id -> conn */
     struct conn *hb_prev; /* heartbeat wheel slot, doubly linked */
     struct conn *hb_next;
-    int32_t hb_slot;          /* wheel slot, -1 when not scheduled */
-    uint64_t last_seen;       /* loop ms of the last sign of life */
-    struct frame **q;         /* ring of queued frames, allocated lazily */
-    uint32_t q_head;          /* index of the oldest queued frame */
-    uint32_t q_len;           /* frames queued */
-    uint32_t q_cap;           /* ring capacity (a power of two) */
-    uint32_t q_bytes;         /* payload bytes queued */
-    char *rx;                 /* a fragmented client message being assembled */
-    uint32_t rx_len;          /* bytes in rx */
-    uint32_t errors;          /* error replies in the current window */
-    uint64_t errors_since;    /* loop ms the error window started */
-    int64_t token_exp;        /* JWT exp in Unix seconds; 0 = none */
-    uint16_t close_code;      /* non-zero: close with it when writable */
-    uint8_t ping_due;         /* send a ping at the next writable */
-    uint8_t registered;       /* the register reply was queued */
-    char id[CONN_ID_LEN + 1]; /* unique across nodes and restarts */
+    int32_t hb_slot;               /* wheel slot, -1 when not scheduled */
+    uint64_t last_seen;            /* loop ms of the last sign of life */
+    struct frame **q;              /* ring of queued frames, allocated lazily */
+    uint32_t q_head;               /* index of the oldest queued frame */
+    uint32_t q_len;                /* frames queued */
+    uint32_t q_cap;                /* ring capacity (a power of two) */
+    uint32_t q_bytes;              /* payload bytes queued */
+    char *rx;                      /* a fragmented client message being assembled */
+    uint32_t rx_len;               /* bytes in rx */
+    uint32_t errors;               /* error replies in the current window */
+    uint64_t errors_since;         /* loop ms the error window started */
+    int64_t token_exp;             /* JWT exp in Unix seconds; 0 = none */
+    int64_t connected_at;          /* Unix ms of the upgrade */
+    struct stream_id last_id;      /* newest history id delivered, when has_last_id */
+    struct stream_id replay_since; /* replay from here when replay_pending */
+    struct frame **held;           /* live notifications held during a replay */
+    uint32_t n_held;               /* frames in held */
+    uint32_t cap_held;             /* capacity of held */
+    uint16_t close_code;           /* non-zero: close with it when writable */
+    uint8_t ping_due;              /* send a ping at the next writable */
+    uint8_t registered;            /* the register reply was queued */
+    uint8_t has_last_id;           /* last_id is set */
+    uint8_t replay_pending;        /* history must be replayed once subscribed */
+    uint8_t replaying;             /* a replay is in flight: live frames are held */
+    char id[CONN_ID_LEN + 1];      /* unique across nodes and restarts */
 };
 
 /* Queues a reference to f and asks lws for a writable callback. When the
  * queue is over its bounds the connection is closed with 1013 instead (and
  * the queue emptied). Returns 0 if queued, -1 if not. */
 int conn_send(struct conn *c, struct frame *f);
+
+/* Delivers a notification: held while a replay is in flight, skipped when
+ * its history id is not newer than the last one this connection got, else
+ * queued with conn_send(). Returns 0 when queued, held or skipped. */
+int conn_deliver(struct conn *c, struct frame *f);
+
+/* The replay is over: delivers the held frames (deduplicated) in order. */
+void conn_release_held(struct conn *c);
 
 /* Closes the connection with code and reason at its next writable callback;
  * queued frames are dropped at once. The first close asked for wins. */

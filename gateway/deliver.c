@@ -44,12 +44,14 @@ void deliver_account(struct server *srv, const char *account, size_t account_len
         srv->metrics.dropped[DROP_NO_MEMORY]++;
         return;
     }
+    if (stream_id_from_payload(payload, len, &f->id) == 0)
+        f->has_id = 1;
     struct conn *c, *next;
-    /* conn_send may close c (slow consumer) but never unlinks it here:
+    /* conn_deliver may close c (slow consumer) but never unlinks it here:
      * unlinking happens in lws's CLOSED callback, later. */
     for (c = a->conns; c; c = next) {
         next = c->acct_next;
-        conn_send(c, f);
+        conn_deliver(c, f);
     }
     frame_unref(f);
 }
@@ -66,7 +68,7 @@ void deliver_broadcast(struct server *srv, const char *payload, size_t len)
     struct conn *c, *tmp;
     HASH_ITER(hh, srv->registry.by_id, c, tmp)
     {
-        conn_send(c, f);
+        conn_deliver(c, f);
     }
     frame_unref(f);
 }

@@ -12,6 +12,7 @@ struct frame *frame_new(const void *payload, size_t len)
         return NULL;
     f->refs = 1;
     f->len = (uint32_t)len;
+    f->has_id = 0;
     memcpy(frame_payload(f), payload, len);
     return f;
 }

@@ -13,9 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "streamid.h"
+
 struct frame {
     uint32_t refs;               /* queues holding this frame */
     uint32_t len;                /* payload bytes after the headroom */
+    struct stream_id id;         /* history id, when has_id */
+    uint8_t has_id;              /* published by notify_publish */
     unsigned char data[LWS_PRE]; /* headroom; payload follows */
 };
 

@@ -65,6 +65,9 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     emit(&o, "notify_messages_received_total %llu\n", (unsigned long long)m->received);
     header(&o, "notify_messages_delivered_total", "counter", "Frames written to clients.");
     emit(&o, "notify_messages_delivered_total %llu\n", (unsigned long long)m->delivered);
+    header(&o, "notify_messages_replayed_total", "counter",
+           "History messages sent to clients by replays (since, reconnects).");
+    emit(&o, "notify_messages_replayed_total %llu\n", (unsigned long long)m->replayed);
     header(&o, "notify_messages_dropped_total", "counter", "Messages not delivered, by reason.");
     for (int i = 0; i < DROP__COUNT; i++)
         emit(&o, "notify_messages_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],

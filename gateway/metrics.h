@@ -42,6 +42,7 @@ struct metrics {
     uint64_t closed[CLOSE__COUNT];    /* connections ended, by reason */
     uint64_t received;                /* messages received from Redis */
     uint64_t delivered;               /* frames written to clients */
+    uint64_t replayed;                /* history messages queued by replays */
     uint64_t dropped[DROP__COUNT];    /* messages not delivered, by reason */
     uint64_t client_messages;         /* frames received from clients */
     uint64_t client_errors;           /* client frames answered with an error */

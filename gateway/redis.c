@@ -62,7 +62,9 @@ static void link_fail(struct redis_link *l, const redisAsyncContext *freeing,
         l->cmd = NULL;
     if (l->state == LINK_DOWN || l->state == LINK_STOPPED)
         return;
-    int was_up = l->state == LINK_UP || l->state == LINK_SYNCING;
+    int was_up = redis_link_connected(l);
+    if (was_up)
+        server_on_redis_down(l->srv);
     l->state = LINK_DOWN;
     redisAsyncContext *ctxs[2] = {l->sub, l->cmd};
     l->sub = l->cmd = NULL;
@@ -225,7 +227,7 @@ static void flush_pending(uv_timer_t *t)
 
 static int queue_change(struct redis_link *l, const char *account, int subscribe)
 {
-    if (!l->sub || !l->sub_handshake_ok)
+    if (!redis_link_connected(l))
         return -1;
     struct pending_sub *p;
     size_t len = strlen(account);
@@ -428,6 +430,11 @@ int redis_link_start(struct redis_link *l, struct server *srv)
 int redis_link_ready(const struct redis_link *l)
 {
     return l->state == LINK_UP;
+}
+
+int redis_link_connected(const struct redis_link *l)
+{
+    return l->state == LINK_UP || l->state == LINK_SYNCING;
 }
 
 int redis_link_command(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,

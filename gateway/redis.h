@@ -57,6 +57,10 @@ int redis_link_start(struct redis_link *l, struct server *srv);
 /* 1 while connected and subscriptions are current (for /readyz). */
 int redis_link_ready(const struct redis_link *l);
 
+/* 1 once both connections are up (subscriptions may still be syncing):
+ * subscribe requests and commands are then accepted. */
+int redis_link_connected(const struct redis_link *l);
+
 /* Ask for account's channel to be (un)subscribed at the next flush. Safe
  * while down: the resubscription after connect covers it. Subscribe
  * returns 0 when a SUBSCRIBE is queued (ws_account_subscribed runs on its

@@ -5,6 +5,7 @@
 #include <sys/time.h>
 
 #include "envelope.h"
+#include "history.h"
 #include "log.h"
 #include "ws.h"
 
@@ -36,7 +37,13 @@ void server_gauges(const struct server *srv, struct metrics_gauges *g)
 
 void server_on_redis_up(struct server *srv)
 {
+    history_load(srv);
     presence_resync(&srv->presence);
+}
+
+void server_on_redis_down(struct server *srv)
+{
+    ws_on_redis_down(srv);
 }
 
 /* lws logs through us so that every stderr line is logfmt. */
@@ -242,8 +249,10 @@ int server_init(struct server *srv, const struct config *cfg)
         log_error("jwt_key_failed", "error=\"%s\"", err);
         return -1;
     }
-    if (split_origins(srv, cfg->allowed_origins) < 0)
+    if (split_origins(srv, cfg->allowed_origins) < 0 || history_init(srv) < 0) {
+        log_error("out_of_memory", "where=init");
         return -1;
+    }
     size_t len;
     char *hb = envelope_build("heartbeat", "", "", &len);
     srv->heartbeat_reply = hb ? frame_new(hb, len) : NULL;
@@ -294,6 +303,7 @@ int server_run(struct server *srv)
     registry_clear(&srv->registry);
     frame_unref(srv->heartbeat_reply);
     auth_free(&srv->auth);
+    history_free(srv);
     for (size_t i = 0; i < srv->n_origins; i++)
         free(srv->origins[i]);
     free(srv->origins);

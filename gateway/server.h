@@ -36,6 +36,7 @@ struct server {
     struct metrics metrics;         /* counters for /metrics */
     struct idgen ids;               /* connection ids */
     struct frame *heartbeat_reply;  /* the constant heartbeat answer, shared */
+    char *notify_lib;               /* lua/notify.lua with the flags filled in */
     char **origins;                 /* --allowed-origins split; NULL = any */
     size_t n_origins;               /* length of origins */
     uint64_t heartbeat_interval_ms; /* advertised client heartbeat period */
@@ -66,8 +67,10 @@ void server_drain(struct server *srv);
 /* A connection closed while draining: finishes the drain after the last. */
 void server_drain_progress(struct server *srv);
 
-/* Hooks called by the Redis link. */
+/* Hooks called by the Redis link: both connections are (back) up; the
+ * link just failed (called before its contexts are freed). */
 void server_on_redis_up(struct server *srv);
+void server_on_redis_down(struct server *srv);
 
 /* 1 when /readyz should answer 200. */
 int server_ready(const struct server *srv);

@@ -6,9 +6,11 @@
 
 #include "deliver.h"
 #include "envelope.h"
+#include "history.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
+#include "streamid.h"
 #include "validate.h"
 
 /* More error replies than this within ERROR_WINDOW_MS closes with 1008. */
@@ -68,6 +70,8 @@ static const char *find_token(struct lws *wsi, char *buf, size_t size)
  * handshake that never completes, at WSI_DESTROY. */
 struct handshake {
     int64_t exp;                      /* token exp, 0 without JWT */
+    struct stream_id since;           /* ?since=, when has_since */
+    int has_since;                    /* resume after since */
     char account[ACCOUNT_ID_MAX + 1]; /* who connects */
 };
 
@@ -105,6 +109,12 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi)
         if (rc < 0)
             return reject(srv, wsi, REJECT_UNAUTHORIZED, 401, "invalid or missing token\n", why);
     }
+    char sbuf[64];
+    struct stream_id since = {0, 0};
+    const char *since_arg = lws_get_urlarg_by_name(wsi, "since=", sbuf, sizeof(sbuf));
+    if (since_arg && stream_id_parse(since_arg, strlen(since_arg), &since) < 0)
+        return reject(srv, wsi, REJECT_BAD_REQUEST, 400,
+                      "since must be a notification id <ms>-<seq>\n", since_arg);
     switch (registry_check(&srv->registry, account)) {
     case REGISTRY_NODE_FULL:
         return reject(srv, wsi, REJECT_NODE_FULL, 503, "node full\n", account);
@@ -119,6 +129,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi)
         return reject(srv, wsi, REJECT_NODE_FULL, 503, "out of memory\n", "");
     memcpy(hs->account, account, sizeof(hs->account));
     hs->exp = exp;
+    hs->since = since;
+    hs->has_since = since_arg != NULL;
     lws_set_opaque_user_data(wsi, hs);
     return 0;
 }
@@ -157,13 +169,50 @@ static void send_register(struct conn *c)
     free(text);
 }
 
+/* The account's channel is subscribed (or Redis is down and waiting would
+ * not help): the client learns who it is, then gets its history. */
+static void conn_ready(struct server *srv, struct conn *c)
+{
+    if (!c->registered)
+        send_register(c);
+    if (c->replay_pending && redis_link_connected(&srv->redis))
+        history_replay(srv, c);
+}
+
 void ws_account_subscribed(struct server *srv, struct account *a)
 {
-    (void)srv;
     a->subscribed = 1;
-    for (struct conn *c = a->conns; c; c = c->acct_next)
-        if (!c->registered)
-            send_register(c);
+    struct conn *c, *next;
+    for (c = a->conns; c; c = next) {
+        next = c->acct_next;
+        conn_ready(srv, c);
+    }
+}
+
+void ws_on_redis_down(struct server *srv)
+{
+    /* Whatever is published from now until the subscriptions are back must
+     * be replayed: from each connection's last id, or for connections that
+     * never got one, from a little before the outage (stream ids are the
+     * Redis server's clock, ours may differ slightly). */
+    uint64_t floor_ms = (uint64_t)server_wall_ms() - 2000;
+    struct account *a, *tmp;
+    HASH_ITER(hh, srv->registry.accounts, a, tmp)
+    {
+        a->subscribed = 0;
+        for (struct conn *c = a->conns; c; c = c->acct_next) {
+            if (c->replay_pending)
+                continue;
+            c->replay_pending = 1;
+            if (c->has_last_id) {
+                c->replay_since = c->last_id;
+            } else {
+                uint64_t from = (uint64_t)c->connected_at - 2000;
+                c->replay_since.ms = from > floor_ms ? from : floor_ms;
+                c->replay_since.seq = 0;
+            }
+        }
+    }
 }
 
 static int established(struct server *srv, struct lws *wsi, struct conn *c)
@@ -176,6 +225,11 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
     c->srv = srv;
     c->hb_slot = -1;
     c->token_exp = hs->exp;
+    c->connected_at = server_wall_ms();
+    if (hs->has_since) {
+        c->last_id = c->replay_since = hs->since;
+        c->has_last_id = c->replay_pending = 1;
+    }
     idgen_next(&srv->ids, c->id, (uint64_t)server_wall_ms());
     int added = registry_add(&srv->registry, c, hs->account);
     free(hs);
@@ -185,12 +239,23 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
     c->last_seen = uv_now(&srv->loop);
     hb_schedule(&srv->heartbeat, c, c->last_seen + srv->heartbeat_interval_ms);
     presence_add(&srv->presence, c->acct->id, c->id);
-    if (added == 1 && redis_link_subscribe(&srv->redis, c->acct->id) != 0)
-        c->acct->subscribed = 1; /* still subscribed, or Redis down: don't wait */
-    /* The register reply promises that publishes reach this connection, so
-     * it waits for Redis to acknowledge the account's channel. */
-    if (c->acct->subscribed)
+    if (!redis_link_connected(&srv->redis)) {
+        /* Redis is away: answer now rather than keep the client waiting,
+         * and replay what it misses once the subscription is back. */
+        if (!c->replay_pending) {
+            c->replay_pending = 1;
+            c->replay_since.ms = (uint64_t)c->connected_at - 2000;
+            c->replay_since.seq = 0;
+        }
         send_register(c);
+    } else {
+        if (added == 1 && redis_link_subscribe(&srv->redis, c->acct->id) == 1)
+            c->acct->subscribed = 1; /* a pending unsubscribe was cancelled */
+        /* The register reply promises that publishes reach this connection,
+         * so it waits for Redis to acknowledge the account's channel. */
+        if (c->acct->subscribed)
+            conn_ready(srv, c);
+    }
     log_debug("connected", "conn=%s account=%s", c->id, c->acct->id);
     return 0;
 }

@@ -24,4 +24,8 @@ void ws_heartbeat_due(void *srv, struct conn *c, uint64_t now);
  * their register reply. */
 void ws_account_subscribed(struct server *srv, struct account *a);
 
+/* The Redis link failed: every connection will need a replay of what is
+ * published until its account is subscribed again. */
+void ws_on_redis_down(struct server *srv);
+
 #endif

@@ -1,0 +1,30 @@
+/* streamid: Redis stream ids ("<ms>-<seq>"), the history ids of contract
+ * section 6, as numbers that compare cheaply. */
+#ifndef NOTIFY_STREAMID_H
+#define NOTIFY_STREAMID_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct stream_id {
+    uint64_t ms;  /* milliseconds part */
+    uint64_t seq; /* sequence part */
+};
+
+#define STREAM_ID_MAX 42 /* 20 + 1 + 20 digits and a NUL */
+
+/* Parses s[0..len); returns 0, or -1 when it is not a valid id. */
+int stream_id_parse(const char *s, size_t len, struct stream_id *out);
+
+/* <0, 0, >0 like strcmp. */
+int stream_id_cmp(const struct stream_id *a, const struct stream_id *b);
+
+/* Writes "<ms>-<seq>" into buf (at least STREAM_ID_MAX bytes). */
+void stream_id_format(const struct stream_id *id, char *buf, size_t size);
+
+/* Reads the id of a message published by notify_publish, whose first member
+ * is always "id" ({"id":"<ms>-<seq>",...}). Returns 0 and fills out when the
+ * payload starts that way, -1 otherwise (plain PUBLISH, no history). */
+int stream_id_from_payload(const char *payload, size_t len, struct stream_id *out);
+
+#endif

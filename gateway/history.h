@@ -1,0 +1,28 @@
+/* history: the Redis function library `notify` (lua/notify.lua) and the
+ * replays that make notify_publish messages survive reconnects (contract
+ * section 6).
+ *
+ * A replay runs once the account's channel is subscribed, so every message
+ * is either in the stream snapshot the replay reads or arrives live after
+ * it: live frames are held meanwhile and then delivered, skipping ids the
+ * replay already sent (conn_deliver). Nothing missed, nothing twice. */
+#ifndef NOTIFY_HISTORY_H
+#define NOTIFY_HISTORY_H
+
+#include <stddef.h>
+
+struct server;
+struct conn;
+
+/* Builds the library text from the flags. Returns 0 or -1. */
+int history_init(struct server *srv);
+void history_free(struct server *srv);
+
+/* Queues FUNCTION LOAD REPLACE on the command connection (after connect). */
+void history_load(struct server *srv);
+
+/* Replays c's history after c->replay_since; live frames are held until
+ * the answer. Does nothing (the replay stays pending) if Redis is down. */
+void history_replay(struct server *srv, struct conn *c);
+
+#endif
