@@ -7,6 +7,8 @@
 #include "deliver.h"
 #include "envelope.h"
 #include "history.h"
+#include "opaque.h"
+#include "publish_api.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -69,6 +71,7 @@ static const char *find_token(struct lws *wsi, char *buf, size_t size)
  * rides on the wsi's opaque pointer and is freed at ESTABLISHED or, for a
  * handshake that never completes, at WSI_DESTROY. */
 struct handshake {
+    enum opaque_kind kind;            /* OPAQUE_HANDSHAKE */
     int64_t exp;                      /* token exp, 0 without JWT */
     struct stream_id since;           /* ?since=, when has_since */
     int has_since;                    /* resume after since */
@@ -127,6 +130,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi)
     struct handshake *hs = malloc(sizeof(*hs));
     if (!hs)
         return reject(srv, wsi, REJECT_NODE_FULL, 503, "out of memory\n", "");
+    hs->kind = OPAQUE_HANDSHAKE;
     memcpy(hs->account, account, sizeof(hs->account));
     hs->exp = exp;
     hs->since = since;
@@ -406,13 +410,28 @@ static void closed(struct server *srv, struct conn *c)
         server_drain_progress(srv);
 }
 
+static struct publish_req *publish_of(struct lws *wsi)
+{
+    enum opaque_kind *kind = lws_get_opaque_user_data(wsi);
+    return kind && *kind == OPAQUE_PUBLISH ? (struct publish_req *)kind : NULL;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
     struct conn *c = user;
+    struct publish_req *req;
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        if (in && !strcmp(in, "/publish"))
+            return publish_api_begin(server_of(wsi), wsi);
         return http_handle(server_of(wsi), wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_HTTP_BODY:
+        return (req = publish_of(wsi)) ? publish_api_body(server_of(wsi), wsi, req, in, len) : -1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return (req = publish_of(wsi)) ? publish_api_complete(server_of(wsi), wsi, req) : -1;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return (req = publish_of(wsi)) ? publish_api_writeable(wsi, req) : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         if (!in || strcmp(in, "websocket") != 0)
             return -1;
@@ -431,10 +450,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (c)
             closed(server_of(wsi), c);
         return 0;
-    case LWS_CALLBACK_WSI_DESTROY:
-        free(lws_get_opaque_user_data(wsi));
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_WSI_DESTROY: {
+        enum opaque_kind *kind = lws_get_opaque_user_data(wsi);
         lws_set_opaque_user_data(wsi, NULL);
+        if (kind && *kind == OPAQUE_PUBLISH)
+            publish_api_detach((struct publish_req *)kind);
+        else
+            free(kind);
         return 0;
+    }
     default:
         return 0;
     }

@@ -1,0 +1,324 @@
+#include "publish_api.h"
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "jsoncheck.h"
+#include "log.h"
+#include "opaque.h"
+#include "rnames.h"
+#include "server.h"
+#include "validate.h"
+
+/* Accounts named in one request. */
+#define PUBLISH_MAX_ACCOUNTS 1000
+
+/* One POST /publish in flight. It lives on the wsi's opaque pointer while
+ * the body arrives, then until the last Redis reply; wsi is NULL once the
+ * client has gone (the replies are then just counted down). */
+struct publish_req {
+    enum opaque_kind kind; /* OPAQUE_PUBLISH */
+    struct lws *wsi;       /* NULL once the connection closed */
+    struct server *srv;    /* owner */
+    char *body;            /* request body, up to PUBLISH_MAX_BODY */
+    size_t body_len;       /* bytes in body */
+    int too_large;         /* the body went over the limit */
+    unsigned pending;      /* Redis replies still due */
+    int failed;            /* a Redis command failed */
+    int history;           /* the results are ids */
+    json_t *results;       /* account -> id or receivers; or receivers */
+    int status;            /* answer, once decided */
+    char *answer;          /* answer body, once decided */
+};
+
+static int constant_time_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < alen; i++)
+        diff |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
+    return diff == 0;
+}
+
+static void req_free(struct publish_req *req)
+{
+    free(req->body);
+    free(req->answer);
+    json_decref(req->results);
+    free(req);
+}
+
+int publish_api_begin(struct server *srv, struct lws *wsi)
+{
+    if (!srv->cfg->api_key)
+        return http_write_status(wsi, 404, "publish API off: start with --api-key\n"), -1;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0)
+        return http_write_status(wsi, 405, "use POST\n"), -1;
+    char auth[512];
+    int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
+    const char *key = srv->cfg->api_key;
+    if (n <= 7 || strncasecmp(auth, "Bearer ", 7) != 0 ||
+        !constant_time_equal(auth + 7, strlen(auth + 7), key, strlen(key)))
+        return http_write_status(wsi, 401, "missing or bad API key\n"), -1;
+    char clen[32];
+    if (lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+        strtoull(clen, NULL, 10) > PUBLISH_MAX_BODY)
+        return http_write_status(wsi, 413, "body over 64 KiB\n"), -1;
+    struct publish_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return http_write_status(wsi, 503, "out of memory\n"), -1;
+    req->kind = OPAQUE_PUBLISH;
+    req->wsi = wsi;
+    req->srv = srv;
+    lws_set_opaque_user_data(wsi, req);
+    return 0; /* lws now reads the body */
+}
+
+int publish_api_body(struct server *srv, struct lws *wsi, struct publish_req *req, const void *in,
+                     size_t len)
+{
+    (void)srv;
+    (void)wsi;
+    if (req->too_large || req->body_len + len > PUBLISH_MAX_BODY) {
+        req->too_large = 1;
+        return 0; /* keep reading, answer 413 at the end */
+    }
+    if (!req->body && !(req->body = malloc(PUBLISH_MAX_BODY)))
+        return -1;
+    memcpy(req->body + req->body_len, in, len);
+    req->body_len += len;
+    return 0;
+}
+
+static void answer(struct publish_req *req, int status, json_t *body)
+{
+    req->status = status;
+    req->answer = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (req->wsi)
+        lws_callback_on_writable(req->wsi);
+}
+
+static void answer_error(struct publish_req *req, int status, const char *why)
+{
+    answer(req, status, json_pack("{s:s}", "error", why));
+}
+
+static void finish_if_done(struct publish_req *req)
+{
+    if (req->pending > 0)
+        return;
+    if (!req->wsi) {
+        req_free(req);
+        return;
+    }
+    json_t *body = json_object();
+    json_object_set(body, req->history ? "ids" : "receivers", req->results);
+    if (req->failed)
+        json_object_set_new(body, "error", json_string("redis unavailable for some accounts"));
+    answer(req, req->failed ? 503 : 200, body);
+}
+
+/* privdata: the account name (malloc'd), with the request reachable
+ * through a small header so one callback serves every command. */
+struct cmd_ctx {
+    struct publish_req *req; /* the request */
+    char account[];          /* whose command; "" for broadcast */
+};
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cmd_ctx *ctx = privdata;
+    struct publish_req *req = ctx->req;
+    redisReply *reply = r;
+    (void)ac;
+    req->pending--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        req->failed = 1;
+        if (reply)
+            log_warn("publish_api_failed", "account=%s error=\"%s\"", ctx->account, reply->str);
+    } else if (!*ctx->account && reply->type == REDIS_REPLY_INTEGER) {
+        json_decref(req->results);
+        req->results = json_integer(reply->integer);
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        json_object_set_new(req->results, ctx->account, json_stringn(reply->str, reply->len));
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+        json_object_set_new(req->results, ctx->account, json_integer(reply->integer));
+    }
+    free(ctx);
+    finish_if_done(req);
+}
+
+static int send_one(struct publish_req *req, const char *account, const char *msg, size_t len)
+{
+    struct server *srv = req->srv;
+    const char *prefix = srv->cfg->redis_prefix;
+    char name[RNAME_MAX];
+    const char *argv[5];
+    size_t lens[5];
+    int argc;
+    if (!account) {
+        rnames_broadcast_channel(name, sizeof(name), prefix);
+        argv[0] = "PUBLISH", argv[1] = name, argv[2] = msg, argc = 3;
+    } else if (req->history) {
+        rnames_stream(name, sizeof(name), prefix, account);
+        argv[0] = "FCALL", argv[1] = "notify_publish", argv[2] = "1", argv[3] = name;
+        argv[4] = msg, argc = 5;
+    } else {
+        rnames_account_channel(name, sizeof(name), prefix, account);
+        argv[0] = "PUBLISH", argv[1] = name, argv[2] = msg, argc = 3;
+    }
+    for (int i = 0; i < argc; i++)
+        lens[i] = argv[i] == msg ? len : strlen(argv[i]);
+    size_t alen = account ? strlen(account) : 0;
+    struct cmd_ctx *ctx = malloc(sizeof(*ctx) + alen + 1);
+    if (!ctx)
+        return -1;
+    ctx->req = req;
+    memcpy(ctx->account, account ? account : "", alen + 1);
+    if (redis_link_command(&srv->redis, on_reply, ctx, argc, argv, lens) < 0) {
+        free(ctx);
+        return -1;
+    }
+    req->pending++;
+    return 0;
+}
+
+/* Validates the body; on success returns the message text (malloc'd) and
+ * fills accounts/broadcast/history, else sets *why. */
+static char *parse_body(struct publish_req *req, json_t **accounts, int *broadcast,
+                        const char **why)
+{
+    json_error_t jerr;
+    json_t *root =
+        json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    char *msg = NULL;
+    *accounts = NULL;
+    if (!json_is_object(root)) {
+        *why = "body must be a JSON object";
+        goto out;
+    }
+    json_t *message = json_object_get(root, "message");
+    json_t *acc = json_object_get(root, "accounts");
+    json_t *history = json_object_get(root, "history");
+    json_t *bcast = json_object_get(root, "broadcast");
+    if (!json_is_object(message)) {
+        *why = "\"message\" must be a JSON object (the envelope)";
+        goto out;
+    }
+    if ((history && !json_is_boolean(history)) || (bcast && !json_is_boolean(bcast))) {
+        *why = "\"history\" and \"broadcast\" must be booleans";
+        goto out;
+    }
+    *broadcast = json_is_true(bcast);
+    req->history = json_is_true(history);
+    if (*broadcast) {
+        if (acc || req->history) {
+            *why = "broadcast takes no \"accounts\" and no history";
+            goto out;
+        }
+    } else {
+        if (!json_is_array(acc) || json_array_size(acc) == 0 ||
+            json_array_size(acc) > PUBLISH_MAX_ACCOUNTS) {
+            *why = "\"accounts\" must be an array of 1 to 1000 account ids";
+            goto out;
+        }
+        size_t i;
+        json_t *v;
+        json_array_foreach(acc, i, v)
+        {
+            if (!json_is_string(v) ||
+                !validate_account_id(json_string_value(v), json_string_length(v))) {
+                *why = "every account must be 1-128 bytes of [A-Za-z0-9_.@:-]";
+                goto out;
+            }
+        }
+        if (req->history && json_object_get(message, "id")) {
+            *why = "a history message must not carry \"id\" (the gateway assigns it)";
+            goto out;
+        }
+        *accounts = json_incref(acc);
+    }
+    msg = json_dumps(message, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!msg)
+        *why = "message cannot be serialized";
+out:
+    json_decref(root);
+    return msg;
+}
+
+int publish_api_complete(struct server *srv, struct lws *wsi, struct publish_req *req)
+{
+    (void)wsi;
+    if (req->too_large) {
+        answer_error(req, 413, "body over 64 KiB");
+        return 0;
+    }
+    json_t *accounts;
+    int broadcast = 0;
+    const char *why = NULL;
+    char *msg = parse_body(req, &accounts, &broadcast, &why);
+    if (!msg) {
+        answer_error(req, 400, why);
+        return 0;
+    }
+    if (!redis_link_connected(&srv->redis)) {
+        free(msg);
+        json_decref(accounts);
+        answer_error(req, 503, "redis unavailable");
+        return 0;
+    }
+    size_t len = strlen(msg);
+    req->results = broadcast ? json_integer(0) : json_object();
+    req->pending = 1; /* held until every command is queued */
+    if (broadcast) {
+        if (send_one(req, NULL, msg, len) < 0)
+            req->failed = 1;
+    } else {
+        size_t i;
+        json_t *v;
+        json_array_foreach(accounts, i, v)
+        {
+            if (send_one(req, json_string_value(v), msg, len) < 0)
+                req->failed = 1;
+        }
+    }
+    free(msg);
+    json_decref(accounts);
+    req->pending--;
+    finish_if_done(req);
+    return 0;
+}
+
+int publish_api_writeable(struct lws *wsi, struct publish_req *req)
+{
+    if (!req->answer)
+        return 0;
+    unsigned char hdr[LWS_PRE + 512];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    size_t len = strlen(req->answer);
+    if (lws_add_http_common_headers(wsi, (unsigned int)req->status, "application/json", len, &p,
+                                    end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    unsigned char *out = malloc(LWS_PRE + len);
+    if (!out)
+        return -1;
+    memcpy(out + LWS_PRE, req->answer, len);
+    int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+    free(out);
+    lws_set_opaque_user_data(wsi, NULL);
+    req_free(req);
+    if (n < (int)len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void publish_api_detach(struct publish_req *req)
+{
+    req->wsi = NULL;
+    if (req->pending == 0)
+        req_free(req);
+}

@@ -1,0 +1,37 @@
+/* publish_api: POST /publish, for producers that cannot speak Redis
+ * (contract section 7).
+ *
+ *   Authorization: Bearer <--api-key>
+ *   {"accounts":["u1","u2"],"message":<envelope>,"history":true|false}
+ *   {"broadcast":true,"message":<envelope>}
+ *
+ * Each account becomes one FCALL notify_publish (history) or PUBLISH; the
+ * answer is written once every reply is in. Statuses: 200 with the ids (or
+ * receiver counts), 400 bad body, 401 bad key, 404 when no key is set (the
+ * API is off), 405 not POST, 413 over 64 KiB, 503 Redis unavailable. */
+#ifndef NOTIFY_PUBLISH_API_H
+#define NOTIFY_PUBLISH_API_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+
+#define PUBLISH_MAX_BODY (64 * 1024)
+
+struct server;
+struct publish_req;
+
+/* LWS_CALLBACK_HTTP for POST /publish: checks the key and the announced
+ * length. Returns what the callback must return. */
+int publish_api_begin(struct server *srv, struct lws *wsi);
+
+/* LWS_CALLBACK_HTTP_BODY / _COMPLETION / _WRITEABLE for such a request. */
+int publish_api_body(struct server *srv, struct lws *wsi, struct publish_req *req, const void *in,
+                     size_t len);
+int publish_api_complete(struct server *srv, struct lws *wsi, struct publish_req *req);
+int publish_api_writeable(struct lws *wsi, struct publish_req *req);
+
+/* The connection is going away: the request is freed now or, when Redis
+ * replies are still due, by the last of them. */
+void publish_api_detach(struct publish_req *req);
+
+#endif
