@@ -32,6 +32,11 @@ struct pending_sub {
 };
 
 static void connect_now(struct redis_link *l);
+
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    connect_now(t->data);
+}
 static void set_up_if_synced(struct redis_link *l);
 
 static const char *host_of(const struct redis_link *l)
@@ -90,7 +95,7 @@ static void link_fail(struct redis_link *l, const redisAsyncContext *freeing,
      * reconnecting in lockstep after a Redis restart. */
     uint32_t delay = l->backoff_ms / 2 + (uint32_t)(random() % (l->backoff_ms / 2 + 1));
     l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
-    uv_timer_start(&l->reconnect_timer, (uv_timer_cb)connect_now, delay, 0);
+    uv_timer_start(&l->reconnect_timer, on_reconnect_timer, delay, 0);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
