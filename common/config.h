@@ -39,6 +39,7 @@ struct config {
     int max_queue_bytes;             /* bytes queued per connection before 1013 */
     int history_max_len;             /* messages kept per account stream */
     int history_ttl;                 /* s a stream lives after its last message */
+    int demo;                        /* serve the demo page at GET / */
 };
 
 /* Parses argv and the environment (envp-style lookup through getenv).

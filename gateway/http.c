@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "demo_client_js.h"
+#include "demo_html.h"
 #include "server.h"
 
 static const char *status_text(int status)
@@ -68,7 +72,7 @@ static int respond(struct lws *wsi, int status, const char *type, const char *bo
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static int text(struct lws *wsi, int status, const char *body)
+static int text_reply(struct lws *wsi, int status, const char *body)
 {
     return respond(wsi, status, "text/plain; charset=utf-8", body, strlen(body));
 }
@@ -80,30 +84,68 @@ static int metrics(struct server *srv, struct lws *wsi)
     size_t need = metrics_render(&srv->metrics, &g, NULL, 0) + 1;
     char *buf = malloc(need);
     if (!buf)
-        return text(wsi, 503, "out of memory\n");
+        return text_reply(wsi, 503, "out of memory\n");
     size_t len = metrics_render(&srv->metrics, &g, buf, need);
     int rc = respond(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
     free(buf);
     return rc;
 }
 
+/* GET /demo-config.json: what the demo page needs to know. The API key is
+ * handed out only with --auth none, which is for development anyway. */
+static int demo_config(struct server *srv, struct lws *wsi)
+{
+    const struct config *cfg = srv->cfg;
+    json_t *o = json_pack("{s:s, s:s, s:b}", "auth", cfg->auth, "node", cfg->node_id, "publish",
+                          cfg->api_key && cfg->auth_mode == AUTH_NONE);
+    if (o && cfg->api_key && cfg->auth_mode == AUTH_NONE)
+        json_object_set_new(o, "api_key", json_string(cfg->api_key));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return text_reply(wsi, 503, "out of memory\n");
+    int rc = respond(wsi, 200, "application/json", text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int demo(struct server *srv, struct lws *wsi, const char *uri, int *handled)
+{
+    *handled = 1;
+    if (!strcmp(uri, "/") || !strcmp(uri, "/index.html"))
+        return respond(wsi, 200, "text/html; charset=utf-8", demo_html, strlen(demo_html));
+    if (!strcmp(uri, "/notify-client.js"))
+        return respond(wsi, 200, "text/javascript; charset=utf-8", demo_client_js,
+                       strlen(demo_client_js));
+    if (!strcmp(uri, "/demo-config.json"))
+        return demo_config(srv, wsi);
+    *handled = 0;
+    return 0;
+}
+
 int http_handle(struct server *srv, struct lws *wsi, const char *uri)
 {
+    int handled = 0;
+    if (srv->cfg->demo && lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0) {
+        int rc = demo(srv, wsi, uri, &handled);
+        if (handled)
+            return rc;
+    }
     int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
     if (!strcmp(uri, "/healthz"))
-        return is_get ? text(wsi, 200, "ok\n") : text(wsi, 405, "use GET\n");
+        return is_get ? text_reply(wsi, 200, "ok\n") : text_reply(wsi, 405, "use GET\n");
     if (!strcmp(uri, "/readyz")) {
         if (!is_get)
-            return text(wsi, 405, "use GET\n");
+            return text_reply(wsi, 405, "use GET\n");
         if (srv->draining)
-            return text(wsi, 503, "draining\n");
+            return text_reply(wsi, 503, "draining\n");
         if (!server_ready(srv))
-            return text(wsi, 503, "redis not connected or subscriptions not current\n");
-        return text(wsi, 200, "ready\n");
+            return text_reply(wsi, 503, "redis not connected or subscriptions not current\n");
+        return text_reply(wsi, 200, "ready\n");
     }
     if (!strcmp(uri, "/metrics"))
-        return is_get ? metrics(srv, wsi) : text(wsi, 405, "use GET\n");
+        return is_get ? metrics(srv, wsi) : text_reply(wsi, 405, "use GET\n");
     if (!strcmp(uri, "/ws"))
-        return text(wsi, 400, "WebSocket upgrade required\n");
-    return text(wsi, 404, "not found\n");
+        return text_reply(wsi, 400, "WebSocket upgrade required\n");
+    return text_reply(wsi, 404, "not found\n");
 }

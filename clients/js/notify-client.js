@@ -1,0 +1,2 @@
+// placeholder: replaced by the browser client (issue 8)
+export class NotifyClient {}
