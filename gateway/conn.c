@@ -6,6 +6,10 @@
 #include "log.h"
 #include "server.h"
 
+/* lws-write.h keeps LWS_WRITE_CLOSE (4) out of its public enum ("handled
+ * by lws_close_reason()"), but lws_write() still frames it as a close. */
+#define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
+
 /* Ping payload: lws raises RECEIVE_PONG only for pongs that carry data. */
 static const char ping_payload[] = "hb";
 
@@ -154,8 +158,15 @@ int conn_on_writable(struct conn *c)
 {
     if (c->close_code) {
         const char *text = close_text(c->close_code);
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)text,
-                         strlen(text));
+        /* The close frame is written here: in lws 4.1, lws_close_reason()
+         * followed by returning -1 from the writable callback drops the
+         * socket without sending it (seen with a raw client). */
+        unsigned char buf[LWS_PRE + 2 + 64];
+        size_t tlen = strlen(text);
+        buf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
+        buf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
+        memcpy(buf + LWS_PRE + 2, text, tlen);
+        lws_write(c->wsi, buf + LWS_PRE, 2 + tlen, WS_WRITE_CLOSE);
         return -1;
     }
     if (c->ping_due) {

@@ -38,6 +38,8 @@ struct conn {
     uint32_t rx_len;               /* bytes in rx */
     uint32_t errors;               /* error replies in the current window */
     uint64_t errors_since;         /* loop ms the error window started */
+    uint64_t rl_at;                /* loop ms of the last rate-limit refill */
+    uint32_t rl_tokens;            /* rate-limit bucket, in thousandths of a frame */
     int64_t token_exp;             /* JWT exp in Unix seconds; 0 = none */
     int64_t connected_at;          /* Unix ms of the upgrade */
     struct stream_id last_id;      /* newest history id delivered, when has_last_id */

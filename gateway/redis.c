@@ -372,6 +372,7 @@ static void connect_now(struct redis_link *l)
     if (l->state == LINK_STOPPED)
         return;
     l->state = LINK_CONNECTING;
+    l->connecting_since = uv_now(&l->srv->loop);
     l->sub_handshake_ok = l->cmd_handshake_ok = 0;
     l->sync_acks_left = 0;
     l->ping_sent_at = 0;
@@ -402,9 +403,15 @@ static void on_health_pong(redisAsyncContext *ac, void *r, void *privdata)
 static void on_health_timer(uv_timer_t *t)
 {
     struct redis_link *l = t->data;
+    uint64_t now = uv_now(t->loop);
+    /* A Redis that accepts the TCP connection but never answers (stopped,
+     * wedged) would otherwise keep us connecting forever. */
+    if (l->state == LINK_CONNECTING && now - l->connecting_since > HEALTH_TIMEOUT_MS) {
+        link_fail(l, NULL, NULL, "no answer during the handshake");
+        return;
+    }
     if (!l->cmd || !l->cmd_handshake_ok)
         return;
-    uint64_t now = uv_now(t->loop);
     if (l->ping_sent_at) {
         if (now - l->ping_sent_at > HEALTH_TIMEOUT_MS)
             link_fail(l, NULL, NULL, "no answer to PING");

@@ -46,6 +46,7 @@ struct redis_link {
     uv_timer_t flush_timer;      /* fires the batched (un)subscribe flush */
     uv_timer_t health_timer;     /* PINGs the command connection */
     uint64_t ping_sent_at;       /* loop ms of the unanswered health PING, 0 = none */
+    uint64_t connecting_since;   /* loop ms the current attempt began */
     struct pending_sub *pending; /* (un)subscribes waiting for the flush */
     uint32_t subscribed;         /* account channels acknowledged by Redis */
 };

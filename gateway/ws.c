@@ -18,8 +18,15 @@
 /* More error replies than this within ERROR_WINDOW_MS closes with 1008. */
 #define ERROR_LIMIT 10
 #define ERROR_WINDOW_MS 10000
+/* Client frames: a token bucket of CLIENT_BURST frames refilled at
+ * CLIENT_RATE per second; a client beyond it is closed with 1008. A real
+ * client sends a heartbeat every few seconds. */
+#define CLIENT_RATE 20
+#define CLIENT_BURST 40
 /* Big enough for an RS256 token in a header or the query. */
 #define TOKEN_MAX 8192
+
+static void schedule(struct server *srv, struct conn *c, uint64_t at);
 
 static struct server *server_of(struct lws *wsi)
 {
@@ -241,7 +248,7 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
         return -1;
     srv->metrics.accepted++;
     c->last_seen = uv_now(&srv->loop);
-    hb_schedule(&srv->heartbeat, c, c->last_seen + srv->heartbeat_interval_ms);
+    schedule(srv, c, c->last_seen + srv->heartbeat_interval_ms);
     presence_add(&srv->presence, c->acct->id, c->id);
     if (!redis_link_connected(&srv->redis)) {
         /* Redis is away: answer now rather than keep the client waiting,
@@ -282,11 +289,62 @@ static void client_error(struct conn *c, const char *reason)
     send_envelope(c, "error", reason, "");
 }
 
+/* {"type":"refresh","content":{"body":"<jwt>"}}: a new token for the same
+ * account extends the connection past the old token's exp. */
+static void refresh_token(struct conn *c, const char *token)
+{
+    struct server *srv = c->srv;
+    if (srv->cfg->auth_mode != AUTH_JWT) {
+        client_error(c, "refresh needs --auth jwt");
+        return;
+    }
+    char account[ACCOUNT_ID_MAX + 1];
+    int64_t exp;
+    const char *why = "missing token";
+    if (!token || auth_verify(&srv->auth, token, strlen(token), server_wall_ms() / 1000, account,
+                              &exp, &why) < 0) {
+        client_error(c, why);
+        return;
+    }
+    if (strcmp(account, c->acct->id) != 0) {
+        client_error(c, "token is for another account");
+        return;
+    }
+    c->token_exp = exp;
+    char meta[48];
+    snprintf(meta, sizeof(meta), "{\"exp\":%lld}", (long long)exp);
+    send_envelope(c, "refresh", "ok", meta);
+    schedule(srv, c, c->last_seen + srv->heartbeat_interval_ms);
+}
+
+/* Token bucket: returns 0 when the client may send one more frame. */
+static int rate_limited(struct conn *c, uint64_t now)
+{
+    uint64_t cap = (uint64_t)CLIENT_BURST * 1000;
+    if (!c->rl_at)
+        c->rl_tokens = (uint32_t)cap;
+    else
+        c->rl_tokens = (uint32_t)((c->rl_tokens + (now - c->rl_at) * CLIENT_RATE) > cap
+                                      ? cap
+                                      : c->rl_tokens + (now - c->rl_at) * CLIENT_RATE);
+    c->rl_at = now;
+    if (c->rl_tokens < 1000)
+        return 1;
+    c->rl_tokens -= 1000;
+    return 0;
+}
+
 static void client_message(struct conn *c, const char *buf, size_t len)
 {
     struct server *srv = c->srv;
     srv->metrics.client_messages++;
-    c->last_seen = uv_now(&srv->loop);
+    uint64_t now = uv_now(&srv->loop);
+    if (rate_limited(c, now)) {
+        log_info("client_flood_closed", "conn=%s account=%s", c->id, c->acct->id);
+        conn_close(c, 1008);
+        return;
+    }
+    c->last_seen = now;
     struct client_msg msg;
     const char *reason;
     if (envelope_parse_client(buf, len, &msg, &reason) < 0) {
@@ -295,6 +353,8 @@ static void client_message(struct conn *c, const char *buf, size_t len)
     }
     if (!strcmp(msg.type, "heartbeat"))
         conn_send(c, srv->heartbeat_reply);
+    else if (!strcmp(msg.type, "refresh"))
+        refresh_token(c, msg.body);
     else
         client_error(c, "unknown message type");
     client_msg_clear(&msg);
@@ -342,6 +402,20 @@ static int receive(struct conn *c, const char *in, size_t len)
 
 /* ---- heartbeat ---- */
 
+/* Schedules c's next look at loop time at, or at its token's exp when that
+ * comes first, so an expired token closes the connection on time. */
+static void schedule(struct server *srv, struct conn *c, uint64_t at)
+{
+    if (c->token_exp) {
+        int64_t left_ms = c->token_exp * 1000 - server_wall_ms();
+        uint64_t now = uv_now(&srv->loop);
+        uint64_t exp_at = left_ms > 0 ? now + (uint64_t)left_ms : now;
+        if (exp_at < at)
+            at = exp_at;
+    }
+    hb_schedule(&srv->heartbeat, c, at);
+}
+
 void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
 {
     struct server *srv = data;
@@ -363,9 +437,9 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
          * counts as liveness (an empty pong raises no lws callback). */
         c->ping_due = 1;
         lws_callback_on_writable(c->wsi);
-        hb_schedule(&srv->heartbeat, c, c->last_seen + srv->heartbeat_timeout_ms);
+        schedule(srv, c, c->last_seen + srv->heartbeat_timeout_ms);
     } else {
-        hb_schedule(&srv->heartbeat, c, c->last_seen + srv->heartbeat_interval_ms);
+        schedule(srv, c, c->last_seen + srv->heartbeat_interval_ms);
     }
 }
 
