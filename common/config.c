@@ -62,6 +62,8 @@ static const struct option_def options[] = {
      "notify_publish messages kept per account (loaded into Redis; same on every node)"},
     {"history-ttl", OPT_INT, F(history_ttl), "86400", 1, 365 * 86400,
      "seconds an account's history lives after its last message"},
+    {"trust-proxy", OPT_BOOL, F(trust_proxy), "false", 0, 0,
+     "take the client address from X-Forwarded-For (behind a load balancer)"},
     {"demo", OPT_BOOL, F(demo), "false", 0, 0,
      "serve the browser demo at GET / (and its API key with --auth none)"},
 };

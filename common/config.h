@@ -40,6 +40,7 @@ struct config {
     int history_max_len;             /* messages kept per account stream */
     int history_ttl;                 /* s a stream lives after its last message */
     int demo;                        /* serve the demo page at GET / */
+    int trust_proxy;                 /* client address from X-Forwarded-For */
 };
 
 /* Parses argv and the environment (envp-style lookup through getenv).

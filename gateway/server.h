@@ -51,6 +51,8 @@ struct server {
     int stopping;                   /* 1 once teardown began */
     uint64_t invalid_logged_at;     /* loop ms of the last invalid-payload log */
     uint64_t invalid_unlogged;      /* invalid payloads since that log line */
+    uint64_t reject_logged_at;      /* loop ms of the last rejection log line */
+    uint64_t reject_unlogged;       /* rejections since that line */
 };
 
 /* Builds everything and starts listening. Returns 0, or -1 after logging

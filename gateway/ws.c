@@ -35,13 +35,47 @@ static struct server *server_of(struct lws *wsi)
 
 /* ---- handshake ---- */
 
+/* The client's address: the peer, or behind a trusted proxy the address
+ * the proxy appended last to X-Forwarded-For (earlier entries are whatever
+ * the client claimed). */
+static const char *client_addr(const struct server *srv, struct lws *wsi, char *buf, size_t size)
+{
+    if (srv->cfg->trust_proxy) {
+        char xff[256];
+        int n = lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR);
+        if (n > 0) {
+            const char *last = strrchr(xff, ',');
+            last = last ? last + 1 : xff;
+            while (*last == ' ')
+                last++;
+            size_t len = strnlen(last, size - 1);
+            memcpy(buf, last, len);
+            buf[len] = '\0';
+            return buf;
+        }
+    }
+    if (!lws_get_peer_simple(wsi, buf, size))
+        snprintf(buf, size, "-");
+    return buf;
+}
+
 static int reject(struct server *srv, struct lws *wsi, enum reject_reason why, int status,
                   const char *body, const char *detail)
 {
-    char q[160];
+    char q[160], addr[64];
     srv->metrics.rejected[why]++;
-    log_debug("handshake_rejected", "status=%d reason=%s detail=%s", status,
-              metrics_reject_name(why), log_quote(q, sizeof(q), detail));
+    /* At most one line a second: a flood of bad tokens must not become a
+     * flood of log lines. */
+    uint64_t now = uv_now(&srv->loop);
+    if (log_enabled(LOG_DEBUG) || now - srv->reject_logged_at >= 1000) {
+        log_info("handshake_rejected", "status=%d reason=%s client=%s detail=%s suppressed=%llu",
+                 status, metrics_reject_name(why), client_addr(srv, wsi, addr, sizeof(addr)),
+                 log_quote(q, sizeof(q), detail), (unsigned long long)srv->reject_unlogged);
+        srv->reject_logged_at = now;
+        srv->reject_unlogged = 0;
+    } else {
+        srv->reject_unlogged++;
+    }
     http_write_status(wsi, status, body);
     return 1; /* lws closes the connection after our answer */
 }
@@ -267,7 +301,11 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
         if (c->acct->subscribed)
             conn_ready(srv, c);
     }
-    log_debug("connected", "conn=%s account=%s", c->id, c->acct->id);
+    if (log_enabled(LOG_DEBUG)) {
+        char addr[64];
+        log_debug("connected", "conn=%s account=%s client=%s", c->id, c->acct->id,
+                  client_addr(srv, wsi, addr, sizeof(addr)));
+    }
     return 0;
 }
 
