@@ -53,6 +53,7 @@ struct conn {
     uint8_t has_last_id;           /* last_id is set */
     uint8_t replay_pending;        /* history must be replayed once subscribed */
     uint8_t replaying;             /* a replay is in flight: live frames are held */
+    uint8_t replay_exact;          /* replay_since is an id the client saw (gaps matter) */
     char id[CONN_ID_LEN + 1];      /* unique across nodes and restarts */
 };
 

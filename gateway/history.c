@@ -90,7 +90,9 @@ static void apply_replay(struct server *srv, struct conn *c, const redisReply *r
 {
     if (reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_INTEGER)
         return;
-    if (reply->element[0]->integer == 1) {
+    /* A gap only means something to a connection that had a position in
+     * the stream; a catch-up from "a little before the outage" has none. */
+    if (reply->element[0]->integer == 1 && c->replay_exact) {
         const redisReply *oldest = reply->element[1];
         send_gap(c, oldest->type == REDIS_REPLY_STRING ? oldest->str : "");
     }

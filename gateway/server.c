@@ -134,7 +134,8 @@ static void on_stop_grace(uv_timer_t *t)
 
 void server_drain_progress(struct server *srv)
 {
-    if (!srv->draining || srv->drained || srv->registry.n_conns > 0)
+    if (!srv->draining || srv->drained || srv->registry.n_conns > 0 ||
+        uv_now(&srv->loop) < srv->drain_close_from)
         return;
     srv->drained = 1;
     log_info("drained", NULL);
@@ -150,6 +151,8 @@ static void on_drain_slice(uv_timer_t *t)
 {
     struct server *srv = t->data;
     uint64_t now = uv_now(&srv->loop);
+    if (now < srv->drain_close_from)
+        return; /* still telling the load balancer (/readyz 503) */
     uint64_t slices =
         now >= srv->drain_deadline ? 1 : (srv->drain_deadline - now) / DRAIN_SLICE_MS + 1;
     uint64_t n = (srv->registry.n_conns + slices - 1) / slices;
@@ -174,10 +177,15 @@ void server_drain(struct server *srv)
         return;
     }
     srv->draining = 1;
-    srv->drain_deadline = uv_now(&srv->loop) + (uint64_t)srv->cfg->drain_seconds * 1000;
+    /* The first fifth of the window only answers /readyz 503 and refuses
+     * upgrades (503), so a load balancer takes the node out of its pool
+     * before clients are sent back to it; the rest closes the sockets in
+     * slices. The listener stays open for those answers until the end. */
+    uint64_t now = uv_now(&srv->loop), window = (uint64_t)srv->cfg->drain_seconds * 1000;
+    srv->drain_close_from = now + window / 5;
+    srv->drain_deadline = now + window;
     log_info("draining", "connections=%u seconds=%d", srv->registry.n_conns,
              srv->cfg->drain_seconds);
-    listener_close(&srv->listener);
     uv_timer_start(&srv->drain_timer, on_drain_slice, 0, DRAIN_SLICE_MS);
 }
 

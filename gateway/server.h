@@ -46,6 +46,7 @@ struct server {
     uv_signal_t sigint;             /* starts the drain */
     uv_timer_t drain_timer;         /* closes connections in slices */
     int draining;                   /* 1 once SIGTERM/SIGINT arrived */
+    uint64_t drain_close_from;      /* loop ms from which sockets are closed */
     uint64_t drain_deadline;        /* loop ms by which every socket is closed */
     int drained;                    /* 1 once every connection is gone */
     int stopping;                   /* 1 once teardown began */

@@ -249,6 +249,7 @@ void ws_on_redis_down(struct server *srv)
             if (c->replay_pending)
                 continue;
             c->replay_pending = 1;
+            c->replay_exact = c->has_last_id;
             if (c->has_last_id) {
                 c->replay_since = c->last_id;
             } else {
@@ -273,7 +274,7 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
     c->connected_at = server_wall_ms();
     if (hs->has_since) {
         c->last_id = c->replay_since = hs->since;
-        c->has_last_id = c->replay_pending = 1;
+        c->has_last_id = c->replay_pending = c->replay_exact = 1;
     }
     idgen_next(&srv->ids, c->id, (uint64_t)server_wall_ms());
     int added = registry_add(&srv->registry, c, hs->account);
