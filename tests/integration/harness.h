@@ -1,0 +1,293 @@
+/* harness: helpers for black-box tests against real processes.
+ *
+ *   h_redis_*  a private redis-server on a random loopback port
+ *   h_proc_*   any child process, its stdout/stderr captured to temp files
+ *   h_gw_*     the notify-gateway daemon (GATEWAY_BIN) wired to a h_redis
+ *   h_http*    a plain HTTP/1.1 client
+ *   ws_*       a minimal blocking WebSocket client (RFC 6455, client side)
+ *   h_jwt_*    tokens for --auth jwt
+ *
+ * Every process started here is remembered: if the test process exits with
+ * some still running they are killed (SIGKILL); in Check's fork mode a
+ * failed test's processes die with its process group. All temp files live
+ * under one root dir per test run, removed when the runner exits; a
+ * gateway's dir still present then (its test failed before cleaning up) has
+ * the tail of its stderr printed first, so a failure shows what the daemon
+ * logged. Only pids started here are ever signalled. Set H_KEEP_TMP=1 to
+ * keep the temp files.
+ *
+ * Paths come from compile definitions set by tests/integration/CMakeLists.txt
+ * on the notifytest library: GATEWAY_BIN, REDIS_SERVER_BIN and NOTIFYCTL_BIN
+ * (the latter for tests to use directly with h_run).
+ *
+ * Timeouts are in milliseconds. Functions returning int return -1 on
+ * failure unless documented otherwise. */
+#ifndef NOTIFY_TEST_HARNESS_H
+#define NOTIFY_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+#define H_PATH_MAX 256
+
+/* ---- misc --------------------------------------------------------------- */
+
+/* Milliseconds of CLOCK_MONOTONIC, for measuring durations. */
+long long h_mono_ms(void);
+
+/* Seconds since the Unix epoch (wall clock), for JWT exp claims. */
+long long h_unix_s(void);
+
+/* Sleeps for ms milliseconds (restarting after signals). */
+void h_sleep_ms(int ms);
+
+/* Returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port
+ * 0 and released), or -1. Another process may still grab it: callers that
+ * start a server retry with a new port if the server cannot bind. */
+int h_free_port(void);
+
+/* Creates a fresh temp directory into out (size H_PATH_MAX), inside this
+ * run's root /tmp/notifytest.XXXXXX; the root is removed when the process
+ * that loaded the harness exits, unless H_KEEP_TMP=1. */
+int h_tmpdir(char *out);
+
+/* Reads a whole file into a malloc'd NUL-terminated string (NULL if it
+ * cannot be read). */
+char *h_read_file(const char *path);
+
+/* ---- child processes ---------------------------------------------------- */
+
+struct h_proc {
+    pid_t pid;                 /* 0 when not running (or already reaped) */
+    int status;                /* after exit: exit code, or 128 + signal */
+    char dir[H_PATH_MAX];      /* its private temp directory */
+    char out_path[H_PATH_MAX]; /* captured stdout */
+    char err_path[H_PATH_MAX]; /* captured stderr */
+};
+
+/* Starts argv[0] (a path) with argv (NULL-terminated), stdin from
+ * /dev/null, stdout and stderr into files in a new temp dir. The child gets
+ * this environment minus every NOTIFY_* variable, plus env (NULL-terminated
+ * "NAME=value" strings, may be NULL), so tests do not depend on the caller's
+ * shell. */
+int h_proc_spawn(struct h_proc *p, const char *const *argv, const char *const *env);
+
+/* 1 while the process runs, 0 once it has exited (then p->status is set
+ * and p->pid is 0). */
+int h_proc_running(struct h_proc *p);
+
+/* Waits up to timeout_ms for the process to exit. Returns its status (exit
+ * code, or 128 + signal number), or -1 on timeout (still running). */
+int h_proc_wait(struct h_proc *p, int timeout_ms);
+
+/* Sends sig to the process (only if it is still ours and running). */
+int h_proc_signal(struct h_proc *p, int sig);
+
+/* SIGKILL and reap. No-op if not running. */
+void h_proc_kill(struct h_proc *p);
+
+/* Kills the process if still running and removes its temp dir. */
+void h_proc_cleanup(struct h_proc *p);
+
+/* What the process wrote so far to stdout / stderr (malloc'd, never NULL). */
+char *h_proc_stdout(const struct h_proc *p);
+char *h_proc_stderr(const struct h_proc *p);
+
+/* Runs argv to completion: returns its status as h_proc_wait, or -1 if it
+ * did not finish within timeout_ms (it is then killed). If out / err are
+ * not NULL they receive its stdout / stderr (malloc'd). */
+int h_run(const char *const *argv, const char *const *env, int timeout_ms, char **out, char **err);
+
+/* ---- redis-server ------------------------------------------------------- */
+
+struct h_redis {
+    struct h_proc proc;
+    int port; /* 127.0.0.1:port */
+};
+
+/* Starts redis-server (REDIS_SERVER_BIN, or redis-server from PATH) bound to
+ * 127.0.0.1 on a free random port, without persistence, in its own temp
+ * dir; waits until it answers PING. */
+int h_redis_start(struct h_redis *r);
+
+/* Kills it (SIGKILL) and starts a new, empty redis-server on the same port
+ * (to simulate an outage and recovery); waits until it answers PING. */
+int h_redis_restart(struct h_redis *r);
+
+/* Stops it (SIGKILL, it holds nothing worth saving) and removes its dir. */
+void h_redis_stop(struct h_redis *r);
+
+/* "redis://127.0.0.1:<port>/0" into buf. */
+void h_redis_url(const struct h_redis *r, char *buf, size_t size);
+
+/* Runs one command on a new synchronous connection (hiredis format: %s for
+ * a C string, %b for bytes + size_t length). Returns the reply (free with
+ * freeReplyObject) or NULL on a connection error. */
+redisReply *h_redis_cmd(const struct h_redis *r, const char *fmt, ...);
+
+/* Runs a command whose reply is an integer; returns it, or -1 on error or
+ * another reply type. */
+long long h_redis_int(const struct h_redis *r, const char *fmt, ...);
+
+/* PUBLISH channel payload[0..len); returns the number of receivers (-1 on
+ * error). */
+long long h_redis_publish(const struct h_redis *r, const char *channel, const char *payload,
+                          size_t len);
+
+/* PUBSUB NUMSUB channel: subscribers of channel, -1 on error. */
+long long h_redis_numsub(const struct h_redis *r, const char *channel);
+
+/* Polls NUMSUB every 50 ms until it equals want or timeout_ms passes;
+ * returns the last value seen. */
+long long h_redis_wait_numsub(const struct h_redis *r, const char *channel, long long want,
+                              int timeout_ms);
+
+/* ---- the gateway -------------------------------------------------------- */
+
+struct h_gw {
+    struct h_proc proc;
+    int port; /* 127.0.0.1:port serves /ws and HTTP */
+};
+
+/* Starts GATEWAY_BIN with
+ *   --listen 127.0.0.1:<free port> --redis redis://127.0.0.1:<r->port>/0
+ *   --node-id it-<port> --log-level debug
+ * followed by args (NULL-terminated, may be NULL; a later flag wins), and
+ * waits up to 10 s until GET /healthz answers 200. Retries with another port
+ * if the process dies during startup (port taken meanwhile). On failure the
+ * process is killed and its stderr printed. */
+int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args);
+
+/* Same with the extra args as a NULL-terminated variadic list. */
+int h_gw_startl(struct h_gw *g, const struct h_redis *r, ...);
+
+/* Thin wrappers over h_proc_* for the gateway. */
+int h_gw_signal(struct h_gw *g, int sig);
+int h_gw_wait(struct h_gw *g, int timeout_ms);
+void h_gw_kill(struct h_gw *g);
+char *h_gw_stderr(const struct h_gw *g);
+
+/* SIGTERM, waits up to timeout_ms for exit, then SIGKILL; removes its temp
+ * dir. Returns the status as h_proc_wait, or -1 if it had to be killed. */
+int h_gw_stop(struct h_gw *g, int timeout_ms);
+
+/* Runs GATEWAY_BIN with exactly args (NULL-terminated) and env (see
+ * h_proc_spawn) and waits up to timeout_ms for it to exit; returns its
+ * status or -1 (killed after the timeout). *err receives its stderr if err
+ * is not NULL. For tests of bad flags. */
+int h_gw_run(const char *const *args, const char *const *env, int timeout_ms, char **err);
+
+/* ---- HTTP --------------------------------------------------------------- */
+
+struct h_http_resp {
+    int status;    /* e.g. 200; -1 when no answer */
+    char *headers; /* raw header block (malloc'd) */
+    char *body;    /* body (malloc'd, NUL-terminated, chunked decoded) */
+    size_t body_len;
+};
+
+/* Sends one HTTP/1.1 request to 127.0.0.1:port (Connection: close).
+ * headers: extra "Name: value\r\n" lines or NULL; body may be NULL. Returns
+ * the status and fills resp (free with h_http_resp_free), -1 on I/O error or
+ * timeout. */
+int h_http(int port, const char *method, const char *path, const char *headers, const char *body,
+           size_t body_len, struct h_http_resp *resp, int timeout_ms);
+void h_http_resp_free(struct h_http_resp *resp);
+
+/* GET path with a 3 s timeout; returns the status (-1 on error) and, if
+ * body is not NULL, the malloc'd body (NULL on error). */
+int h_http_get(int port, const char *path, char **body);
+
+/* Polls GET path every 50 ms until it answers want; returns 1 if it did
+ * within timeout_ms, 0 otherwise. */
+int h_http_wait_status(int port, const char *path, int want, int timeout_ms);
+
+/* Sum of the values of every sample named exactly name (any labels) in a
+ * Prometheus text exposition; -1 if no sample has that name. */
+double h_metric_sum(const char *text, const char *name);
+
+/* ---- WebSocket client --------------------------------------------------- */
+
+enum {
+    WS_ERROR = -1,  /* I/O error or the peer closed the TCP connection */
+    WS_TIMEOUT = 0, /* nothing complete arrived in time */
+    WS_TEXT = 1,
+    WS_BINARY = 2,
+    WS_CLOSE = 8,
+    WS_PING = 9,
+    WS_PONG = 10,
+};
+
+struct ws {
+    int fd;          /* -1 when not connected */
+    int status;      /* HTTP status of the upgrade answer (101 = upgraded) */
+    int auto_pong;   /* answer pings inside ws_recv (default 1) */
+    int pings;       /* pings received so far */
+    int close_code;  /* code of the close frame received; 1005 if it had
+                        none; 0 if none received yet */
+    int eof;         /* the TCP connection was closed by the peer */
+    char *http_body; /* body of a refused (non-101) answer, malloc'd */
+    /* internal state */
+    int sent_close;     /* a close frame was sent */
+    unsigned char *buf; /* bytes received and not yet parsed */
+    size_t len, cap;
+    char *frag; /* data of a fragmented message so far */
+    size_t frag_len;
+    int frag_op;
+};
+
+/* A message (fragments already joined) or control frame. */
+struct ws_msg {
+    int opcode;     /* WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG */
+    char *data;     /* payload, malloc'd and NUL-terminated */
+    size_t len;     /* payload length (for close: after the 2-byte code) */
+    int close_code; /* WS_CLOSE only: code, or 1005 if none */
+};
+
+/* Connects to 127.0.0.1:port and sends an upgrade request for path (e.g.
+ * "/ws?user_id=u1"); headers: extra "Name: value\r\n" lines or NULL.
+ * Returns the HTTP status of the answer (101 when upgraded, the
+ * Sec-WebSocket-Accept checked) or -1 on I/O error or timeout. Unless the
+ * status is 101 the socket is closed again. c->auto_pong starts at 1. */
+int ws_connect(struct ws *c, int port, const char *path, const char *headers, int timeout_ms);
+
+/* Sends one masked frame with FIN set. Returns 0, or -1 on error. */
+int ws_send(struct ws *c, int opcode, const void *data, size_t len);
+
+/* ws_send of a NUL-terminated text. */
+int ws_send_text(struct ws *c, const char *text);
+
+/* Waits up to timeout_ms for the next message or control frame. Pings are
+ * answered with a pong of the same payload and skipped when c->auto_pong,
+ * else returned. A close frame is answered with a close of the same code
+ * and returned (c->close_code is set). Returns the opcode (m filled, free
+ * with ws_msg_free), WS_TIMEOUT or WS_ERROR. */
+int ws_recv(struct ws *c, struct ws_msg *m, int timeout_ms);
+void ws_msg_free(struct ws_msg *m);
+
+/* Waits for the next text message, skipping pings and pongs. Returns it
+ * malloc'd, or NULL on timeout, close or error (see c->close_code, c->eof). */
+char *ws_recv_text(struct ws *c, int timeout_ms);
+
+/* Reads (and discards data frames) until a close frame arrives; returns its
+ * code (1005 if none), 0 on timeout, -1 if the TCP connection ended without
+ * a close frame. */
+int ws_wait_close(struct ws *c, int timeout_ms);
+
+/* Sends a close frame with code (if the connection is open and none was
+ * received) and closes the socket. Safe to call twice. */
+void ws_close(struct ws *c, int code);
+
+/* Drops the TCP connection abruptly, without a close frame. */
+void ws_drop(struct ws *c);
+
+/* ---- JWT ---------------------------------------------------------------- */
+
+/* Mints a token with claim sub (omitted if NULL) and exp (Unix seconds;
+ * omitted if exp == 0), signed HS256 with secret, or with alg "none" and no
+ * signature if secret is NULL. Returns a malloc'd string or NULL. */
+char *h_jwt_hs256(const char *secret, const char *sub, long long exp);
+
+#endif

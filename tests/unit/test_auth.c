@@ -1,0 +1,533 @@
+/* Unit tests of gateway/auth: JWT verification with a pinned algorithm.
+ *
+ * Tokens are minted with libjwt (or by hand for alg "none"); RSA, EC and
+ * Ed25519 keys are generated at run time with the OpenSSL API, their public
+ * halves written as PEM files into a temp dir. */
+#include <check.h>
+#include <dirent.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+
+#define SECRET "s3cret-for-unit-tests"
+
+static char tmpdir[64];
+/* PEM texts of the generated keys, and the public ones' file paths. */
+static char *rsa_priv, *rsa_pub, *ec_priv, *ec_pub;
+static char rsa_pub_path[128], ec_pub_path[128], ed_pub_path[128], junk_path[128];
+static int64_t now;
+
+static char *pem_private(EVP_PKEY *k)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b || !PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL))
+        return NULL;
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *s = strndup(data, (size_t)n);
+    BIO_free(b);
+    return s;
+}
+
+static char *pem_public(EVP_PKEY *k, const char *path)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b || !PEM_write_bio_PUBKEY(b, k))
+        return NULL;
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *s = strndup(data, (size_t)n);
+    BIO_free(b);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(s, f) < 0 || fclose(f) != 0)
+        return NULL;
+    return s;
+}
+
+static int make_keys(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_auth.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(rsa_pub_path, sizeof(rsa_pub_path), "%s/rsa.pub.pem", tmpdir);
+    snprintf(ec_pub_path, sizeof(ec_pub_path), "%s/ec.pub.pem", tmpdir);
+    snprintf(ed_pub_path, sizeof(ed_pub_path), "%s/ed.pub.pem", tmpdir);
+    snprintf(junk_path, sizeof(junk_path), "%s/junk.pem", tmpdir);
+    EVP_PKEY *rsa = EVP_RSA_gen(2048);
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!rsa || !ec || !ed)
+        return -1;
+    rsa_priv = pem_private(rsa);
+    rsa_pub = pem_public(rsa, rsa_pub_path);
+    ec_priv = pem_private(ec);
+    ec_pub = pem_public(ec, ec_pub_path);
+    char *ed_pub = pem_public(ed, ed_pub_path);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(ec);
+    EVP_PKEY_free(ed);
+    if (!rsa_priv || !rsa_pub || !ec_priv || !ec_pub || !ed_pub)
+        return -1;
+    free(ed_pub);
+    FILE *f = fopen(junk_path, "w");
+    if (!f)
+        return -1;
+    fputs("-----BEGIN PUBLIC KEY-----\nnot base64 at all\n-----END PUBLIC KEY-----\n", f);
+    fclose(f);
+    return 0;
+}
+
+static void remove_keys(void)
+{
+    unlink(rsa_pub_path);
+    unlink(ec_pub_path);
+    unlink(ed_pub_path);
+    unlink(junk_path);
+    rmdir(tmpdir);
+}
+
+/* Mints a token signed with alg and key (key_len 0: strlen). sub NULL:
+ * omitted; exp 0: omitted. */
+static char *mint(jwt_alg_t alg, const char *key, size_t key_len, const char *sub, long exp)
+{
+    jwt_t *j = NULL;
+    ck_assert_int_eq(jwt_new(&j), 0);
+    if (sub)
+        ck_assert_int_eq(jwt_add_grant(j, "sub", sub), 0);
+    if (exp)
+        ck_assert_int_eq(jwt_add_grant_int(j, "exp", exp), 0);
+    ck_assert_int_eq(
+        jwt_set_alg(j, alg, (const unsigned char *)key, (int)(key_len ? key_len : strlen(key))), 0);
+    char *t = jwt_encode_str(j);
+    ck_assert_ptr_nonnull(t);
+    jwt_free(j);
+    return t;
+}
+
+static char *b64url(const char *in)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t n = strlen(in);
+    char *out = malloc(n * 4 / 3 + 4);
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)in;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = tbl[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = tbl[v & 63];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* header.payload. with the given header and payload JSON, no signature. */
+static char *hand_token(const char *header, const char *payload, const char *sig)
+{
+    char *h = b64url(header), *p = b64url(payload);
+    char *t = NULL;
+    ck_assert_int_gt(asprintf(&t, "%s.%s.%s", h, p, sig), 0);
+    free(h);
+    free(p);
+    return t;
+}
+
+/* auth_verify's result; account and reason are returned through the
+ * pointers when not NULL. */
+static int verify(const struct auth *a, const char *token, char *account, const char **reason)
+{
+    char acct[ACCOUNT_ID_MAX + 1] = "";
+    int64_t exp = -1;
+    const char *why = NULL;
+    int rc = auth_verify(a, token, strlen(token), now, acct, &exp, &why);
+    if (rc == 0) {
+        ck_assert_int_gt(exp, now);
+    } else {
+        ck_assert_ptr_nonnull(why); /* a reason is always given */
+    }
+    if (account)
+        strcpy(account, acct);
+    if (reason)
+        *reason = why;
+    return rc;
+}
+
+static void init_secret(struct auth *a)
+{
+    char err[256] = "";
+    ck_assert_int_eq(auth_init(a, SECRET, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(a->alg, JWT_ALG_HS256);
+}
+
+static void init_pem(struct auth *a, const char *path, jwt_alg_t want)
+{
+    char err[256] = "";
+    ck_assert_msg(auth_init(a, NULL, path, err, sizeof(err)) == 0, "auth_init: %s", err);
+    ck_assert_int_eq(a->alg, want);
+}
+
+START_TEST(hs256_good)
+{
+    struct auth a;
+    init_secret(&a);
+    char *t = mint(JWT_ALG_HS256, SECRET, 0, "u42", now + 60);
+    char acct[ACCOUNT_ID_MAX + 1];
+    int64_t exp = 0;
+    const char *why = NULL;
+    ck_assert_int_eq(auth_verify(&a, t, strlen(t), now, acct, &exp, &why), 0);
+    ck_assert_str_eq(acct, "u42");
+    ck_assert_int_eq(exp, now + 60);
+    /* the token need not be NUL-terminated: only token_len bytes count */
+    size_t n = strlen(t);
+    char *padded = malloc(n + 8);
+    memcpy(padded, t, n);
+    memcpy(padded + n, "garbage", 8);
+    ck_assert_int_eq(auth_verify(&a, padded, n, now, acct, &exp, &why), 0);
+    ck_assert_str_eq(acct, "u42");
+    free(padded);
+    /* every allowed character of an account id */
+    char *t2 = mint(JWT_ALG_HS256, SECRET, 0, "A-z_0.9@x:y", now + 1);
+    ck_assert_int_eq(verify(&a, t2, acct, NULL), 0);
+    ck_assert_str_eq(acct, "A-z_0.9@x:y");
+    free(t);
+    free(t2);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(expired)
+{
+    struct auth a;
+    init_secret(&a);
+    const char *why;
+    char *t = mint(JWT_ALG_HS256, SECRET, 0, "u42", now - 1);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    ck_assert_ptr_nonnull(strstr(why, "expired"));
+    free(t);
+    /* exp == now is already expired */
+    t = mint(JWT_ALG_HS256, SECRET, 0, "u42", now);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(exp_missing_or_not_a_number)
+{
+    struct auth a;
+    init_secret(&a);
+    const char *why;
+    char *t = mint(JWT_ALG_HS256, SECRET, 0, "u42", 0);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    ck_assert_ptr_nonnull(strstr(why, "exp"));
+    free(t);
+    /* exp as a string */
+    jwt_t *j = NULL;
+    ck_assert_int_eq(jwt_new(&j), 0);
+    char grants[128];
+    snprintf(grants, sizeof(grants), "{\"sub\":\"u42\",\"exp\":\"%lld\"}", (long long)now + 60);
+    ck_assert_int_eq(jwt_add_grants_json(j, grants), 0);
+    ck_assert_int_eq(
+        jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+    t = jwt_encode_str(j);
+    jwt_free(j);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(wrong_secret)
+{
+    struct auth a;
+    init_secret(&a);
+    const char *why;
+    char *t = mint(JWT_ALG_HS256, "another-secret", 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* a tampered payload with the original signature */
+    t = mint(JWT_ALG_HS256, SECRET, 0, "u42", now + 60);
+    char *dot1 = strchr(t, '.'), *dot2 = strrchr(t, '.');
+    char *forged_payload = NULL;
+    char payload[128];
+    snprintf(payload, sizeof(payload), "{\"sub\":\"u43\",\"exp\":%lld}", (long long)now + 60);
+    forged_payload = b64url(payload);
+    char *forged = NULL;
+    ck_assert_int_gt(asprintf(&forged, "%.*s.%s%s", (int)(dot1 - t), t, forged_payload, dot2), 0);
+    ck_assert_int_eq(verify(&a, forged, NULL, NULL), -1);
+    free(forged);
+    free(forged_payload);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(alg_none_refused)
+{
+    struct auth a;
+    init_secret(&a);
+    char payload[128];
+    snprintf(payload, sizeof(payload), "{\"sub\":\"u42\",\"exp\":%lld}", (long long)now + 60);
+    const char *why;
+    char *t = hand_token("{\"alg\":\"none\"}", payload, "");
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    t = hand_token("{\"alg\":\"none\",\"typ\":\"JWT\"}", payload, "");
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* alg none with some signature bytes */
+    t = hand_token("{\"alg\":\"none\"}", payload, "c2ln");
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* also against a public-key configuration */
+    struct auth r;
+    init_pem(&r, rsa_pub_path, JWT_ALG_RS256);
+    t = hand_token("{\"alg\":\"none\"}", payload, "");
+    ck_assert_int_eq(verify(&r, t, NULL, &why), -1);
+    free(t);
+    auth_free(&r);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(hs512_refused)
+{
+    struct auth a;
+    init_secret(&a);
+    const char *why;
+    char *t = mint(JWT_ALG_HS512, SECRET, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    t = mint(JWT_ALG_HS384, SECRET, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(sub_missing_or_invalid)
+{
+    struct auth a;
+    init_secret(&a);
+    const char *why;
+    char *t = mint(JWT_ALG_HS256, SECRET, 0, NULL, now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    ck_assert_ptr_nonnull(strstr(why, "sub"));
+    free(t);
+    const char *bad[] = {"", "u 42", "u/42", "ü42", "u42\n", "{u42}", "u*"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        t = mint(JWT_ALG_HS256, SECRET, 0, bad[i], now + 60);
+        ck_assert_msg(verify(&a, t, NULL, &why) == -1, "sub \"%s\" accepted", bad[i]);
+        free(t);
+    }
+    char longid[ACCOUNT_ID_MAX + 2];
+    memset(longid, 'x', sizeof(longid));
+    longid[ACCOUNT_ID_MAX + 1] = '\0'; /* 129 bytes */
+    t = mint(JWT_ALG_HS256, SECRET, 0, longid, now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    longid[ACCOUNT_ID_MAX] = '\0'; /* 128 bytes: fine */
+    char acct[ACCOUNT_ID_MAX + 1];
+    t = mint(JWT_ALG_HS256, SECRET, 0, longid, now + 60);
+    ck_assert_int_eq(verify(&a, t, acct, NULL), 0);
+    ck_assert_str_eq(acct, longid);
+    free(t);
+    /* sub not a string */
+    jwt_t *j = NULL;
+    ck_assert_int_eq(jwt_new(&j), 0);
+    char grants[128];
+    snprintf(grants, sizeof(grants), "{\"sub\":42,\"exp\":%lld}", (long long)now + 60);
+    ck_assert_int_eq(jwt_add_grants_json(j, grants), 0);
+    ck_assert_int_eq(
+        jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+    t = jwt_encode_str(j);
+    jwt_free(j);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(garbage_tokens)
+{
+    struct auth a;
+    init_secret(&a);
+    const char *why = NULL;
+    char acct[ACCOUNT_ID_MAX + 1];
+    int64_t exp;
+    ck_assert_int_eq(auth_verify(&a, "", 0, now, acct, &exp, &why), -1);
+    ck_assert_ptr_nonnull(why);
+    const char *bad[] = {"x", "a.b", "a.b.c", "..", "eyJhbGciOiJIUzI1NiJ9..", "Bearer x.y.z"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        ck_assert_int_eq(verify(&a, bad[i], NULL, NULL), -1);
+    /* longer than any header could carry */
+    size_t n = 10000;
+    char *big = malloc(n + 1);
+    memset(big, 'a', n);
+    big[n] = '\0';
+    ck_assert_int_eq(verify(&a, big, NULL, NULL), -1);
+    free(big);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(rs256_good_and_key_confusion)
+{
+    struct auth a;
+    init_pem(&a, rsa_pub_path, JWT_ALG_RS256);
+    char acct[ACCOUNT_ID_MAX + 1];
+    const char *why;
+    char *t = mint(JWT_ALG_RS256, rsa_priv, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, acct, &why), 0);
+    ck_assert_str_eq(acct, "u42");
+    free(t);
+    /* RS256 expired, and RS256 without sub */
+    t = mint(JWT_ALG_RS256, rsa_priv, 0, "u42", now - 10);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    t = mint(JWT_ALG_RS256, rsa_priv, 0, NULL, now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* key confusion: HS256 keyed with the public PEM text itself */
+    t = mint(JWT_ALG_HS256, rsa_pub, strlen(rsa_pub), "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* and with the exact bytes of the key file the daemon read */
+    ck_assert_int_gt((int)a.key_len, 0);
+    t = mint(JWT_ALG_HS256, (const char *)a.key, a.key_len, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* RS512 with the right key is not RS256 */
+    t = mint(JWT_ALG_RS512, rsa_priv, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* ES256 token against the RSA key */
+    t = mint(JWT_ALG_ES256, ec_priv, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(es256_good)
+{
+    struct auth a;
+    init_pem(&a, ec_pub_path, JWT_ALG_ES256);
+    char acct[ACCOUNT_ID_MAX + 1];
+    const char *why;
+    char *t = mint(JWT_ALG_ES256, ec_priv, 0, "user@example.com", now + 60);
+    ck_assert_int_eq(verify(&a, t, acct, &why), 0);
+    ck_assert_str_eq(acct, "user@example.com");
+    free(t);
+    /* key confusion with the EC public key */
+    t = mint(JWT_ALG_HS256, ec_pub, strlen(ec_pub), "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* RS256 token against the EC key */
+    t = mint(JWT_ALG_RS256, rsa_priv, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    /* expired ES256 */
+    t = mint(JWT_ALG_ES256, ec_priv, 0, "u42", now - 1);
+    ck_assert_int_eq(verify(&a, t, NULL, &why), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(secret_ignores_rsa_token)
+{
+    /* an RS256 token must not pass an HS256 configuration either */
+    struct auth a;
+    init_secret(&a);
+    char *t = mint(JWT_ALG_RS256, rsa_priv, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, NULL), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
+START_TEST(init_errors)
+{
+    struct auth a;
+    char err[256];
+    err[0] = '\0';
+    ck_assert_int_eq(auth_init(&a, NULL, NULL, err, sizeof(err)), -1);
+    ck_assert_uint_gt(strlen(err), 0);
+    err[0] = '\0';
+    ck_assert_int_eq(auth_init(&a, "", NULL, err, sizeof(err)), -1);
+    ck_assert_uint_gt(strlen(err), 0);
+    char missing[160];
+    snprintf(missing, sizeof(missing), "%s/does-not-exist.pem", tmpdir);
+    err[0] = '\0';
+    ck_assert_int_eq(auth_init(&a, NULL, missing, err, sizeof(err)), -1);
+    ck_assert_uint_gt(strlen(err), 0);
+    err[0] = '\0';
+    ck_assert_int_eq(auth_init(&a, NULL, junk_path, err, sizeof(err)), -1);
+    ck_assert_uint_gt(strlen(err), 0);
+    err[0] = '\0';
+    ck_assert_int_eq(auth_init(&a, NULL, ed_pub_path, err, sizeof(err)), -1);
+    ck_assert_uint_gt(strlen(err), 0);
+    /* a verify after a failed init refuses everything */
+    char *t = mint(JWT_ALG_HS256, SECRET, 0, "u42", now + 60);
+    ck_assert_int_eq(verify(&a, t, NULL, NULL), -1);
+    free(t);
+    auth_free(&a);
+    auth_free(&a); /* idempotent */
+}
+END_TEST
+
+static Suite *auth_suite(void)
+{
+    Suite *s = suite_create("auth");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, hs256_good);
+    tcase_add_test(tc, expired);
+    tcase_add_test(tc, exp_missing_or_not_a_number);
+    tcase_add_test(tc, wrong_secret);
+    tcase_add_test(tc, alg_none_refused);
+    tcase_add_test(tc, hs512_refused);
+    tcase_add_test(tc, sub_missing_or_invalid);
+    tcase_add_test(tc, garbage_tokens);
+    tcase_add_test(tc, rs256_good_and_key_confusion);
+    tcase_add_test(tc, es256_good);
+    tcase_add_test(tc, secret_ignores_rsa_token);
+    tcase_add_test(tc, init_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    now = (int64_t)time(NULL);
+    if (make_keys() != 0) {
+        fprintf(stderr, "test_auth: cannot generate keys\n");
+        remove_keys();
+        return EXIT_FAILURE;
+    }
+    SRunner *sr = srunner_create(auth_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    remove_keys();
+    free(rsa_priv);
+    free(rsa_pub);
+    free(ec_priv);
+    free(ec_pub);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
