@@ -44,15 +44,19 @@ static void on_tick(uv_timer_t *t)
 {
     struct hb_wheel *w = t->data;
     uint64_t now = uv_now(t->loop);
-    struct conn *due = w->slots[w->cursor];
+    /* The due slot moves to the extra slot n_slots before any callback
+     * runs, so a callback may reschedule or cancel any connection (itself
+     * or another due one) and the walk below stays consistent. */
+    uint32_t due = w->n_slots;
+    w->slots[due] = w->slots[w->cursor];
     w->slots[w->cursor] = NULL;
+    for (struct conn *c = w->slots[due]; c; c = c->hb_next)
+        c->hb_slot = (int32_t)due;
     w->cursor = (w->cursor + 1) % w->n_slots;
     w->next_tick_at = now + w->tick_ms;
-    while (due) {
-        struct conn *c = due;
-        due = c->hb_next;
-        c->hb_prev = c->hb_next = NULL;
-        c->hb_slot = -1;
+    struct conn *c;
+    while ((c = w->slots[due])) {
+        hb_cancel(w, c);
         w->due(w->data, c, now);
     }
 }
@@ -62,7 +66,7 @@ int hb_init(struct hb_wheel *w, uv_loop_t *loop, uint64_t tick_ms, uint64_t max_
 {
     w->tick_ms = tick_ms;
     w->n_slots = (uint32_t)(max_delay_ms / tick_ms + 2);
-    w->slots = calloc(w->n_slots, sizeof(*w->slots));
+    w->slots = calloc(w->n_slots + 1, sizeof(*w->slots)); /* + the due list */
     if (!w->slots)
         return UV_ENOMEM;
     w->cursor = 0;

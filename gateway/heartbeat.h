@@ -20,7 +20,7 @@ typedef void hb_due_fn(void *data, struct conn *c, uint64_t now);
 
 struct hb_wheel {
     uv_timer_t timer;      /* ticks every tick_ms */
-    struct conn **slots;   /* n_slots lists of connections */
+    struct conn **slots;   /* n_slots lists of connections, + the one being handed over */
     uint32_t n_slots;      /* covers the longest delay plus one tick */
     uint32_t cursor;       /* slot of the next tick */
     uint64_t tick_ms;      /* --heartbeat-check in ms */
