@@ -1,6 +1,10 @@
 #include "redis_uv.h"
 
 #include <stdlib.h>
+#include <sys/ioctl.h>
+
+/* Reads per readable event: 64 x 16 KiB = 1 MiB of replies at most. */
+#define READ_ROUNDS 64
 
 /* The glue between one context and its uv_poll. hiredis calls cleanup when
  * it frees the context; the poll handle is then closed and this struct
@@ -20,8 +24,18 @@ static void on_poll(uv_poll_t *handle, int status, int events)
          * SO_ERROR on a write event, once connected a read returns it. */
         events = (p->events & UV_WRITABLE) ? UV_WRITABLE : UV_READABLE;
     }
-    if (p->ac && (events & UV_READABLE))
-        redisAsyncHandleRead(p->ac);
+    if (p->ac && (events & UV_READABLE)) {
+        /* hiredis reads at most 16 KiB per call; under a burst of pub/sub
+         * messages, one read per loop iteration leaves them waiting behind
+         * every socket lws services in between. Drain what the kernel has
+         * (bounded, so one connection cannot starve the loop). */
+        int pending = 0;
+        for (int i = 0; i < READ_ROUNDS && p->ac; i++) {
+            redisAsyncHandleRead(p->ac);
+            if (!p->ac || ioctl(p->ac->c.fd, FIONREAD, &pending) < 0 || pending <= 0)
+                break;
+        }
+    }
     if (p->ac && (events & UV_WRITABLE))
         redisAsyncHandleWrite(p->ac);
 }

@@ -224,6 +224,15 @@ static int start_lws(struct server *srv)
     info.protocols = ws_protocols;
     info.vhost_name = "notify";
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /* lws's own keepalive keeps every connection in one sorted timer list,
+     * walked on each insert: at 15,000 connections it was over half of the
+     * CPU of a connect storm (FACTS.md, BENCHMARKS.md). Liveness is ours
+     * (heartbeat.c), so lws's is switched off. */
+    static const lws_retry_bo_t no_lws_keepalive = {
+        .secs_since_valid_ping = 0,
+        .secs_since_valid_hangup = 0,
+    };
+    info.retry_and_idle_policy = &no_lws_keepalive;
     srv->vhost = lws_create_vhost(srv->lws, &info);
     if (!srv->vhost) {
         log_error("lws_vhost_failed", NULL);
