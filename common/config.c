@@ -53,6 +53,8 @@ static const struct option_def options[] = {
      "SO_REUSEPORT, for several processes on one port"},
     {"drain-seconds", OPT_INT, F(drain_seconds), "10", 0, 3600,
      "graceful shutdown window on SIGTERM"},
+    {"drain-delay", OPT_INT, F(drain_delay), "2", 0, 600,
+     "seconds of /readyz 503 (load balancer notice) before draining closes sockets"},
     {"log-level", OPT_STR, F(log_level), "info", 0, 0, "error | warn | info | debug"},
     {"max-queue-messages", OPT_INT, F(max_queue_messages), "1024", 1, 1 << 24,
      "frames queued for one slow client before it is closed (1013)"},

@@ -33,6 +33,7 @@ struct config {
     char *allowed_origins;           /* comma-separated exact Origins; "" = any */
     int reuse_port;                  /* SO_REUSEPORT on the listening socket */
     int drain_seconds;               /* window over which SIGTERM closes sockets */
+    int drain_delay;                 /* s of /readyz 503 before closing sockets */
     char *log_level;                 /* error|warn|info|debug */
     int log_level_value;             /* parsed from log_level */
     int max_queue_messages;          /* frames queued per connection before 1013 */

@@ -296,6 +296,9 @@ static void on_stop_done(redisAsyncContext *ac, void *r, void *privdata)
 
 void presence_stop(struct presence *p, void (*done)(struct server *))
 {
+    if (p->stopped)
+        return;
+    p->stopped = 1;
     uv_timer_stop(&p->refresh_timer);
     uv_close((uv_handle_t *)&p->refresh_timer, NULL);
     /* Connections still open at this point (a drain cut short) go too. */

@@ -31,6 +31,7 @@ struct presence {
     size_t n_ops;                        /* length of ops */
     size_t cap_ops;                      /* capacity of ops */
     uint64_t dropped_ops;                /* changes dropped while Redis was away too long */
+    int stopped;                         /* presence_stop() ran: timers closed */
     void (*on_stopped)(struct server *); /* set by presence_stop */
 };
 
@@ -44,7 +45,8 @@ void presence_remove(struct presence *p, const char *account, const char *conn_i
 void presence_resync(struct presence *p);
 
 /* Clean shutdown: removes this node's remaining entries and the node
- * registry entries, then calls done (at once if Redis is down). */
+ * registry entries, then calls done (at once if Redis is down; done may be
+ * NULL). Closes the timers; runs once. */
 void presence_stop(struct presence *p, void (*done)(struct server *));
 
 #endif

@@ -116,6 +116,7 @@ static void teardown(struct server *srv)
     close_handle((uv_handle_t *)&srv->drain_timer);
     listener_close(&srv->listener);
     hb_close(&srv->heartbeat);
+    presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     redis_link_stop(&srv->redis);
     lws_context_destroy(srv->lws);
 }
@@ -177,15 +178,16 @@ void server_drain(struct server *srv)
         return;
     }
     srv->draining = 1;
-    /* The first fifth of the window only answers /readyz 503 and refuses
-     * upgrades (503), so a load balancer takes the node out of its pool
-     * before clients are sent back to it; the rest closes the sockets in
-     * slices. The listener stays open for those answers until the end. */
-    uint64_t now = uv_now(&srv->loop), window = (uint64_t)srv->cfg->drain_seconds * 1000;
-    srv->drain_close_from = now + window / 5;
-    srv->drain_deadline = now + window;
-    log_info("draining", "connections=%u seconds=%d", srv->registry.n_conns,
-             srv->cfg->drain_seconds);
+    /* For --drain-delay the node only answers /readyz 503 and refuses
+     * upgrades (503), so a load balancer takes it out of its pool before
+     * clients are sent back; then the sockets close in slices over
+     * --drain-seconds. The listener stays open for those answers until the
+     * end. */
+    uint64_t now = uv_now(&srv->loop);
+    srv->drain_close_from = now + (uint64_t)srv->cfg->drain_delay * 1000;
+    srv->drain_deadline = srv->drain_close_from + (uint64_t)srv->cfg->drain_seconds * 1000;
+    log_info("draining", "connections=%u delay=%d seconds=%d", srv->registry.n_conns,
+             srv->cfg->drain_delay, srv->cfg->drain_seconds);
     uv_timer_start(&srv->drain_timer, on_drain_slice, 0, DRAIN_SLICE_MS);
 }
 
@@ -250,6 +252,11 @@ int server_init(struct server *srv, const struct config *cfg)
     srv->heartbeat_interval_ms = srv->heartbeat_timeout_ms / 2;
     if (srv->heartbeat_interval_ms < 1000)
         srv->heartbeat_interval_ms = 1000;
+    /* A ping must go out at least one check before the deadline, or a
+     * client that only answers pings would be closed between two checks. */
+    uint64_t tick_ms = (uint64_t)cfg->heartbeat_check * 1000;
+    uint64_t latest = srv->heartbeat_timeout_ms > tick_ms ? srv->heartbeat_timeout_ms - tick_ms : 0;
+    srv->ping_after_ms = srv->heartbeat_interval_ms < latest ? srv->heartbeat_interval_ms : latest;
     char err[256];
     int rc = uv_loop_init(&srv->loop);
     if (rc < 0) {

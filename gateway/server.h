@@ -41,6 +41,7 @@ struct server {
     size_t n_origins;               /* length of origins */
     uint64_t heartbeat_interval_ms; /* advertised client heartbeat period */
     uint64_t heartbeat_timeout_ms;  /* silence before close 4408 */
+    uint64_t ping_after_ms;         /* silence after which the server pings */
     int64_t started_at;             /* Unix seconds at start */
     uv_signal_t sigterm;            /* starts the drain */
     uv_signal_t sigint;             /* starts the drain */

@@ -283,7 +283,7 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
         return -1;
     srv->metrics.accepted++;
     c->last_seen = uv_now(&srv->loop);
-    schedule(srv, c, c->last_seen + srv->heartbeat_interval_ms);
+    schedule(srv, c, c->last_seen + srv->ping_after_ms);
     presence_add(&srv->presence, c->acct->id, c->id);
     if (!redis_link_connected(&srv->redis)) {
         /* Redis is away: answer now rather than keep the client waiting,
@@ -353,7 +353,7 @@ static void refresh_token(struct conn *c, const char *token)
     char meta[48];
     snprintf(meta, sizeof(meta), "{\"exp\":%lld}", (long long)exp);
     send_envelope(c, "refresh", "ok", meta);
-    schedule(srv, c, c->last_seen + srv->heartbeat_interval_ms);
+    schedule(srv, c, c->last_seen + srv->ping_after_ms);
 }
 
 /* Token bucket: returns 0 when the client may send one more frame. */
@@ -471,14 +471,16 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
         conn_close(c, 4401);
         return;
     }
-    if (silence >= srv->heartbeat_interval_ms) {
-        /* Quiet for a heartbeat interval: a ping with a payload, whose pong
-         * counts as liveness (an empty pong raises no lws callback). */
+    /* Quiet long enough that the deadline could pass before the next
+     * check: a ping with a payload, whose pong counts as liveness (an empty
+     * pong raises no lws callback). Half a tick of slack absorbs timers
+     * that fire a little early or late. */
+    if (silence + srv->heartbeat.tick_ms / 2 >= srv->ping_after_ms) {
         c->ping_due = 1;
         lws_callback_on_writable(c->wsi);
         schedule(srv, c, c->last_seen + srv->heartbeat_timeout_ms);
     } else {
-        schedule(srv, c, c->last_seen + srv->heartbeat_interval_ms);
+        schedule(srv, c, c->last_seen + srv->ping_after_ms);
     }
 }
 
