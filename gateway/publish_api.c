@@ -81,6 +81,8 @@ int publish_api_body(struct server *srv, struct lws *wsi, struct publish_req *re
 {
     (void)srv;
     (void)wsi;
+    if (len == 0)
+        return 0;
     if (req->too_large || req->body_len + len > PUBLISH_MAX_BODY) {
         req->too_large = 1;
         return 0; /* keep reading, answer 413 at the end */

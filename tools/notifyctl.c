@@ -1,7 +1,8 @@
 /* notifyctl: the command-line client of producers and operators (contract
  * section 2). It asks Redis directly, with synchronous hiredis, who is online
  * (presence), which gateway nodes are alive (nodes), and publishes one
- * envelope with a plain PUBLISH (publish). Every Redis name comes from
+ * envelope with a plain PUBLISH, or with history through the gateway's
+ * notify_publish function (publish --history). Every Redis name comes from
  * rnames.h, so notifyctl reads and writes exactly what the gateway does.
  *
  * Exit status: 0 ok, 1 Redis unreachable or answering an error, 2 bad usage.
@@ -59,6 +60,7 @@ enum flag_id {
     FLAG_BODY,
     FLAG_META,
     FLAG_BROADCAST,
+    FLAG_HISTORY,
     FLAG_HELP,
     FLAG_VERSION,
 };
@@ -88,6 +90,8 @@ static const struct flag_def flags[] = {
     {"meta", FLAG_META, "M", FOR_PUBLISH, "publish: content.meta_data [empty]", NULL, NULL},
     {"broadcast", FLAG_BROADCAST, NULL, FOR_PUBLISH,
      "publish: to every connection (the broadcast channel) instead of ACCOUNT", NULL, NULL},
+    {"history", FLAG_HISTORY, NULL, FOR_PUBLISH,
+     "publish: keep it in ACCOUNT's history (FCALL notify_publish) and print its id", NULL, NULL},
     {"help", FLAG_HELP, NULL, FOR_ALL, "this text", NULL, NULL},
     {"version", FLAG_VERSION, NULL, FOR_ALL, "print the version", NULL, NULL},
 };
@@ -111,6 +115,10 @@ static void print_usage(FILE *out)
             "      account's (or the broadcast) channel (SPUBLISH with --redis-cluster)\n"
             "      and print how many subscribers (gateway nodes) Redis reported; no\n"
             "      history is kept\n"
+            "  publish ACCOUNT --history --type T [--body B] [--meta M]\n"
+            "      FCALL notify_publish 1 <prefix>stream:{ACCOUNT} <envelope>: append it\n"
+            "      to the account's history and publish it with its id (the library a\n"
+            "      gateway loads), and print the id; not with --broadcast\n"
             "\n"
             "flags (anywhere on the line; --flag VALUE or --flag=VALUE; -- ends flags):\n",
             PROG);
@@ -151,6 +159,7 @@ struct args {
     const char *body;         /* publish --body */
     const char *meta;         /* publish --meta */
     int broadcast;            /* publish --broadcast */
+    int history;              /* publish --history */
     enum command cmd;         /* the first positional argument */
     const char *cmd_name;     /* as typed */
     char **pos;               /* the positional arguments after the command */
@@ -208,6 +217,9 @@ static void apply_flag(struct args *a, const struct flag_def *f, const char *val
         break;
     case FLAG_BROADCAST:
         a->broadcast = 1;
+        break;
+    case FLAG_HISTORY:
+        a->history = 1;
         break;
     case FLAG_HELP:
     case FLAG_VERSION:
@@ -327,6 +339,9 @@ static int check_args(struct args *a)
             return usage_error("nodes: unexpected argument '%s'", a->pos[0]);
         break;
     case CMD_PUBLISH:
+        if (a->broadcast && a->history)
+            return usage_error("publish: --history does not apply to --broadcast (a broadcast "
+                               "has no history)");
         if (a->broadcast && a->npos > 0)
             return usage_error("publish: --broadcast takes no ACCOUNT (got '%s')", a->pos[0]);
         if (!a->broadcast && a->npos == 0)
@@ -450,10 +465,14 @@ static void report_conn_error(const struct conn *c, const char *what, const char
 }
 
 /* Renders a command for messages: the verb and its first argument (the key
- * or channel) are enough to say what failed without dumping payloads. */
+ * or channel) are enough to say what failed without dumping payloads; an
+ * FCALL also names its first key. */
 static const char *describe_command(char *buf, size_t size, int argc, const char **argv)
 {
-    snprintf(buf, size, "%s%s%s", argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+    if (argc > 3 && strcmp(argv[0], "FCALL") == 0 && strcmp(argv[2], "0") != 0)
+        snprintf(buf, size, "%s %s %s", argv[0], argv[1], argv[3]);
+    else
+        snprintf(buf, size, "%s%s%s", argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
     return buf;
 }
 
@@ -1004,8 +1023,47 @@ static int cmd_nodes(struct session *s, const struct args *a)
 
 /* -------------------------------------------------------------- publish */
 
+/* publish --history: the gateway's notify_publish function validates,
+ * appends to the account's stream and publishes with the id, atomically.
+ * In cluster mode the FCALL names its key, so a node that does not own the
+ * slot answers MOVED and session_run follows it to the owner. */
+static int cmd_publish_history(struct session *s, const struct args *a)
+{
+    char key[RNAME_MAX];
+    if (rnames_stream(key, sizeof(key), a->prefix, a->pos[0]) < 0) {
+        fprintf(stderr, "%s: stream key name too long\n", PROG);
+        return EXIT_USAGE;
+    }
+    size_t len;
+    char *envelope = envelope_build(a->type, a->body, a->meta, &len);
+    if (!envelope) {
+        fprintf(stderr, "%s: cannot build the envelope (out of memory)\n", PROG);
+        return EXIT_REDIS;
+    }
+    const char *argv[] = {"FCALL", "notify_publish", "1", key, envelope};
+    redisReply *r = session_expect(s, REDIS_REPLY_STRING, 5, argv);
+    free(envelope);
+    if (!r)
+        return EXIT_REDIS;
+    int rc = 0;
+    if (a->json) {
+        json_t *doc = json_object();
+        if (doc) {
+            json_put(doc, "account", json_string(a->pos[0]));
+            json_put(doc, "id", json_stringn(r->str, r->len));
+        }
+        rc = print_json(doc);
+    } else {
+        printf("%s\n", r->str);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static int cmd_publish(struct session *s, const struct args *a)
 {
+    if (a->history)
+        return cmd_publish_history(s, a);
     char channel[RNAME_MAX];
     int n = a->broadcast ? rnames_broadcast_channel(channel, sizeof(channel), a->prefix)
                          : rnames_account_channel(channel, sizeof(channel), a->prefix, a->pos[0]);

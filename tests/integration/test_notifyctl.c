@@ -392,6 +392,132 @@ START_TEST(publish_broadcast)
 }
 END_TEST
 
+/* ------------------------------------------------------ publish --history */
+
+static redisContext *connect_port(int port); /* below, with the cluster helpers */
+
+/* The notify library is the gateway's (gateway/lua/notify.lua, loaded with
+ * the gateway's flags): a gateway started on a Redis loads it there. */
+static void wait_notify_library(int port)
+{
+    long long deadline = h_mono_ms() + 10000;
+    for (;;) {
+        redisContext *c = redisConnect("127.0.0.1", port);
+        redisReply *r = c && !c->err ? redisCommand(c, "FUNCTION LIST LIBRARYNAME notify") : NULL;
+        int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+        freeReplyObject(r);
+        redisFree(c);
+        if (ok)
+            return;
+        ck_assert_msg(h_mono_ms() < deadline, "127.0.0.1:%d: notify library never loaded", port);
+        h_sleep_ms(50);
+    }
+}
+
+/* 1 if id looks like a stream id <ms>-<seq>. */
+static int is_stream_id(const char *id)
+{
+    const char *p = id;
+    if (*p < '0' || *p > '9')
+        return 0;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (*p++ != '-' || *p < '0' || *p > '9')
+        return 0;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    return *p == '\0';
+}
+
+/* The stream holds exactly one entry, id, whose payload is want. */
+static void assert_stream_entry(redisContext *c, const char *key, const char *id, const char *want)
+{
+    redisReply *r = redisCommand(c, "XRANGE %s - +", key);
+    ck_assert_msg(r && r->type == REDIS_REPLY_ARRAY, "XRANGE %s failed", key);
+    ck_assert_msg(r->elements == 1, "XRANGE %s: %zu entries, want 1", key, r->elements);
+    redisReply *e = r->element[0];
+    ck_assert_str_eq(e->element[0]->str, id);
+    ck_assert_int_eq(e->element[1]->elements, 2);
+    ck_assert_str_eq(e->element[1]->element[0]->str, "m");
+    ck_assert_str_eq(e->element[1]->element[1]->str, want);
+    freeReplyObject(r);
+}
+
+START_TEST(publish_history_prints_id)
+{
+    /* Without the library (no gateway ever ran here) the FCALL fails. */
+    struct run r = run_ctl("--redis", redis_url, "publish", "u42", "--history", "--type", "t");
+    ck_assert_msg(r.status == 1, "status %d: %s", r.status, r.err);
+    ck_assert_int_eq(count_lines(r.err), 1);
+    ck_assert_msg(strstr(r.err, "notify_publish") && strstr(r.err, "notify:stream:{u42}"),
+                  "stderr: %s", r.err);
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+
+    struct h_gw gw;
+    ck_assert_int_eq(h_gw_startl(&gw, &redis, "--auth", "none", (const char *)NULL), 0);
+    wait_notify_library(redis.port);
+    struct ws c;
+    ck_assert_int_eq(ws_connect(&c, gw.port, "/ws?user_id=u42", NULL, 5000), 101);
+    char *reg = ws_recv_text(&c, 5000); /* sent once the channel is subscribed */
+    ck_assert_msg(reg && strstr(reg, "\"register\""), "no register reply: %s", reg);
+    free(reg);
+
+    redisContext *sub = subscribe("notify:acct:{u42}");
+    r = run_ctl("--redis", redis_url, "publish", "u42", "--history", "--type", "payment", "--body",
+                "paid \xc3\xa9", "--meta", "{\"order\":7}");
+    ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+    ck_assert_int_eq(count_lines(r.out), 1);
+    char id[64];
+    snprintf(id, sizeof(id), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    ck_assert_msg(is_stream_id(id), "not an id: '%s'", r.out);
+    ck_assert_str_eq(r.err, "");
+    run_free(&r);
+
+    const char *env = "{\"type\":\"payment\",\"content\":{\"body\":\"paid \xc3\xa9\","
+                      "\"meta_data\":\"{\\\"order\\\":7}\"}}";
+    redisContext *rc = connect_port(redis.port);
+    assert_stream_entry(rc, "notify:stream:{u42}", id, env);
+    /* Published on the account's channel with the id first, and the
+     * gateway's client got exactly that. */
+    char want[512];
+    snprintf(want, sizeof(want), "{\"id\":\"%s\",%s", id, env + 1);
+    char *payload = next_message(sub, "notify:acct:{u42}");
+    ck_assert_str_eq(payload, want);
+    free(payload);
+    redisFree(sub);
+    char *text = ws_recv_text(&c, 5000);
+    ck_assert_msg(text != NULL, "the client got nothing");
+    ck_assert_str_eq(text, want);
+    free(text);
+    ws_close(&c, 1000);
+
+    /* --json, and a second id after the first. */
+    r = run_ctl("--redis", redis_url, "--json", "publish", "u43", "--history", "--type=t");
+    ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+    json_t *doc = parse_json(r.out);
+    ck_assert_int_eq(json_object_size(doc), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "account")), "u43");
+    const char *id2 = json_string_value(json_object_get(doc, "id"));
+    ck_assert_msg(id2 && is_stream_id(id2), "json: %s", r.out);
+    assert_stream_entry(rc, "notify:stream:{u43}", id2,
+                        "{\"type\":\"t\",\"content\":{\"body\":\"\",\"meta_data\":\"\"}}");
+    json_decref(doc);
+    run_free(&r);
+
+    /* Another prefix: the stream key (and channel) follow it. */
+    r = run_ctl("--redis", redis_url, "--redis-prefix", "other:", "publish", "u44", "--history",
+                "--type", "t", "--body", "b");
+    ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+    snprintf(id, sizeof(id), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    assert_stream_entry(rc, "other:stream:{u44}", id,
+                        "{\"type\":\"t\",\"content\":{\"body\":\"b\",\"meta_data\":\"\"}}");
+    run_free(&r);
+    redisFree(rc);
+    ck_assert_int_eq(h_gw_stop(&gw, 10000), 0);
+}
+END_TEST
+
 /* --------------------------------------------------------------- errors */
 
 START_TEST(redis_unreachable_exits_1)
@@ -443,6 +569,14 @@ START_TEST(usage_errors_exit_2)
     assert_usage_error(&r, "ACCOUNT");
     r = run_ctl("publish", "--broadcast", "u1", "--type", "t");
     assert_usage_error(&r, "--broadcast");
+    r = run_ctl("publish", "--broadcast", "--history", "--type", "t");
+    assert_usage_error(&r, "--history");
+    r = run_ctl("publish", "--history", "--broadcast", "--type", "t", "--json");
+    assert_usage_error(&r, "--history");
+    r = run_ctl("presence", "u1", "--history");
+    assert_usage_error(&r, "--history");
+    r = run_ctl("publish", "u1", "--history=yes", "--type", "t");
+    assert_usage_error(&r, "--history");
     r = run_ctl("presence", "u1", "--type", "t");
     assert_usage_error(&r, "--type");
     r = run_ctl("presence");
@@ -685,6 +819,64 @@ START_TEST(cluster_presence_nodes_publish)
 }
 END_TEST
 
+/* The gateway's library on every primary (no gateway speaks cluster here:
+ * it is loaded on a single Redis by a gateway and copied with FUNCTION
+ * DUMP / RESTORE). */
+static void load_library_on_cluster(void)
+{
+    struct h_redis one;
+    struct h_gw gw;
+    ck_assert_int_eq(h_redis_start(&one), 0);
+    ck_assert_int_eq(h_gw_startl(&gw, &one, "--auth", "none", (const char *)NULL), 0);
+    wait_notify_library(one.port);
+    redisReply *dump = h_redis_cmd(&one, "FUNCTION DUMP");
+    ck_assert(dump && dump->type == REDIS_REPLY_STRING);
+    h_gw_stop(&gw, 10000);
+    h_redis_stop(&one);
+    for (int i = 0; i < CLUSTER_NODES; i++) {
+        redisContext *c = connect_port(cluster_port[i]);
+        redisReply *r = redisCommand(c, "FUNCTION RESTORE %b", dump->str, dump->len);
+        ck_assert_msg(r && r->type == REDIS_REPLY_STATUS, "FUNCTION RESTORE: %s",
+                      r ? r->str : "I/O error");
+        freeReplyObject(r);
+        redisFree(c);
+    }
+    freeReplyObject(dump);
+}
+
+/* --history in cluster mode: the FCALL goes to the primary owning the
+ * stream key's slot, also from a seed that does not own it. */
+START_TEST(cluster_publish_history)
+{
+    load_library_on_cluster();
+    const char *accounts[] = {"u1", "u2", "u3", "u42"}; /* slots on all three shards */
+    for (int i = 0; i < 4; i++) {
+        char key[64], cmd[96];
+        snprintf(key, sizeof(key), "notify:stream:{%s}", accounts[i]);
+        snprintf(cmd, sizeof(cmd), "EXISTS %s", key);
+        int owner = cluster_cmd(cmd);
+        int other = cluster_port[0] == owner ? cluster_port[1] : cluster_port[0];
+        char seeds[64];
+        snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", other);
+        struct run r = run_ctl("--redis-cluster", seeds, "publish", accounts[i], "--history",
+                               "--type", "t", "--body", accounts[i], "--json");
+        ck_assert_msg(r.status == 0, "%s: status %d: %s", accounts[i], r.status, r.err);
+        json_t *doc = parse_json(r.out);
+        const char *id = json_string_value(json_object_get(doc, "id"));
+        ck_assert_msg(id && is_stream_id(id), "json: %s", r.out);
+        ck_assert_str_eq(json_string_value(json_object_get(doc, "account")), accounts[i]);
+        char want[128];
+        snprintf(want, sizeof(want),
+                 "{\"type\":\"t\",\"content\":{\"body\":\"%s\",\"meta_data\":\"\"}}", accounts[i]);
+        redisContext *c = connect_port(owner);
+        assert_stream_entry(c, key, id, want);
+        redisFree(c);
+        json_decref(doc);
+        run_free(&r);
+    }
+}
+END_TEST
+
 static Suite *notifyctl_suite(void)
 {
     Suite *s = suite_create("notifyctl");
@@ -700,6 +892,7 @@ static Suite *notifyctl_suite(void)
     tcase_add_test(with_redis, nodes_none_live);
     tcase_add_test(with_redis, publish_reaches_account_subscriber);
     tcase_add_test(with_redis, publish_broadcast);
+    tcase_add_test(with_redis, publish_history_prints_id);
     tcase_add_test(with_redis, redis_error_reply_exits_1);
     suite_add_tcase(s, with_redis);
 
@@ -714,6 +907,7 @@ static Suite *notifyctl_suite(void)
     tcase_add_checked_fixture(cluster, start_cluster, stop_cluster);
     tcase_set_timeout(cluster, 60);
     tcase_add_test(cluster, cluster_presence_nodes_publish);
+    tcase_add_test(cluster, cluster_publish_history);
     suite_add_tcase(s, cluster);
     return s;
 }
