@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what is missing, builds, starts a private redis-server on a free
 # loopback port and runs the gateway in the foreground on PORT (default
-# 8080) in development mode (--auth none). Ctrl-C drains and stops both.
+# 8080) in development mode (--auth none) with the browser demo at / (--demo).
+# Ctrl-C drains and stops both.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -25,15 +26,19 @@ for attempt in 1 2 3 4 5 6 7 8; do
 done
 [ -n "$rpid" ] || { echo "run-local: could not start redis-server (see $dir/redis.log)" >&2; exit 1; }
 trap 'kill "$rpid" 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
+apikey=dev-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 cat <<MSG
 
+  demo page:    http://127.0.0.1:$port/            (open it in a browser)
+  WebSocket:    ws://127.0.0.1:$port/ws?user_id=u42   (--auth none: development only)
   redis-server: 127.0.0.1:$rport (private, removed on exit)
-  gateway:      ws://127.0.0.1:$port/ws?user_id=u42   (--auth none: development only)
+  API key:      $apikey   (POST /publish; the demo page uses it)
 
   Try, in another terminal:
-    redis-cli -p $rport PUBLISH 'notify:acct:{u42}' '{"type":"hello","content":{"body":"hi","meta_data":""}}'
+    redis-cli -p $rport PUBLISH 'notify:acct:{alice}' '{"type":"hello","content":{"body":"hi","meta_data":""}}'
+    redis-cli -p $rport FCALL notify_publish 1 'notify:stream:{alice}' '{"type":"kept","content":{"body":"replayed on reconnect","meta_data":""}}'
     curl -s localhost:$port/metrics | grep ^notify_
 
 MSG
 build/gateway/notify-gateway --listen "127.0.0.1:$port" --redis "redis://127.0.0.1:$rport/0" \
-    --auth none --drain-seconds 1 "$@"
+    --auth none --demo --api-key "$apikey" --drain-delay 0 --drain-seconds 1 "$@"
