@@ -28,6 +28,8 @@ static const struct option_def options[] = {
     {"listen", OPT_STR, F(listen), "0.0.0.0:8080", 0, 0, "WebSocket and HTTP address HOST:PORT"},
     {"redis", OPT_STR, F(redis), "redis://127.0.0.1:6379/0", 0, 0,
      "redis://[user:password@]host:port[/db]"},
+    {"redis-cluster", OPT_STR, F(redis_cluster), NULL, 0, 0,
+     "Redis Cluster seeds SEED[,SEED...], each HOST:PORT or redis://[user:password@]host:port"},
     {"redis-prefix", OPT_STR, F(redis_prefix), "notify:", 0, 0,
      "prefix of every Redis key and channel"},
     {"node-id", OPT_STR, F(node_id), NULL, 0, 0, "node id in presence [hostname-port]"},
@@ -164,10 +166,61 @@ static int valid_node_id(const char *s)
     return 1;
 }
 
+/* --redis-cluster: seeds HOST:PORT or redis:// URLs; credentials in any URL
+ * apply to every node (they replace redis_url's). */
+static int parse_seeds(struct config *cfg, char *err, size_t errlen)
+{
+    char *copy = strdup(cfg->redis_cluster), *save = NULL;
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    memset(&cfg->redis_url, 0, sizeof(cfg->redis_url));
+    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (cfg->n_seeds == CLUSTER_SEEDS_MAX) {
+            snprintf(err, errlen, "at most %d seeds", CLUSTER_SEEDS_MAX);
+            rc = -1;
+            break;
+        }
+        struct redis_url u;
+        char url[600], why[128];
+        if (strncmp(tok, "redis://", 8) == 0)
+            snprintf(url, sizeof(url), "%s", tok);
+        else
+            snprintf(url, sizeof(url), "redis://%s", tok);
+        if (redis_url_parse(url, &u, why, sizeof(why)) < 0 || u.db != 0) {
+            snprintf(err, errlen, "seed '%.60s': %.60s", tok,
+                     u.db != 0 ? "cluster mode has no databases" : why);
+            rc = -1;
+            break;
+        }
+        if (u.password[0]) {
+            snprintf(cfg->redis_url.user, sizeof(cfg->redis_url.user), "%s", u.user);
+            snprintf(cfg->redis_url.password, sizeof(cfg->redis_url.password), "%s", u.password);
+        }
+        struct cluster_seed *seed = &cfg->seeds[cfg->n_seeds++];
+        snprintf(seed->host, sizeof(seed->host), "%s", u.host);
+        seed->port = u.port;
+        if (cfg->n_seeds == 1) {
+            snprintf(cfg->redis_url.host, sizeof(cfg->redis_url.host), "%s", u.host);
+            cfg->redis_url.port = u.port;
+        }
+    }
+    free(copy);
+    if (rc == 0 && cfg->n_seeds == 0) {
+        snprintf(err, errlen, "no seed given");
+        rc = -1;
+    }
+    return rc;
+}
+
 /* Cross-field checks and derived values, once every source is applied. */
 static int finish(struct config *cfg, const char *prog)
 {
-    char err[128];
+    char err[256];
     const char *colon = strrchr(cfg->listen, ':');
     char *end;
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
@@ -181,6 +234,17 @@ static int finish(struct config *cfg, const char *prog)
 
     if (redis_url_parse(cfg->redis, &cfg->redis_url, err, sizeof(err)) < 0)
         return bad(prog, "redis", err, cfg->redis);
+    if (cfg->redis_cluster && !*cfg->redis_cluster) {
+        free(cfg->redis_cluster); /* NOTIFY_REDIS_CLUSTER= means unset */
+        cfg->redis_cluster = NULL;
+    }
+    if (cfg->redis_cluster) {
+        if (cfg->redis_explicit)
+            return bad(prog, "redis-cluster", "give --redis or --redis-cluster, not both",
+                       cfg->redis_cluster);
+        if (parse_seeds(cfg, err, sizeof(err)) < 0)
+            return bad(prog, "redis-cluster", err, cfg->redis_cluster);
+    }
 
     if (!strcmp(cfg->auth, "jwt"))
         cfg->auth_mode = AUTH_JWT;
@@ -234,6 +298,8 @@ int config_parse(struct config *cfg, int argc, char **argv, const char *prog)
             return rc;
         if (v && (rc = set_value(cfg, o, v, prog)) != 0)
             return rc;
+        if (v && o->offset == F(redis))
+            cfg->redis_explicit = 1;
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -270,6 +336,8 @@ int config_parse(struct config *cfg, int argc, char **argv, const char *prog)
         }
         if ((rc = set_value(cfg, o, value, prog)) != 0)
             return rc;
+        if (o->offset == F(redis))
+            cfg->redis_explicit = 1;
     }
     return finish(cfg, prog);
 }

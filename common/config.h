@@ -11,37 +11,49 @@
 
 enum auth_mode { AUTH_JWT = 0, AUTH_NONE = 1 };
 
+#define CLUSTER_SEEDS_MAX 16
+
+/* One --redis-cluster seed. */
+struct cluster_seed {
+    char host[256];
+    int port;
+};
+
 struct config {
-    char *listen;                    /* HOST:PORT as given */
-    char listen_host[256];           /* parsed from listen */
-    int listen_port;                 /* parsed from listen */
-    char *redis;                     /* redis:// URL as given */
-    struct redis_url redis_url;      /* parsed from redis */
-    char *redis_prefix;              /* prefix of every key and channel */
-    char *node_id;                   /* id in presence and the node registry */
-    char *auth;                      /* "jwt" or "none" */
-    enum auth_mode auth_mode;        /* parsed from auth */
-    char *jwt_secret;                /* HS256 secret */
-    char *jwt_public_key;            /* path of an RS256/ES256 PEM public key */
-    char *api_key;                   /* bearer key of POST /publish; NULL = API off */
-    int heartbeat_timeout;           /* s of silence before close 4408 */
-    int heartbeat_check;             /* s between silence checks */
-    int presence_ttl;                /* s a presence entry lives without refresh */
-    int max_connections;             /* per node, 0 = no limit */
-    int max_connections_per_account; /* per account and node, 0 = no limit */
-    int max_message_bytes;           /* largest client message accepted */
-    char *allowed_origins;           /* comma-separated exact Origins; "" = any */
-    int reuse_port;                  /* SO_REUSEPORT on the listening socket */
-    int drain_seconds;               /* window over which SIGTERM closes sockets */
-    int drain_delay;                 /* s of /readyz 503 before closing sockets */
-    char *log_level;                 /* error|warn|info|debug */
-    int log_level_value;             /* parsed from log_level */
-    int max_queue_messages;          /* frames queued per connection before 1013 */
-    int max_queue_bytes;             /* bytes queued per connection before 1013 */
-    int history_max_len;             /* messages kept per account stream */
-    int history_ttl;                 /* s a stream lives after its last message */
-    int demo;                        /* serve the demo page at GET / */
-    int trust_proxy;                 /* client address from X-Forwarded-For */
+    char *listen;               /* HOST:PORT as given */
+    char listen_host[256];      /* parsed from listen */
+    int listen_port;            /* parsed from listen */
+    char *redis;                /* redis:// URL as given */
+    struct redis_url redis_url; /* parsed from redis */
+    char *redis_cluster;        /* --redis-cluster seeds as given; NULL = single Redis */
+    struct cluster_seed seeds[CLUSTER_SEEDS_MAX]; /* parsed from redis_cluster */
+    int n_seeds;                                  /* length of seeds */
+    int redis_explicit;                           /* --redis or NOTIFY_REDIS was given */
+    char *redis_prefix;                           /* prefix of every key and channel */
+    char *node_id;                                /* id in presence and the node registry */
+    char *auth;                                   /* "jwt" or "none" */
+    enum auth_mode auth_mode;                     /* parsed from auth */
+    char *jwt_secret;                             /* HS256 secret */
+    char *jwt_public_key;                         /* path of an RS256/ES256 PEM public key */
+    char *api_key;                                /* bearer key of POST /publish; NULL = API off */
+    int heartbeat_timeout;                        /* s of silence before close 4408 */
+    int heartbeat_check;                          /* s between silence checks */
+    int presence_ttl;                             /* s a presence entry lives without refresh */
+    int max_connections;                          /* per node, 0 = no limit */
+    int max_connections_per_account;              /* per account and node, 0 = no limit */
+    int max_message_bytes;                        /* largest client message accepted */
+    char *allowed_origins;                        /* comma-separated exact Origins; "" = any */
+    int reuse_port;                               /* SO_REUSEPORT on the listening socket */
+    int drain_seconds;                            /* window over which SIGTERM closes sockets */
+    int drain_delay;                              /* s of /readyz 503 before closing sockets */
+    char *log_level;                              /* error|warn|info|debug */
+    int log_level_value;                          /* parsed from log_level */
+    int max_queue_messages;                       /* frames queued per connection before 1013 */
+    int max_queue_bytes;                          /* bytes queued per connection before 1013 */
+    int history_max_len;                          /* messages kept per account stream */
+    int history_ttl;                              /* s a stream lives after its last message */
+    int demo;                                     /* serve the demo page at GET / */
+    int trust_proxy;                              /* client address from X-Forwarded-For */
 };
 
 /* Parses argv and the environment (envp-style lookup through getenv).

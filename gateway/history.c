@@ -38,7 +38,7 @@ int history_init(struct server *srv)
     srv->notify_lib = strdup(notify_lua);
     if (!srv->notify_lib || substitute(&srv->notify_lib, "__HISTORY_MAX_LEN__", maxlen) < 0 ||
         substitute(&srv->notify_lib, "__HISTORY_TTL__", ttl) < 0 ||
-        substitute(&srv->notify_lib, "__PUBLISH__", "PUBLISH") < 0)
+        substitute(&srv->notify_lib, "__PUBLISH__", redis_link_publish_command(&srv->redis)) < 0)
         return -1;
     return 0;
 }
@@ -64,14 +64,15 @@ void history_load(struct server *srv)
 {
     const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", srv->notify_lib};
     size_t lens[] = {8, 4, 7, strlen(srv->notify_lib)};
-    redis_link_command(&srv->redis, on_loaded, NULL, 4, argv, lens);
+    redis_link_command_all(&srv->redis, on_loaded, NULL, 4, argv, lens);
 }
 
 /* Identifies the connection across the round trip: it may be gone (and its
  * memory reused by lws) when the answer comes, so it is looked up again by
  * its id, never kept as a pointer. */
 struct replay_req {
-    char conn_id[CONN_ID_LEN + 1];
+    struct server *srv;            /* owner */
+    char conn_id[CONN_ID_LEN + 1]; /* whose replay */
 };
 
 static void send_gap(struct conn *c, const char *oldest)
@@ -123,8 +124,9 @@ static void apply_replay(struct server *srv, struct conn *c, const redisReply *r
 static void on_replay(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct replay_req *req = privdata;
-    struct server *srv = ac->data ? ((struct redis_link *)ac->data)->srv : NULL;
+    struct server *srv = req->srv;
     redisReply *reply = r;
+    (void)ac;
     struct conn *c = srv ? registry_find_conn(&srv->registry, req->conn_id) : NULL;
     free(req);
     if (!c)
@@ -150,10 +152,11 @@ void history_replay(struct server *srv, struct conn *c)
     struct replay_req *req = malloc(sizeof(*req));
     if (!req)
         return;
+    req->srv = srv;
     memcpy(req->conn_id, c->id, sizeof(req->conn_id));
     const char *argv[] = {"FCALL_RO", "notify_replay", "1", key, since};
     size_t lens[] = {8, 13, 1, strlen(key), strlen(since)};
-    if (redis_link_command(&srv->redis, on_replay, req, 5, argv, lens) < 0) {
+    if (redis_link_command(&srv->redis, key, strlen(key), on_replay, req, 5, argv, lens) < 0) {
         free(req);
         return; /* still pending: retried once Redis is back */
     }

@@ -18,6 +18,8 @@
 
 struct presence_op {
     uint8_t add;                      /* 1 = add/refresh, 0 = remove */
+    int shard;                        /* redis_link_shard_of its key */
+    size_t seq;                       /* queue order, kept within a shard */
     char conn_id[CONN_ID_LEN + 1];    /* member is "<node id>/<conn id>" */
     char account[ACCOUNT_ID_MAX + 1]; /* whose presence set */
 };
@@ -31,7 +33,8 @@ struct eval_batch {
     size_t key_off[PRESENCE_BATCH], key_len[PRESENCE_BATCH];
     size_t mem_off[PRESENCE_BATCH], mem_len[PRESENCE_BATCH];
     uint8_t add[PRESENCE_BATCH];
-    size_t n; /* changes in the batch */
+    size_t n;  /* changes in the batch */
+    int shard; /* every key of one EVAL lives on one shard (Redis Cluster) */
 };
 
 static int64_t expiry_ms(const struct presence *p, int64_t now)
@@ -93,7 +96,8 @@ static int batch_send(struct presence *p, struct eval_batch *b)
             argv[i] = b->add[k] ? "+" : "-", lens[i++] = 1;
             argv[i] = b->arena + b->mem_off[k], lens[i++] = b->mem_len[k];
         }
-        rc = redis_link_command(&p->srv->redis, on_eval_reply, NULL, (int)argc, argv, lens);
+        rc = redis_link_command(&p->srv->redis, b->arena + b->key_off[0], b->key_len[0],
+                                on_eval_reply, NULL, (int)argc, argv, lens);
     }
     free(argv);
     free(lens);
@@ -110,6 +114,10 @@ static int batch_push(struct presence *p, struct eval_batch *b, int add, const c
     int mlen = snprintf(member, sizeof(member), "%s/%s", p->srv->cfg->node_id, conn_id);
     if (klen < 0 || mlen < 0 || (size_t)mlen >= sizeof(member))
         return 0; /* cannot happen with validated ids; skip rather than corrupt */
+    int shard = redis_link_shard_of(&p->srv->redis, key, (size_t)klen);
+    if (b->n && shard != b->shard && batch_send(p, b) < 0)
+        return -1;
+    b->shard = shard;
     size_t ko = arena_put(b, key, (size_t)klen);
     size_t mo = arena_put(b, member, (size_t)mlen);
     if (ko == (size_t)-1 || mo == (size_t)-1)
@@ -146,13 +154,15 @@ static void on_node_reply(redisAsyncContext *ac, void *r, void *privdata)
         log_error("node_registry_failed", "error=\"%s\"", reply->str);
 }
 
+/* A node-registry command; argv[1] is its key. */
 static void node_command(struct presence *p, redisCallbackFn *cb, void *priv, int argc,
                          const char **argv)
 {
     size_t lens[16];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    redis_link_command(&p->srv->redis, cb ? cb : on_node_reply, priv, argc, argv, lens);
+    redis_link_command(&p->srv->redis, argv[1], lens[1], cb ? cb : on_node_reply, priv, argc, argv,
+                       lens);
 }
 
 static void node_refresh(struct presence *p)
@@ -187,33 +197,71 @@ static void node_refresh(struct presence *p)
     node_command(p, NULL, NULL, 3, pexpire);
 }
 
-/* Re-scores every live connection, a batch per EVAL. */
+static int shard_of_account(struct presence *p, const char *account)
+{
+    char key[RNAME_MAX];
+    int klen = rnames_presence(key, sizeof(key), p->srv->cfg->redis_prefix, account);
+    return redis_link_shard_of(&p->srv->redis, key, klen > 0 ? (size_t)klen : 0);
+}
+
+struct refresh_item {
+    int shard;               /* of the account's presence key */
+    const struct account *a; /* whose connections */
+};
+
+static int by_shard(const void *x, const void *y)
+{
+    const struct refresh_item *a = x, *b = y;
+    return (a->shard > b->shard) - (a->shard < b->shard);
+}
+
+/* Re-scores every live connection, a batch per EVAL; accounts are sorted
+ * by shard so that a batch fills up (with one Redis, all share shard 0). */
 static void refresh_all(struct presence *p)
 {
     node_refresh(p);
+    struct registry *r = &p->srv->registry;
     struct eval_batch *b = batch_new();
-    if (!b)
-        return;
+    struct refresh_item *items = r->n_accounts ? malloc(sizeof(*items) * r->n_accounts) : NULL;
+    if (!b || (r->n_accounts && !items))
+        goto out;
+    size_t n = 0;
     struct account *a, *tmp;
-    HASH_ITER(hh, p->srv->registry.accounts, a, tmp)
+    HASH_ITER(hh, r->accounts, a, tmp)
     {
-        for (struct conn *c = a->conns; c; c = c->acct_next)
-            if (batch_push(p, b, 1, a->id, c->id) < 0)
-                goto out;
+        items[n].shard = shard_of_account(p, a->id);
+        items[n++].a = a;
     }
+    qsort(items, n, sizeof(*items), by_shard);
+    for (size_t i = 0; i < n; i++)
+        for (struct conn *c = items[i].a->conns; c; c = c->acct_next)
+            if (batch_push(p, b, 1, items[i].a->id, c->id) < 0)
+                goto out;
     batch_send(p, b);
 out:
+    free(items);
     batch_free(b);
+}
+
+static int op_order(const void *x, const void *y)
+{
+    const struct presence_op *a = x, *b = y;
+    if (a->shard != b->shard)
+        return (a->shard > b->shard) - (a->shard < b->shard);
+    return (a->seq > b->seq) - (a->seq < b->seq);
 }
 
 static void flush_ops(uv_timer_t *t)
 {
     struct presence *p = t->data;
-    if (!redis_link_ready(&p->srv->redis) && p->srv->redis.state != LINK_SYNCING)
+    if (!redis_link_connected(&p->srv->redis))
         return; /* kept until Redis is back */
     struct eval_batch *b = batch_new();
     if (!b)
         return;
+    /* One connection's add and remove stay in order: same account, same
+     * shard, and seq breaks ties. */
+    qsort(p->ops, p->n_ops, sizeof(*p->ops), op_order);
     for (size_t i = 0; i < p->n_ops; i++)
         if (batch_push(p, b, p->ops[i].add, p->ops[i].account, p->ops[i].conn_id) < 0)
             break;
@@ -237,7 +285,9 @@ static void queue_op(struct presence *p, int add, const char *account, const cha
         p->ops = bigger;
         p->cap_ops = cap;
     }
-    struct presence_op *op = &p->ops[p->n_ops++];
+    struct presence_op *op = &p->ops[p->n_ops];
+    op->seq = p->n_ops++;
+    op->shard = shard_of_account(p, account);
     op->add = (uint8_t)add;
     snprintf(op->conn_id, sizeof(op->conn_id), "%s", conn_id);
     snprintf(op->account, sizeof(op->account), "%s", account);
@@ -322,9 +372,9 @@ void presence_stop(struct presence *p, void (*done)(struct server *))
     const char *del[] = {"DEL", node};
     size_t zl[] = {4, strlen(nodes), strlen(cfg->node_id)}, dl[] = {3, strlen(node)};
     p->on_stopped = done;
-    redis_link_command(&p->srv->redis, on_node_reply, NULL, 3, zrem, zl);
+    redis_link_command(&p->srv->redis, nodes, zl[1], on_node_reply, NULL, 3, zrem, zl);
     /* Replies come in order: when DEL's arrives, everything before it (the
      * last removals) has been applied. */
-    if (redis_link_command(&p->srv->redis, on_stop_done, p, 2, del, dl) < 0)
+    if (redis_link_command(&p->srv->redis, node, dl[1], on_stop_done, p, 2, del, dl) < 0)
         on_stop_done(NULL, NULL, p);
 }

@@ -161,16 +161,17 @@ static int send_one(struct publish_req *req, const char *account, const char *ms
     const char *argv[5];
     size_t lens[5];
     int argc;
+    const char *publish = redis_link_publish_command(&srv->redis);
     if (!account) {
         rnames_broadcast_channel(name, sizeof(name), prefix);
-        argv[0] = "PUBLISH", argv[1] = name, argv[2] = msg, argc = 3;
+        argv[0] = publish, argv[1] = name, argv[2] = msg, argc = 3;
     } else if (req->history) {
         rnames_stream(name, sizeof(name), prefix, account);
         argv[0] = "FCALL", argv[1] = "notify_publish", argv[2] = "1", argv[3] = name;
         argv[4] = msg, argc = 5;
     } else {
         rnames_account_channel(name, sizeof(name), prefix, account);
-        argv[0] = "PUBLISH", argv[1] = name, argv[2] = msg, argc = 3;
+        argv[0] = publish, argv[1] = name, argv[2] = msg, argc = 3;
     }
     for (int i = 0; i < argc; i++)
         lens[i] = argv[i] == msg ? len : strlen(argv[i]);
@@ -180,7 +181,7 @@ static int send_one(struct publish_req *req, const char *account, const char *ms
         return -1;
     ctx->req = req;
     memcpy(ctx->account, account ? account : "", alen + 1);
-    if (redis_link_command(&srv->redis, on_reply, ctx, argc, argv, lens) < 0) {
+    if (redis_link_command(&srv->redis, name, strlen(name), on_reply, ctx, argc, argv, lens) < 0) {
         free(ctx);
         return -1;
     }

@@ -1,83 +1,130 @@
-/* redis: the node's two Redis connections, on the server's loop.
+/* redis: everything the gateway asks of Redis, behind one interface with
+ * two implementations (redis_single.c for one server, redis_cluster.c for
+ * Redis Cluster with sharded pub/sub), chosen once at start. The rest of
+ * the gateway never checks which one runs.
  *
- *  - the subscriber connection holds SUBSCRIBE notify:broadcast and one
- *    notify:acct:{<account>} per account present on this node, and hands
- *    each message to deliver.c;
- *  - the command connection carries everything else (presence, node
- *    registry), queued through redis_link_command().
- *
- * Subscribe and unsubscribe requests are collected and flushed together a
- * millisecond later, so a connect storm becomes a few SUBSCRIBE commands
- * with many channels rather than one per account. When either connection
- * drops, both are torn down and re-established with capped exponential
- * backoff and jitter; once both are up again every local account is
- * resubscribed in batches and the on_up hook runs (presence re-registers).
- * State changes are logged once, not per attempt. */
+ * What it promises:
+ *  - subscribe/unsubscribe an account's channel (and always the broadcast
+ *    channel); each acknowledged subscribe calls ws_account_subscribed(),
+ *    each lost one ws_account_lost() (its messages will need a replay);
+ *    messages go to deliver.c;
+ *  - run a command on the server that owns a key (or on every server);
+ *  - say whether it is connected (commands accepted) and ready (every
+ *    subscription current, for /readyz);
+ *  - call server_on_redis_up() when (re)connected. */
 #ifndef NOTIFY_REDIS_H
 #define NOTIFY_REDIS_H
 
 #include <hiredis/async.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
+
+#include "redis_cluster.h"
+#include "redis_single.h"
 
 struct server;
-struct pending_sub;
+struct redis_link;
 
-enum link_state {
-    LINK_DOWN,       /* waiting to (re)connect */
-    LINK_CONNECTING, /* contexts created, handshake (AUTH, SELECT) running */
-    LINK_SYNCING,    /* connected; resubscribing the node's accounts */
-    LINK_UP,         /* connected and every subscription current */
-    LINK_STOPPED,    /* shut down for good */
+/* One implementation. Commands use hiredis's argv form; their callback
+ * runs exactly once (with a NULL reply if the connection fails first)
+ * unless the call returned -1. */
+struct redis_ops {
+    const char *name;            /* "single" or "cluster", for logs */
+    const char *publish_command; /* PUBLISH, or SPUBLISH for sharded channels */
+    int (*start)(struct redis_link *l);
+    int (*ready)(const struct redis_link *l);
+    int (*connected)(const struct redis_link *l);
+    uint32_t (*subscribed)(const struct redis_link *l);
+    int (*subscribe)(struct redis_link *l, const char *account);
+    void (*unsubscribe)(struct redis_link *l, const char *account);
+    int (*command)(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
+                   void *privdata, int argc, const char **argv, const size_t *argvlen);
+    int (*command_all)(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,
+                       const char **argv, const size_t *argvlen);
+    int (*shard_of)(const struct redis_link *l, const char *key, size_t keylen);
+    void (*stop)(struct redis_link *l);
 };
 
 struct redis_link {
+    const struct redis_ops *ops; /* the implementation in use */
     struct server *srv;          /* owner */
-    redisAsyncContext *sub;      /* subscriber connection, NULL when down */
-    redisAsyncContext *cmd;      /* command connection, NULL when down */
-    enum link_state state;       /* see above */
-    int sub_handshake_ok;        /* AUTH accepted and broadcast subscribed */
-    int cmd_handshake_ok;        /* AUTH and SELECT accepted */
-    uint32_t sync_acks_left;     /* subscribe acks still due before LINK_UP */
-    uint32_t backoff_ms;         /* next reconnect delay before jitter */
-    int was_up;                  /* has been up once: next up is a reconnect */
-    int logged_down;             /* a "down" line was logged for this outage */
-    uv_timer_t reconnect_timer;  /* fires the next connection attempt */
-    uv_timer_t flush_timer;      /* fires the batched (un)subscribe flush */
-    uv_timer_t health_timer;     /* PINGs the command connection */
-    uint64_t ping_sent_at;       /* loop ms of the unanswered health PING, 0 = none */
-    uint64_t connecting_since;   /* loop ms the current attempt began */
-    struct pending_sub *pending; /* (un)subscribes waiting for the flush */
-    uint32_t subscribed;         /* account channels acknowledged by Redis */
+    union {
+        struct single_link single;   /* redis_single.c */
+        struct cluster_link cluster; /* redis_cluster.c */
+    } u;
 };
 
-/* Prepares the link and starts connecting; failures to connect are retried,
- * never fatal. Returns 0, or -1 if the timers could not be set up. */
-int redis_link_start(struct redis_link *l, struct server *srv);
+/* Picks the implementation from the config (--redis-cluster or not). */
+void redis_link_select(struct redis_link *l, struct server *srv);
 
-/* 1 while connected and subscriptions are current (for /readyz). */
-int redis_link_ready(const struct redis_link *l);
+/* Starts connecting; failures to connect are retried, never fatal.
+ * Returns 0, or -1 if it could not even be set up. */
+int redis_link_start(struct redis_link *l);
 
-/* 1 once both connections are up (subscriptions may still be syncing):
- * subscribe requests and commands are then accepted. */
-int redis_link_connected(const struct redis_link *l);
+/* 1 while connected and every subscription is current (for /readyz). */
+static inline int redis_link_ready(const struct redis_link *l)
+{
+    return l->ops->ready(l);
+}
 
-/* Ask for account's channel to be (un)subscribed at the next flush. Safe
- * while down: the resubscription after connect covers it. Subscribe
- * returns 0 when a SUBSCRIBE is queued (ws_account_subscribed runs on its
- * acknowledgement), 1 when the channel is still subscribed (a pending
- * unsubscribe was cancelled), -1 when Redis is down (no acknowledgement
- * will come before the reconnect). */
-int redis_link_subscribe(struct redis_link *l, const char *account);
-void redis_link_unsubscribe(struct redis_link *l, const char *account);
+/* 1 once commands and subscribe requests are accepted. */
+static inline int redis_link_connected(const struct redis_link *l)
+{
+    return l->ops->connected(l);
+}
 
-/* Queues a command on the command connection (hiredis argv form). The
- * callback runs exactly once, with a NULL reply if the link fails first.
- * Returns 0, or -1 when the link is down (the callback then never runs). */
-int redis_link_command(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,
-                       const char **argv, const size_t *argvlen);
+/* Account channels currently acknowledged (for /metrics). */
+static inline uint32_t redis_link_subscribed(const struct redis_link *l)
+{
+    return l->ops->subscribed(l);
+}
 
-/* Disconnects both connections and closes the timers. */
-void redis_link_stop(struct redis_link *l);
+/* Asks for account's channel. Returns 0 when a subscribe is on its way
+ * (ws_account_subscribed runs on its acknowledgement), 1 when the channel
+ * is subscribed already, -1 when Redis is unreachable for it now (it is
+ * subscribed, and ws_account_subscribed called, once Redis is back). */
+static inline int redis_link_subscribe(struct redis_link *l, const char *account)
+{
+    return l->ops->subscribe(l, account);
+}
+
+static inline void redis_link_unsubscribe(struct redis_link *l, const char *account)
+{
+    l->ops->unsubscribe(l, account);
+}
+
+/* Queues a command on the server owning key (a key or channel name).
+ * Returns 0, or -1 when that server is unreachable now. */
+static inline int redis_link_command(struct redis_link *l, const char *key, size_t keylen,
+                                     redisCallbackFn *cb, void *privdata, int argc,
+                                     const char **argv, const size_t *argvlen)
+{
+    return l->ops->command(l, key, keylen, cb, privdata, argc, argv, argvlen);
+}
+
+/* Queues a command on every server (FUNCTION LOAD); cb runs once per
+ * server. Returns the number of servers it was queued on. */
+static inline int redis_link_command_all(struct redis_link *l, redisCallbackFn *cb, void *privdata,
+                                         int argc, const char **argv, const size_t *argvlen)
+{
+    return l->ops->command_all(l, cb, privdata, argc, argv, argvlen);
+}
+
+/* Keys with the same shard may share one multi-key command. */
+static inline int redis_link_shard_of(const struct redis_link *l, const char *key, size_t keylen)
+{
+    return l->ops->shard_of(l, key, keylen);
+}
+
+static inline const char *redis_link_publish_command(const struct redis_link *l)
+{
+    return l->ops->publish_command;
+}
+
+/* Disconnects and closes every handle. */
+static inline void redis_link_stop(struct redis_link *l)
+{
+    l->ops->stop(l);
+}
 
 #endif

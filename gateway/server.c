@@ -29,8 +29,8 @@ void server_gauges(const struct server *srv, struct metrics_gauges *g)
 {
     g->connections = srv->registry.n_conns;
     g->accounts = srv->registry.n_accounts;
-    g->subscribed_accounts = srv->redis.subscribed;
-    g->redis_up = srv->redis.state == LINK_UP || srv->redis.state == LINK_SYNCING;
+    g->subscribed_accounts = redis_link_subscribed(&srv->redis);
+    g->redis_up = redis_link_connected(&srv->redis);
     g->ready = server_ready(srv);
     g->draining = srv->draining;
 }
@@ -273,6 +273,7 @@ int server_init(struct server *srv, const struct config *cfg)
         log_error("jwt_key_failed", "error=\"%s\"", err);
         return -1;
     }
+    redis_link_select(&srv->redis, srv);
     if (split_origins(srv, cfg->allowed_origins) < 0 || history_init(srv) < 0) {
         log_error("out_of_memory", "where=init");
         return -1;
@@ -298,7 +299,7 @@ int server_init(struct server *srv, const struct config *cfg)
         log_error("heartbeat_init_failed", "error=\"%s\"", uv_strerror(rc));
         return -1;
     }
-    if (presence_init(&srv->presence, srv) < 0 || redis_link_start(&srv->redis, srv) < 0) {
+    if (presence_init(&srv->presence, srv) < 0 || redis_link_start(&srv->redis) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;
     }
@@ -309,8 +310,9 @@ int server_init(struct server *srv, const struct config *cfg)
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
-    log_info("listening", "listen=%s node=%s auth=%s redis=%s:%d version=%s", cfg->listen,
-             cfg->node_id, cfg->auth, cfg->redis_url.host, cfg->redis_url.port, NOTIFY_VERSION);
+    log_info("listening", "listen=%s node=%s auth=%s redis=%s:%d mode=%s version=%s", cfg->listen,
+             cfg->node_id, cfg->auth, cfg->redis_url.host, cfg->redis_url.port,
+             srv->redis.ops->name, NOTIFY_VERSION);
     return 0;
 }
 

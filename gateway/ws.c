@@ -234,30 +234,36 @@ void ws_account_subscribed(struct server *srv, struct account *a)
     }
 }
 
+void ws_account_lost(struct server *srv, struct account *a)
+{
+    /* Whatever is published from now until the subscription is back must
+     * be replayed: from each connection's last id, or for connections that
+     * never got one, from a little before the loss (stream ids are the
+     * Redis server's clock, ours may differ slightly). */
+    (void)srv;
+    uint64_t floor_ms = (uint64_t)server_wall_ms() - 2000;
+    a->subscribed = 0;
+    for (struct conn *c = a->conns; c; c = c->acct_next) {
+        if (c->replay_pending)
+            continue;
+        c->replay_pending = 1;
+        c->replay_exact = c->has_last_id;
+        if (c->has_last_id) {
+            c->replay_since = c->last_id;
+        } else {
+            uint64_t from = (uint64_t)c->connected_at - 2000;
+            c->replay_since.ms = from > floor_ms ? from : floor_ms;
+            c->replay_since.seq = 0;
+        }
+    }
+}
+
 void ws_on_redis_down(struct server *srv)
 {
-    /* Whatever is published from now until the subscriptions are back must
-     * be replayed: from each connection's last id, or for connections that
-     * never got one, from a little before the outage (stream ids are the
-     * Redis server's clock, ours may differ slightly). */
-    uint64_t floor_ms = (uint64_t)server_wall_ms() - 2000;
     struct account *a, *tmp;
     HASH_ITER(hh, srv->registry.accounts, a, tmp)
     {
-        a->subscribed = 0;
-        for (struct conn *c = a->conns; c; c = c->acct_next) {
-            if (c->replay_pending)
-                continue;
-            c->replay_pending = 1;
-            c->replay_exact = c->has_last_id;
-            if (c->has_last_id) {
-                c->replay_since = c->last_id;
-            } else {
-                uint64_t from = (uint64_t)c->connected_at - 2000;
-                c->replay_since.ms = from > floor_ms ? from : floor_ms;
-                c->replay_since.seq = 0;
-            }
-        }
+        ws_account_lost(srv, a);
     }
 }
 
@@ -285,7 +291,12 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
     c->last_seen = uv_now(&srv->loop);
     schedule(srv, c, c->last_seen + srv->ping_after_ms);
     presence_add(&srv->presence, c->acct->id, c->id);
-    if (!redis_link_connected(&srv->redis)) {
+    int sub =
+        added == 1 ? redis_link_subscribe(&srv->redis, c->acct->id) : (c->acct->subscribed ? 1 : 0);
+    if (sub == 1) {
+        c->acct->subscribed = 1;
+        conn_ready(srv, c);
+    } else if (sub < 0 || !redis_link_connected(&srv->redis)) {
         /* Redis is away: answer now rather than keep the client waiting,
          * and replay what it misses once the subscription is back. */
         if (!c->replay_pending) {
@@ -294,14 +305,10 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
             c->replay_since.seq = 0;
         }
         send_register(c);
-    } else {
-        if (added == 1 && redis_link_subscribe(&srv->redis, c->acct->id) == 1)
-            c->acct->subscribed = 1; /* a pending unsubscribe was cancelled */
-        /* The register reply promises that publishes reach this connection,
-         * so it waits for Redis to acknowledge the account's channel. */
-        if (c->acct->subscribed)
-            conn_ready(srv, c);
     }
+    /* Otherwise the register reply, which promises that publishes reach
+     * this connection, waits for Redis to acknowledge the account's
+     * channel (ws_account_subscribed). */
     if (log_enabled(LOG_DEBUG)) {
         char addr[64];
         log_debug("connected", "conn=%s account=%s client=%s", c->id, c->acct->id,
@@ -478,7 +485,11 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
     if (silence + srv->heartbeat.tick_ms / 2 >= srv->ping_after_ms) {
         c->ping_due = 1;
         lws_callback_on_writable(c->wsi);
-        schedule(srv, c, c->last_seen + srv->heartbeat_timeout_ms);
+        /* Look again one ping interval from now (its pong will have moved
+         * last_seen), or at the deadline if that comes first. */
+        uint64_t next = now + srv->ping_after_ms,
+                 deadline = c->last_seen + srv->heartbeat_timeout_ms;
+        schedule(srv, c, next < deadline ? next : deadline);
     } else {
         schedule(srv, c, c->last_seen + srv->ping_after_ms);
     }

@@ -24,8 +24,12 @@ void ws_heartbeat_due(void *srv, struct conn *c, uint64_t now);
  * their register reply. */
 void ws_account_subscribed(struct server *srv, struct account *a);
 
-/* The Redis link failed: every connection will need a replay of what is
- * published until its account is subscribed again. */
+/* The account's subscription is gone (its Redis failed, or in a cluster
+ * its slot moved): its connections will need a replay of what is published
+ * until ws_account_subscribed runs again. */
+void ws_account_lost(struct server *srv, struct account *a);
+
+/* The Redis link failed: ws_account_lost for every account. */
 void ws_on_redis_down(struct server *srv);
 
 #endif
