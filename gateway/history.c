@@ -11,6 +11,11 @@
 #include "rnames.h"
 #include "server.h"
 
+/* Delay before a failed replay is tried again. */
+#define RETRY_MS 500
+
+static void on_retry_timer(uv_timer_t *t);
+
 /* Replaces every occurrence of name in *text by value (reallocating). */
 static int substitute(char **text, const char *name, const char *value)
 {
@@ -32,6 +37,9 @@ static int substitute(char **text, const char *name, const char *value)
 
 int history_init(struct server *srv)
 {
+    if (uv_timer_init(&srv->loop, &srv->history.retry_timer) < 0)
+        return -1;
+    srv->history.retry_timer.data = srv;
     char maxlen[16], ttl[16];
     snprintf(maxlen, sizeof(maxlen), "%d", srv->cfg->history_max_len);
     snprintf(ttl, sizeof(ttl), "%d", srv->cfg->history_ttl);
@@ -121,31 +129,50 @@ static void apply_replay(struct server *srv, struct conn *c, const redisReply *r
     }
 }
 
+/* A replay that could not run (Redis away, a cluster slot moving): the
+ * connection keeps holding live frames, so order is kept, and the replay
+ * is tried again shortly. */
+static void retry_later(struct server *srv, struct conn *c)
+{
+    struct history *h = &srv->history;
+    if (h->n_retry == h->cap_retry) {
+        size_t cap = h->cap_retry ? h->cap_retry * 2 : 16;
+        char(*bigger)[CONN_ID_LEN + 1] = realloc(h->retry, cap * sizeof(*bigger));
+        if (!bigger) {
+            conn_close(c, 1011);
+            return;
+        }
+        h->retry = bigger;
+        h->cap_retry = cap;
+    }
+    memcpy(h->retry[h->n_retry++], c->id, CONN_ID_LEN + 1);
+    if (!uv_is_active((uv_handle_t *)&h->retry_timer))
+        uv_timer_start(&h->retry_timer, on_retry_timer, RETRY_MS, 0);
+}
+
 static void on_replay(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct replay_req *req = privdata;
     struct server *srv = req->srv;
     redisReply *reply = r;
     (void)ac;
-    struct conn *c = srv ? registry_find_conn(&srv->registry, req->conn_id) : NULL;
+    struct conn *c = registry_find_conn(&srv->registry, req->conn_id);
     free(req);
-    if (!c)
+    if (!c || srv->stopping)
         return;
-    if (!reply) {
-        /* The link failed: the replay stays pending for the reconnect. */
-        c->replay_pending = 1;
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("replay_failed", "conn=%s error=\"%s\"", c->id, reply->str);
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
-        apply_replay(srv, c, reply);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply)
+            log_warn("replay_retry", "conn=%s error=\"%s\"", c->id,
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        retry_later(srv, c);
+        return;
     }
+    apply_replay(srv, c, reply);
     conn_release_held(c);
 }
 
-void history_replay(struct server *srv, struct conn *c)
+static void start_replay(struct server *srv, struct conn *c)
 {
-    if (!c->acct || c->replaying)
-        return;
     char key[RNAME_MAX], since[STREAM_ID_MAX];
     rnames_stream(key, sizeof(key), srv->cfg->redis_prefix, c->acct->id);
     stream_id_format(&c->replay_since, since, sizeof(since));
@@ -156,10 +183,43 @@ void history_replay(struct server *srv, struct conn *c)
     memcpy(req->conn_id, c->id, sizeof(req->conn_id));
     const char *argv[] = {"FCALL_RO", "notify_replay", "1", key, since};
     size_t lens[] = {8, 13, 1, strlen(key), strlen(since)};
+    c->replay_pending = 0;
+    c->replaying = 1; /* live frames are held from now on */
     if (redis_link_command(&srv->redis, key, strlen(key), on_replay, req, 5, argv, lens) < 0) {
         free(req);
-        return; /* still pending: retried once Redis is back */
+        retry_later(srv, c);
     }
-    c->replay_pending = 0;
-    c->replaying = 1;
+}
+
+void history_replay(struct server *srv, struct conn *c)
+{
+    if (c->acct && !c->replaying)
+        start_replay(srv, c);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    struct history *h = &srv->history;
+    char(*ids)[CONN_ID_LEN + 1] = h->retry;
+    size_t n = h->n_retry;
+    h->retry = NULL;
+    h->n_retry = h->cap_retry = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct conn *c = registry_find_conn(&srv->registry, ids[i]);
+        if (c && c->replaying && !c->close_code)
+            start_replay(srv, c);
+    }
+    free(ids);
+}
+
+void history_close(struct server *srv)
+{
+    struct history *h = &srv->history;
+    uv_timer_stop(&h->retry_timer);
+    if (!uv_is_closing((uv_handle_t *)&h->retry_timer))
+        uv_close((uv_handle_t *)&h->retry_timer, NULL);
+    free(h->retry);
+    h->retry = NULL;
+    h->n_retry = h->cap_retry = 0;
 }

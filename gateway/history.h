@@ -11,18 +11,33 @@
 
 #include <stddef.h>
 
+#include <uv.h>
+
+#include "ids.h"
+
 struct server;
 struct conn;
 
-/* Builds the library text from the flags. Returns 0 or -1. */
+/* Replays that failed and wait for another try. */
+struct history {
+    uv_timer_t retry_timer;         /* fires the next try */
+    char (*retry)[CONN_ID_LEN + 1]; /* connection ids (looked up again) */
+    size_t n_retry;                 /* ids in retry */
+    size_t cap_retry;               /* capacity of retry */
+};
+
+/* Builds the library text from the flags and the retry timer. Returns 0
+ * or -1. */
 int history_init(struct server *srv);
+/* Closes the retry timer (teardown); history_free releases the rest. */
+void history_close(struct server *srv);
 void history_free(struct server *srv);
 
 /* Queues FUNCTION LOAD REPLACE on the command connection (after connect). */
 void history_load(struct server *srv);
 
 /* Replays c's history after c->replay_since; live frames are held until
- * the answer. Does nothing (the replay stays pending) if Redis is down. */
+ * it succeeds (retried every 500 ms while Redis cannot answer). */
 void history_replay(struct server *srv, struct conn *c);
 
 #endif

@@ -65,6 +65,7 @@ static int channel_name(struct cluster_link *cl, const char *account, char *buf,
 }
 
 static void schedule_refresh(struct cluster_link *cl, uint32_t delay_ms);
+static void maybe_up(struct cluster_link *cl);
 
 /* ---- subscriptions ---- */
 
@@ -269,8 +270,13 @@ static void on_sub_state(void *data, int up, const char *why)
         place_all(cl);
         return;
     }
-    log_warn("cluster_node_lost", "node=%s:%d conn=subscriber reason=\"%s\"", n->host, n->port,
-             why);
+    /* Logged when a working connection goes, not for each failed retry. */
+    if (n->sub_ok)
+        log_warn("cluster_node_lost", "node=%s:%d conn=subscriber reason=\"%s\"", n->host, n->port,
+                 why);
+    else
+        log_debug("cluster_node_retry", "node=%s:%d conn=subscriber reason=\"%s\"", n->host,
+                  n->port, why);
     node_sub_lost(cl, n);
     schedule_refresh(cl, cl->backoff_ms);
 }
@@ -301,6 +307,7 @@ static void on_cmd_ready(redisAsyncContext *ac, void *r, void *privdata)
     const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", lib};
     size_t lens[] = {8, 4, 7, strlen(lib)};
     redisAsyncCommandArgv(n->cmd, on_fn_loaded, NULL, 4, argv, lens);
+    maybe_up(n->cl);
 }
 
 static void on_cmd_disconnect(const redisAsyncContext *ac, int status)
@@ -309,12 +316,18 @@ static void on_cmd_disconnect(const redisAsyncContext *ac, int status)
     (void)status;
     if (!n || n->cmd != ac)
         return;
+    int was_ok = n->cmd_ok;
     n->cmd = NULL;
     n->cmd_ok = 0;
+    n->cl->up = 0;
     if (n->cl->stopped)
         return;
-    log_warn("cluster_node_lost", "node=%s:%d conn=command reason=\"%s\"", n->host, n->port,
-             ac->errstr[0] ? ac->errstr : "closed");
+    if (was_ok)
+        log_warn("cluster_node_lost", "node=%s:%d conn=command reason=\"%s\"", n->host, n->port,
+                 ac->errstr[0] ? ac->errstr : "closed");
+    else
+        log_debug("cluster_node_retry", "node=%s:%d conn=command reason=\"%s\"", n->host, n->port,
+                  ac->errstr[0] ? ac->errstr : "closed");
     schedule_refresh(n->cl, n->cl->backoff_ms);
 }
 
@@ -494,27 +507,40 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
         cl->backoff_ms = cl->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cl->backoff_ms * 2;
         return;
     }
-    int was_ok = cl->map_ok;
     cl->map_ok = apply_slots(cl, reply);
     close_probe(cl);
     place_all(cl);
     if (!cl->map_ok) {
+        cl->up = 0;
         schedule_refresh(cl, cl->backoff_ms);
         return;
     }
     cl->backoff_ms = BACKOFF_MIN_MS;
-    if (!was_ok) {
-        int n = 0;
-        for (int i = 0; i < CLUSTER_MAX_NODES; i++)
-            n += cl->nodes[i] != NULL;
-        log_info("redis_connected", "mode=cluster primaries=%d accounts=%u", n,
-                 cl->srv->registry.n_accounts);
-        if (cl->was_up)
-            cl->srv->metrics.redis_reconnects++;
-        cl->was_up = 1;
-        cl->logged_down = 0;
-        server_on_redis_up(cl->srv);
+    maybe_up(cl);
+}
+
+/* Up = a complete map and a command connection to every primary in it:
+ * then presence is re-registered and every key command can be routed. */
+static void maybe_up(struct cluster_link *cl)
+{
+    if (cl->up || !cl->map_ok)
+        return;
+    int n = 0;
+    for (int i = 0; i < CLUSTER_MAX_NODES; i++) {
+        if (!cl->nodes[i])
+            continue;
+        if (!cl->nodes[i]->cmd_ok)
+            return;
+        n++;
     }
+    cl->up = 1;
+    log_info("redis_connected", "mode=cluster primaries=%d accounts=%u", n,
+             cl->srv->registry.n_accounts);
+    if (cl->was_up)
+        cl->srv->metrics.redis_reconnects++;
+    cl->was_up = 1;
+    cl->logged_down = 0;
+    server_on_redis_up(cl->srv);
 }
 
 static void refresh_now(uv_timer_t *t)
@@ -648,13 +674,13 @@ static int op_shard_of(const struct redis_link *l, const char *key, size_t keyle
 
 static int op_connected(const struct redis_link *l)
 {
-    return impl(l)->map_ok;
+    return impl(l)->up;
 }
 
 static int op_ready(const struct redis_link *l)
 {
     struct cluster_link *cl = impl(l);
-    if (!cl->map_ok)
+    if (!cl->up)
         return 0;
     struct csub *cs, *tmp;
     HASH_ITER(hh, cl->subs, cs, tmp)

@@ -33,7 +33,8 @@ struct cluster_link {
     struct cnode *nodes[CLUSTER_MAX_NODES]; /* primaries by index; NULL = free slot */
     int16_t slot_node[16384];               /* owner index per slot, -1 = unknown */
     int map_ok;                             /* every slot has a reachable owner */
-    int was_up;                             /* the map was complete once */
+    int up;                                 /* map complete, every primary connected */
+    int was_up;                             /* up once: the next up is a reconnect */
     int stopped;                            /* redis_link_stop ran */
     struct csub *subs;                      /* channels wanted, by account */
     uint32_t n_acked;                       /* account channels acknowledged */

@@ -117,6 +117,7 @@ static void teardown(struct server *srv)
     listener_close(&srv->listener);
     hb_close(&srv->heartbeat);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
+    history_close(srv);
     redis_link_stop(&srv->redis);
     lws_context_destroy(srv->lws);
 }

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "frame.h"
 #include "heartbeat.h"
+#include "history.h"
 #include "ids.h"
 #include "listener.h"
 #include "metrics.h"
@@ -32,6 +33,7 @@ struct server {
     struct hb_wheel heartbeat;      /* silence detection and pings */
     struct redis_link redis;        /* subscriber + command connections */
     struct presence presence;       /* presence and node registry in Redis */
+    struct history history;         /* replays waiting for another try */
     struct auth auth;               /* JWT verification key */
     struct metrics metrics;         /* counters for /metrics */
     struct idgen ids;               /* connection ids */
