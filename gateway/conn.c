@@ -1,6 +1,7 @@
 #include "conn.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "log.h"
@@ -13,7 +14,7 @@
 /* Ping payload: lws raises RECEIVE_PONG only for pongs that carry data. */
 static const char ping_payload[] = "hb";
 
-static const char *close_text(uint16_t code)
+const char *conn_close_text(uint16_t code)
 {
     switch (code) {
     case 1001:
@@ -53,6 +54,17 @@ static void drop_held(struct conn *c)
     free(c->held);
     c->held = NULL;
     c->n_held = c->cap_held = 0;
+}
+
+/* Unread bytes in the receive buffer make close() send a TCP reset, which
+ * can destroy the close frame just written; read and drop them first. */
+static void discard_input(struct conn *c)
+{
+    int fd = lws_get_socket_fd(c->wsi);
+    char scratch[4096];
+    for (int i = 0; fd >= 0 && i < 16; i++)
+        if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+            break;
 }
 
 void conn_close(struct conn *c, uint16_t code)
@@ -156,8 +168,10 @@ void conn_release_held(struct conn *c)
 
 int conn_on_writable(struct conn *c)
 {
+    if (c->lws_closing)
+        return 0; /* lws is sending the close frame itself */
     if (c->close_code) {
-        const char *text = close_text(c->close_code);
+        const char *text = conn_close_text(c->close_code);
         /* The close frame is written here: in lws 4.1, lws_close_reason()
          * followed by returning -1 from the writable callback drops the
          * socket without sending it (seen with a raw client). */
@@ -167,6 +181,7 @@ int conn_on_writable(struct conn *c)
         buf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
         memcpy(buf + LWS_PRE + 2, text, tlen);
         lws_write(c->wsi, buf + LWS_PRE, 2 + tlen, WS_WRITE_CLOSE);
+        discard_input(c);
         return -1;
     }
     if (c->ping_due) {

@@ -13,6 +13,7 @@
 #include <uthash.h>
 
 #include "frame.h"
+#include "heartbeat.h"
 #include "ids.h"
 
 struct server;
@@ -24,10 +25,9 @@ struct conn {
     struct account *acct;   /* registry entry; NULL until registered */
     struct conn *acct_prev; /* the account's connections, doubly linked */
     struct conn *acct_next;
-    UT_hash_handle hh;    /* registry: connection id -> conn */
-    struct conn *hb_prev; /* heartbeat wheel slot, doubly linked */
-    struct conn *hb_next;
-    int32_t hb_slot;               /* wheel slot, -1 when not scheduled */
+    UT_hash_handle hh;             /* registry: connection id -> conn */
+    struct wheel_link hb;          /* heartbeat wheel: next silence check */
+    struct wheel_link exp;         /* expiry wheel: token exp (JWT only) */
     uint64_t last_seen;            /* loop ms of the last sign of life */
     struct frame **q;              /* ring of queued frames, allocated lazily */
     uint32_t q_head;               /* index of the oldest queued frame */
@@ -49,6 +49,7 @@ struct conn {
     uint32_t cap_held;             /* capacity of held */
     uint16_t close_code;           /* non-zero: close with it when writable */
     uint8_t ping_due;              /* send a ping at the next writable */
+    uint8_t lws_closing;           /* closed from RECEIVE: lws runs the close handshake */
     uint8_t registered;            /* the register reply was queued */
     uint8_t has_last_id;           /* last_id is set */
     uint8_t replay_pending;        /* history must be replayed once subscribed */
@@ -69,6 +70,9 @@ int conn_deliver(struct conn *c, struct frame *f);
 
 /* The replay is over: delivers the held frames (deduplicated) in order. */
 void conn_release_held(struct conn *c);
+
+/* The reason text sent with a close code. */
+const char *conn_close_text(uint16_t code);
 
 /* Closes the connection with code and reason at its next writable callback;
  * queued frames are dropped at once. The first close asked for wins. */

@@ -4,40 +4,56 @@
 
 #include "conn.h"
 
-static void slot_push(struct hb_wheel *w, uint32_t slot, struct conn *c)
+static struct wheel_link *link_of(const struct hb_wheel *w, struct conn *c)
 {
-    c->hb_slot = (int32_t)slot;
-    c->hb_prev = NULL;
-    c->hb_next = w->slots[slot];
-    if (c->hb_next)
-        c->hb_next->hb_prev = c;
-    w->slots[slot] = c;
+    return (struct wheel_link *)((char *)c + w->link_offset);
+}
+
+static struct conn *conn_of(const struct hb_wheel *w, struct wheel_link *l)
+{
+    return (struct conn *)((char *)l - w->link_offset);
+}
+
+static void slot_push(struct hb_wheel *w, uint32_t slot, struct wheel_link *l)
+{
+    l->slot = (int32_t)slot;
+    l->prev = NULL;
+    l->next = w->slots[slot];
+    if (l->next)
+        l->next->prev = l;
+    w->slots[slot] = l;
+}
+
+static void link_remove(struct hb_wheel *w, struct wheel_link *l)
+{
+    if (l->slot < 0)
+        return;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        w->slots[l->slot] = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    l->slot = -1;
 }
 
 void hb_cancel(struct hb_wheel *w, struct conn *c)
 {
-    if (c->hb_slot < 0)
-        return;
-    if (c->hb_prev)
-        c->hb_prev->hb_next = c->hb_next;
-    else
-        w->slots[c->hb_slot] = c->hb_next;
-    if (c->hb_next)
-        c->hb_next->hb_prev = c->hb_prev;
-    c->hb_prev = c->hb_next = NULL;
-    c->hb_slot = -1;
+    link_remove(w, link_of(w, c));
 }
 
 void hb_schedule(struct hb_wheel *w, struct conn *c, uint64_t at_ms)
 {
-    hb_cancel(w, c);
+    struct wheel_link *l = link_of(w, c);
+    link_remove(w, l);
     /* Ticks ahead of the next one; a delay beyond the wheel lands in its
      * farthest slot and is simply rescheduled when that slot comes up. */
     uint64_t ahead =
         at_ms <= w->next_tick_at ? 0 : (at_ms - w->next_tick_at + w->tick_ms - 1) / w->tick_ms;
     if (ahead >= w->n_slots)
         ahead = w->n_slots - 1;
-    slot_push(w, (uint32_t)((w->cursor + ahead) % w->n_slots), c);
+    slot_push(w, (uint32_t)((w->cursor + ahead) % w->n_slots), l);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -50,21 +66,22 @@ static void on_tick(uv_timer_t *t)
     uint32_t due = w->n_slots;
     w->slots[due] = w->slots[w->cursor];
     w->slots[w->cursor] = NULL;
-    for (struct conn *c = w->slots[due]; c; c = c->hb_next)
-        c->hb_slot = (int32_t)due;
+    for (struct wheel_link *l = w->slots[due]; l; l = l->next)
+        l->slot = (int32_t)due;
     w->cursor = (w->cursor + 1) % w->n_slots;
     w->next_tick_at = now + w->tick_ms;
-    struct conn *c;
-    while ((c = w->slots[due])) {
-        hb_cancel(w, c);
-        w->due(w->data, c, now);
+    struct wheel_link *l;
+    while ((l = w->slots[due])) {
+        link_remove(w, l);
+        w->due(w->data, conn_of(w, l), now);
     }
 }
 
 int hb_init(struct hb_wheel *w, uv_loop_t *loop, uint64_t tick_ms, uint64_t max_delay_ms,
-            hb_due_fn *due, void *data)
+            size_t link_offset, hb_due_fn *due, void *data)
 {
     w->tick_ms = tick_ms;
+    w->link_offset = link_offset;
     w->n_slots = (uint32_t)(max_delay_ms / tick_ms + 2);
     w->slots = calloc(w->n_slots + 1, sizeof(*w->slots)); /* + the due list */
     if (!w->slots)

@@ -254,8 +254,8 @@ static int op_order(const void *x, const void *y)
 static void flush_ops(uv_timer_t *t)
 {
     struct presence *p = t->data;
-    if (!redis_link_connected(&p->srv->redis))
-        return; /* kept until Redis is back */
+    if (!p->n_ops || !redis_link_connected(&p->srv->redis))
+        return; /* nothing to do, or kept until Redis is back */
     struct eval_batch *b = batch_new();
     if (!b)
         return;

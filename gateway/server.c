@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -12,6 +13,8 @@
 /* How long the last presence removals may take before we exit anyway. */
 #define STOP_GRACE_MS 2000
 #define DRAIN_SLICE_MS 100
+/* Token expiries further off than this are rescheduled when it passes. */
+#define EXPIRY_WHEEL_MS (10 * 60 * 1000)
 
 int64_t server_wall_ms(void)
 {
@@ -116,6 +119,7 @@ static void teardown(struct server *srv)
     close_handle((uv_handle_t *)&srv->drain_timer);
     listener_close(&srv->listener);
     hb_close(&srv->heartbeat);
+    hb_close(&srv->expiry);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
     redis_link_stop(&srv->redis);
@@ -295,8 +299,10 @@ int server_init(struct server *srv, const struct config *cfg)
         return -1;
     }
     if ((rc = hb_init(&srv->heartbeat, &srv->loop, (uint64_t)cfg->heartbeat_check * 1000,
-                      srv->heartbeat_timeout_ms + srv->heartbeat_interval_ms, ws_heartbeat_due,
-                      srv)) < 0) {
+                      srv->heartbeat_timeout_ms + srv->heartbeat_interval_ms,
+                      offsetof(struct conn, hb), ws_heartbeat_due, srv)) < 0 ||
+        (rc = hb_init(&srv->expiry, &srv->loop, 1000, EXPIRY_WHEEL_MS, offsetof(struct conn, exp),
+                      ws_expiry_due, srv)) < 0) {
         log_error("heartbeat_init_failed", "error=\"%s\"", uv_strerror(rc));
         return -1;
     }

@@ -31,6 +31,7 @@ struct server {
     struct listener listener;       /* our listening socket */
     struct registry registry;       /* connections and accounts */
     struct hb_wheel heartbeat;      /* silence detection and pings */
+    struct hb_wheel expiry;         /* token expiry (4401), one-second ticks */
     struct redis_link redis;        /* subscriber + command connections */
     struct presence presence;       /* presence and node registry in Redis */
     struct history history;         /* replays waiting for another try */

@@ -27,6 +27,7 @@
 #define TOKEN_MAX 8192
 
 static void schedule(struct server *srv, struct conn *c, uint64_t at);
+static void schedule_expiry(struct server *srv, struct conn *c);
 
 static struct server *server_of(struct lws *wsi)
 {
@@ -275,7 +276,7 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
     lws_set_opaque_user_data(wsi, NULL);
     c->wsi = wsi;
     c->srv = srv;
-    c->hb_slot = -1;
+    c->hb.slot = c->exp.slot = -1;
     c->token_exp = hs->exp;
     c->connected_at = server_wall_ms();
     if (hs->has_since) {
@@ -290,6 +291,7 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
     srv->metrics.accepted++;
     c->last_seen = uv_now(&srv->loop);
     schedule(srv, c, c->last_seen + srv->ping_after_ms);
+    schedule_expiry(srv, c);
     presence_add(&srv->presence, c->acct->id, c->id);
     int sub =
         added == 1 ? redis_link_subscribe(&srv->redis, c->acct->id) : (c->acct->subscribed ? 1 : 0);
@@ -360,7 +362,7 @@ static void refresh_token(struct conn *c, const char *token)
     char meta[48];
     snprintf(meta, sizeof(meta), "{\"exp\":%lld}", (long long)exp);
     send_envelope(c, "refresh", "ok", meta);
-    schedule(srv, c, c->last_seen + srv->ping_after_ms);
+    schedule_expiry(srv, c);
 }
 
 /* Token bucket: returns 0 when the client may send one more frame. */
@@ -406,25 +408,34 @@ static void client_message(struct conn *c, const char *buf, size_t len)
     client_msg_clear(&msg);
 }
 
+/* A close decided while reading goes through lws's own close handshake
+ * (close frame, then the peer's answer is read before the socket closes),
+ * so a client still sending does not turn it into a TCP reset. */
+static int close_from_receive(struct conn *c, uint16_t code)
+{
+    const char *text = conn_close_text(code);
+    c->close_code = code;
+    c->lws_closing = 1;
+    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)text, strlen(text));
+    return -1;
+}
+
 static int receive(struct conn *c, const char *in, size_t len)
 {
     struct lws *wsi = c->wsi;
+    if (c->close_code)
+        return close_from_receive(c, c->close_code);
     size_t max = (size_t)c->srv->cfg->max_message_bytes;
     size_t remaining = lws_remaining_packet_payload(wsi);
-    if ((size_t)c->rx_len + len + remaining > max) {
-        static const char why[] = "message too big";
-        c->close_code = 1009;
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
-                         sizeof(why) - 1);
-        return -1;
-    }
+    if ((size_t)c->rx_len + len + remaining > max)
+        return close_from_receive(c, 1009);
     int final = lws_is_final_fragment(wsi) && remaining == 0;
     if (final && c->rx_len == 0) {
         if (lws_frame_is_binary(wsi))
             client_error(c, "binary frames are not supported");
         else
             client_message(c, in, len);
-        return 0;
+        return c->close_code ? close_from_receive(c, c->close_code) : 0;
     }
     /* A message in several pieces: assemble it (bounded by max above). */
     if (!c->rx) {
@@ -443,23 +454,38 @@ static int receive(struct conn *c, const char *in, size_t len)
         c->rx = NULL;
         c->rx_len = 0;
     }
-    return 0;
+    return c->close_code ? close_from_receive(c, c->close_code) : 0;
 }
 
 /* ---- heartbeat ---- */
 
-/* Schedules c's next look at loop time at, or at its token's exp when that
- * comes first, so an expired token closes the connection on time. */
+/* Schedules c's next silence check at loop time at. */
 static void schedule(struct server *srv, struct conn *c, uint64_t at)
 {
-    if (c->token_exp) {
-        int64_t left_ms = c->token_exp * 1000 - server_wall_ms();
-        uint64_t now = uv_now(&srv->loop);
-        uint64_t exp_at = left_ms > 0 ? now + (uint64_t)left_ms : now;
-        if (exp_at < at)
-            at = exp_at;
-    }
     hb_schedule(&srv->heartbeat, c, at);
+}
+
+/* Puts c in the expiry wheel for its token's exp (one-second ticks, so
+ * the close comes within a second of exp, whatever --heartbeat-check). */
+static void schedule_expiry(struct server *srv, struct conn *c)
+{
+    if (!c->token_exp)
+        return;
+    int64_t left_ms = c->token_exp * 1000 - server_wall_ms();
+    uint64_t now = uv_now(&srv->loop);
+    hb_schedule(&srv->expiry, c, left_ms > 0 ? now + (uint64_t)left_ms : now);
+}
+
+void ws_expiry_due(void *data, struct conn *c, uint64_t now)
+{
+    struct server *srv = data;
+    (void)now;
+    if (c->close_code)
+        return;
+    if (server_wall_ms() / 1000 >= c->token_exp)
+        conn_close(c, 4401);
+    else
+        schedule_expiry(srv, c); /* beyond the wheel's reach, or refreshed */
 }
 
 void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
@@ -472,10 +498,6 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
         log_debug("heartbeat_timeout", "conn=%s silence_ms=%llu", c->id,
                   (unsigned long long)silence);
         conn_close(c, 4408);
-        return;
-    }
-    if (c->token_exp && server_wall_ms() / 1000 >= c->token_exp) {
-        conn_close(c, 4401);
         return;
     }
     /* Quiet long enough that the deadline could pass before the next
@@ -522,6 +544,7 @@ static void closed(struct server *srv, struct conn *c)
     if (c->acct) {
         srv->metrics.closed[close_reason_of(c->close_code)]++;
         hb_cancel(&srv->heartbeat, c);
+        hb_cancel(&srv->expiry, c);
         presence_remove(&srv->presence, c->acct->id, c->id);
         char *gone = NULL;
         if (registry_remove(&srv->registry, c, &gone) == 1 && gone) {

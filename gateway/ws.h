@@ -20,6 +20,9 @@ extern const struct lws_protocols ws_protocols[];
 /* The heartbeat wheel's verdict on a due connection (hb_due_fn). */
 void ws_heartbeat_due(void *srv, struct conn *c, uint64_t now);
 
+/* The expiry wheel: the token's exp has come (4401), or is further off. */
+void ws_expiry_due(void *srv, struct conn *c, uint64_t now);
+
 /* Redis acknowledged account's channel: connections waiting for it get
  * their register reply. */
 void ws_account_subscribed(struct server *srv, struct account *a);

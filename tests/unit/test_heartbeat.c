@@ -7,6 +7,7 @@
  * and order, never about wall-clock precision: a connection is never
  * delivered before its time, and it is delivered by the tick whose nominal
  * time is the first >= its time. */
+#include <stddef.h>
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,8 +54,8 @@ static void due(void *data, struct conn *c, uint64_t now)
 {
     struct fixture *f = data;
     ck_assert_ptr_eq(f, &F);
-    ck_assert_int_eq(c->hb_slot, -1); /* already out of the wheel */
-    ck_assert_ptr_null(c->hb_prev);
+    ck_assert_int_eq(c->hb.slot, -1); /* already out of the wheel */
+    ck_assert_ptr_null(c->hb.prev);
     /* the first delivery of a tick records it (the metronome is in every
      * tick, not necessarily first) */
     if (f->n_ticks == 0 || f->ticks[f->n_ticks - 1] != now) {
@@ -92,9 +93,10 @@ static void fixture_start(int n, uint64_t max_delay_ms)
 {
     memset(&F, 0, sizeof(F));
     ck_assert_int_eq(uv_loop_init(&F.loop), 0);
-    ck_assert_int_eq(hb_init(&F.w, &F.loop, TICK_MS, max_delay_ms, due, &F), 0);
+    ck_assert_int_eq(
+        hb_init(&F.w, &F.loop, TICK_MS, max_delay_ms, offsetof(struct conn, hb), due, &F), 0);
     ck_assert_uint_ge(F.w.n_slots, max_delay_ms / TICK_MS + 1);
-    F.metronome.hb_slot = -1;
+    F.metronome.hb.slot = -1;
     hb_schedule(&F.w, &F.metronome, uv_now(&F.loop));
     F.n = n;
     F.conns = calloc((size_t)n + 1, sizeof(*F.conns));
@@ -102,7 +104,7 @@ static void fixture_start(int n, uint64_t max_delay_ms)
     ck_assert_ptr_nonnull(F.conns);
     ck_assert_ptr_nonnull(F.recs);
     for (int i = 0; i < n; i++)
-        F.conns[i].hb_slot = -1;
+        F.conns[i].hb.slot = -1;
     ck_assert_int_eq(uv_timer_init(&F.loop, &F.stop_timer), 0);
 }
 
@@ -114,7 +116,7 @@ static void sched(int i, uint64_t at)
     r->sched_next = F.w.next_tick_at;
     r->sched_ticks = F.n_ticks;
     hb_schedule(&F.w, &F.conns[i], at);
-    ck_assert_int_ge(F.conns[i].hb_slot, 0);
+    ck_assert_int_ge(F.conns[i].hb.slot, 0);
 }
 
 /* Runs the loop until the expected deliveries, stop_after_ticks, or
@@ -195,7 +197,7 @@ START_TEST(single_delivered_at_first_tick_after)
     ck_assert_uint_lt(F.recs[0].got_now, F.recs[1].got_now);
     /* nothing left in the wheel but the metronome */
     for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(F.conns[i].hb_slot, -1);
+        ck_assert_int_eq(F.conns[i].hb.slot, -1);
     fixture_end();
 }
 END_TEST
@@ -208,7 +210,7 @@ START_TEST(cancel_before_due)
     sched(1, t0 + 60); /* same slot as 0 */
     sched(2, t0 + 120);
     hb_cancel(&F.w, &F.conns[0]); /* the head of its slot's list */
-    ck_assert_int_eq(F.conns[0].hb_slot, -1);
+    ck_assert_int_eq(F.conns[0].hb.slot, -1);
     hb_cancel(&F.w, &F.conns[0]); /* twice is harmless */
     hb_cancel(&F.w, &F.conns[2]);
     F.stop_after_ticks = (int)(240 / TICK_MS);
@@ -313,8 +315,8 @@ START_TEST(beyond_the_wheel)
     uint32_t slots = F.w.n_slots;
     uint64_t t0 = uv_now(&F.loop);
     hb_schedule(&F.w, &F.conns[0], t0 + 1000);
-    ck_assert_int_ge(F.conns[0].hb_slot, 0);
-    ck_assert_uint_lt((uint32_t)F.conns[0].hb_slot, slots);
+    ck_assert_int_ge(F.conns[0].hb.slot, 0);
+    ck_assert_uint_lt((uint32_t)F.conns[0].hb.slot, slots);
     F.expect = 1;
     run(3000);
     ck_assert_int_eq(F.recs[0].delivered, 1);
@@ -374,7 +376,7 @@ START_TEST(many_only_due_handed_over)
     free(by_order);
     /* the far ones are still in the wheel, the others are out */
     for (int i = 0; i < N; i++)
-        ck_assert_int_eq(F.conns[i].hb_slot >= 0, F.recs[i].cancelled == 2);
+        ck_assert_int_eq(F.conns[i].hb.slot >= 0, F.recs[i].cancelled == 2);
     fixture_end();
 }
 END_TEST

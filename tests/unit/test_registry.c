@@ -11,7 +11,7 @@
 static void conn_make(struct conn *c, const char *id)
 {
     memset(c, 0, sizeof(*c));
-    c->hb_slot = -1;
+    c->hb.slot = c->exp.slot = -1;
     size_t n = strlen(id);
     if (n > CONN_ID_LEN)
         n = CONN_ID_LEN;

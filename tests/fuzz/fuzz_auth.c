@@ -1,0 +1,100 @@
+/* libFuzzer target: auth_verify (gateway/auth.c), the token of every
+ * connecting client and of every refresh message, with an HS256 key.
+ *
+ * The first byte picks a mode, the rest is the input:
+ *   0: the bytes are the token as sent by a client;
+ *   1: the bytes are a JSON claims object, signed with the right key, so
+ *      the checks after the signature (exp, sub) are reached;
+ *   2: the same claims signed with another key: must be refused;
+ *   3: the same claims with alg "none": must be refused. */
+#include <jwt.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "validate.h"
+
+#define NOW 1700000000LL
+
+static const char SECRET[] = "fuzz-secret-0123456789";
+static struct auth A;
+
+static void check(const char *token, size_t len, int must_fail)
+{
+    char account[ACCOUNT_ID_MAX + 1];
+    memset(account, 'x', sizeof(account));
+    int64_t exp = -1;
+    const char *reason = NULL;
+    int rc = auth_verify(&A, token, len, NOW, account, &exp, &reason);
+    if (rc == 0) {
+        if (must_fail)
+            abort();
+        size_t alen = strnlen(account, sizeof(account));
+        if (alen == sizeof(account) || !validate_account_id(account, alen) || exp <= NOW)
+            abort();
+    } else {
+        if (rc != -1 || !reason || !reason[0])
+            abort();
+    }
+}
+
+/* Signs the claims with alg and key; NULL when libjwt refuses the claims. */
+static char *sign(const char *claims, jwt_alg_t alg, const char *key)
+{
+    jwt_t *jwt = NULL;
+    if (jwt_new(&jwt) != 0)
+        return NULL;
+    char *out = NULL;
+    if (jwt_add_grants_json(jwt, claims) == 0 &&
+        jwt_set_alg(jwt, alg, (const unsigned char *)key, key ? (int)strlen(key) : 0) == 0)
+        out = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    return out;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!A.key) {
+        char err[128];
+        if (auth_init(&A, SECRET, NULL, err, sizeof(err)) != 0)
+            abort();
+    }
+    if (size < 1)
+        return 0;
+    int mode = data[0] & 3;
+    data++;
+    size--;
+    if (mode == 0) {
+        /* exact-size copy: auth_verify must not read past token_len */
+        char *tok = malloc(size ? size : 1);
+        if (!tok)
+            return 0;
+        memcpy(tok, data, size);
+        check(tok, size, 0);
+        free(tok);
+        return 0;
+    }
+    if (size > 2048)
+        return 0;
+    char *claims = malloc(size + 1);
+    if (!claims)
+        return 0;
+    memcpy(claims, data, size);
+    claims[size] = '\0';
+    char *tok = mode == 1   ? sign(claims, JWT_ALG_HS256, SECRET)
+                : mode == 2 ? sign(claims, JWT_ALG_HS256, "another-secret")
+                            : sign(claims, JWT_ALG_NONE, NULL);
+    if (tok) {
+        check(tok, strlen(tok), mode != 1);
+        if (mode == 1) {
+            /* cut anywhere: never accepted as a different token */
+            size_t n = strlen(tok);
+            check(tok, n / 2, 1);
+            check(tok, n - 1, 1);
+        }
+        free(tok);
+    }
+    free(claims);
+    return 0;
+}
