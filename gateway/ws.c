@@ -393,6 +393,13 @@ static void client_message(struct conn *c, const char *buf, size_t len)
         return;
     }
     c->last_seen = now;
+    /* The message every client sends every few seconds, as our own client
+     * and the README spell it: answered without building a JSON tree. */
+    static const char heartbeat[] = "{\"type\":\"heartbeat\"}";
+    if (len == sizeof(heartbeat) - 1 && !memcmp(buf, heartbeat, len)) {
+        conn_send(c, srv->heartbeat_reply);
+        return;
+    }
     struct client_msg msg;
     const char *reason;
     if (envelope_parse_client(buf, len, &msg, &reason) < 0) {
