@@ -1,7 +1,6 @@
 #include "conn.h"
 
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <string.h>
 
 #include "log.h"
@@ -10,6 +9,9 @@
 /* lws-write.h keeps LWS_WRITE_CLOSE (4) out of its public enum ("handled
  * by lws_close_reason()"), but lws_write() still frames it as a close. */
 #define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
+
+/* Seconds a closing connection waits for the client's own close. */
+#define CLOSE_LINGER_S 2
 
 /* Ping payload: lws raises RECEIVE_PONG only for pongs that carry data. */
 static const char ping_payload[] = "hb";
@@ -54,17 +56,6 @@ static void drop_held(struct conn *c)
     free(c->held);
     c->held = NULL;
     c->n_held = c->cap_held = 0;
-}
-
-/* Unread bytes in the receive buffer make close() send a TCP reset, which
- * can destroy the close frame just written; read and drop them first. */
-static void discard_input(struct conn *c)
-{
-    int fd = lws_get_socket_fd(c->wsi);
-    char scratch[4096];
-    for (int i = 0; fd >= 0 && i < 16; i++)
-        if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
-            break;
 }
 
 void conn_close(struct conn *c, uint16_t code)
@@ -168,21 +159,27 @@ void conn_release_held(struct conn *c)
 
 int conn_on_writable(struct conn *c)
 {
-    if (c->lws_closing)
-        return 0; /* lws is sending the close frame itself */
+    if (c->lws_closing || c->close_sent)
+        return 0; /* the close frame is on its way */
     if (c->close_code) {
         const char *text = conn_close_text(c->close_code);
         /* The close frame is written here: in lws 4.1, lws_close_reason()
          * followed by returning -1 from the writable callback drops the
-         * socket without sending it (seen with a raw client). */
+         * socket without sending it (seen with a raw client). The socket
+         * then stays open, reading and dropping what the client still
+         * sends, until the client closes or CLOSE_LINGER_S passes: closing
+         * with unread input would reset the connection, and a reset makes
+         * the client's kernel throw the close frame away unread. */
         unsigned char buf[LWS_PRE + 2 + 64];
         size_t tlen = strlen(text);
         buf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
         buf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
         memcpy(buf + LWS_PRE + 2, text, tlen);
-        lws_write(c->wsi, buf + LWS_PRE, 2 + tlen, WS_WRITE_CLOSE);
-        discard_input(c);
-        return -1;
+        if (lws_write(c->wsi, buf + LWS_PRE, 2 + tlen, WS_WRITE_CLOSE) < 0)
+            return -1;
+        c->close_sent = 1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_LINGER_S);
+        return 0;
     }
     if (c->ping_due) {
         unsigned char buf[LWS_PRE + sizeof(ping_payload)];

@@ -50,6 +50,7 @@ struct conn {
     uint16_t close_code;           /* non-zero: close with it when writable */
     uint8_t ping_due;              /* send a ping at the next writable */
     uint8_t lws_closing;           /* closed from RECEIVE: lws runs the close handshake */
+    uint8_t close_sent;            /* our close frame is out; lingering for the client */
     uint8_t registered;            /* the register reply was queued */
     uint8_t has_last_id;           /* last_id is set */
     uint8_t replay_pending;        /* history must be replayed once subscribed */

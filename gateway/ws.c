@@ -430,8 +430,11 @@ static int close_from_receive(struct conn *c, uint16_t code)
 static int receive(struct conn *c, const char *in, size_t len)
 {
     struct lws *wsi = c->wsi;
+    /* Closing already: frames still arriving are dropped. Returning -1 here
+     * would cut the close handshake short and reset the socket with the
+     * close frame still unread by the client. */
     if (c->close_code)
-        return close_from_receive(c, c->close_code);
+        return 0;
     size_t max = (size_t)c->srv->cfg->max_message_bytes;
     size_t remaining = lws_remaining_packet_payload(wsi);
     if ((size_t)c->rx_len + len + remaining > max)
@@ -442,7 +445,7 @@ static int receive(struct conn *c, const char *in, size_t len)
             client_error(c, "binary frames are not supported");
         else
             client_message(c, in, len);
-        return c->close_code ? close_from_receive(c, c->close_code) : 0;
+        return 0;
     }
     /* A message in several pieces: assemble it (bounded by max above). */
     if (!c->rx) {
@@ -461,7 +464,7 @@ static int receive(struct conn *c, const char *in, size_t len)
         c->rx = NULL;
         c->rx_len = 0;
     }
-    return c->close_code ? close_from_receive(c, c->close_code) : 0;
+    return 0;
 }
 
 /* ---- heartbeat ---- */
