@@ -45,6 +45,8 @@ static void drop_queue(struct conn *c)
         c->q_head = (c->q_head + 1) & (c->q_cap - 1);
         c->q_len--;
     }
+    if (c->q_bytes) /* a conn that never registered has no srv and no bytes */
+        c->srv->metrics.queued_bytes -= c->q_bytes;
     c->q_bytes = 0;
     c->q_head = 0;
 }
@@ -105,6 +107,7 @@ int conn_send(struct conn *c, struct frame *f)
     c->q[(c->q_head + c->q_len) & (c->q_cap - 1)] = f;
     c->q_len++;
     c->q_bytes += f->len;
+    srv->metrics.queued_bytes += f->len;
     if (c->q_len == 1)
         lws_callback_on_writable(c->wsi);
     return 0;
@@ -199,10 +202,14 @@ int conn_on_writable(struct conn *c)
         struct frame *f = c->q[c->q_head];
         if (lws_write(c->wsi, frame_payload(f), f->len, LWS_WRITE_TEXT) < (int)f->len)
             return -1;
-        c->srv->metrics.delivered++;
+        if (f->arrived_ns) { /* a notification, not one of our replies */
+            c->srv->metrics.delivered++;
+            metrics_observe_latency(&c->srv->metrics, uv_hrtime() - f->arrived_ns);
+        }
         c->q_head = (c->q_head + 1) & (c->q_cap - 1);
         c->q_len--;
         c->q_bytes -= f->len;
+        c->srv->metrics.queued_bytes -= f->len;
         frame_unref(f);
         if (c->q_len && lws_send_pipe_choked(c->wsi)) {
             lws_callback_on_writable(c->wsi);

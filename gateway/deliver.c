@@ -44,6 +44,7 @@ void deliver_account(struct server *srv, const char *account, size_t account_len
         srv->metrics.dropped[DROP_NO_MEMORY]++;
         return;
     }
+    f->arrived_ns = uv_hrtime();
     if (stream_id_from_payload(payload, len, &f->id) == 0)
         f->has_id = 1;
     struct conn *c, *next;
@@ -65,6 +66,7 @@ void deliver_broadcast(struct server *srv, const char *payload, size_t len)
         srv->metrics.dropped[DROP_NO_MEMORY]++;
         return;
     }
+    f->arrived_ns = uv_hrtime();
     struct conn *c, *tmp;
     HASH_ITER(hh, srv->registry.by_id, c, tmp)
     {

@@ -13,6 +13,7 @@ struct frame *frame_new(const void *payload, size_t len)
     f->refs = 1;
     f->len = (uint32_t)len;
     f->has_id = 0;
+    f->arrived_ns = 0;
     memcpy(frame_payload(f), payload, len);
     return f;
 }

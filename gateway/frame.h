@@ -20,6 +20,7 @@ struct frame {
     uint32_t len;                /* payload bytes after the headroom */
     struct stream_id id;         /* history id, when has_id */
     uint8_t has_id;              /* published by notify_publish */
+    uint64_t arrived_ns;         /* uv_hrtime when it came from Redis; 0 = ours */
     unsigned char data[LWS_PRE]; /* headroom; payload follows */
 };
 

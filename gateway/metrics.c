@@ -11,6 +11,21 @@ static const char *close_names[CLOSE__COUNT] = {"client",       "heartbeat_timeo
                                                 "policy",       "slow_consumer",     "draining",
                                                 "token_expired"};
 
+/* Bounds in nanoseconds; the last bucket is +Inf. */
+static const uint64_t latency_bounds_ns[METRICS_LATENCY_BUCKETS - 1] = {
+    50000,    100000,   250000,   500000,    1000000,   2500000,   5000000,
+    10000000, 25000000, 50000000, 100000000, 250000000, 1000000000};
+
+void metrics_observe_latency(struct metrics *m, uint64_t ns)
+{
+    int b = 0;
+    while (b < METRICS_LATENCY_BUCKETS - 1 && ns > latency_bounds_ns[b])
+        b++;
+    m->latency_buckets[b]++;
+    m->latency_count++;
+    m->latency_sum_ns += ns;
+}
+
 const char *metrics_reject_name(enum reject_reason r)
 {
     return reject_names[r];
@@ -63,7 +78,7 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
              (unsigned long long)m->closed[i]);
     header(&o, "notify_messages_received_total", "counter", "Messages received from Redis.");
     emit(&o, "notify_messages_received_total %llu\n", (unsigned long long)m->received);
-    header(&o, "notify_messages_delivered_total", "counter", "Frames written to clients.");
+    header(&o, "notify_messages_delivered_total", "counter", "Notifications from Redis written to clients (replays counted apart).");
     emit(&o, "notify_messages_delivered_total %llu\n", (unsigned long long)m->delivered);
     header(&o, "notify_messages_replayed_total", "counter",
            "History messages sent to clients by replays (since, reconnects).");
@@ -78,7 +93,25 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     emit(&o, "notify_client_errors_total %llu\n", (unsigned long long)m->client_errors);
     header(&o, "notify_redis_reconnects_total", "counter", "Redis links re-established.");
     emit(&o, "notify_redis_reconnects_total %llu\n", (unsigned long long)m->redis_reconnects);
-    header(&o, "notify_redis_up", "gauge", "1 while both Redis connections are up.");
+    header(&o, "notify_queued_bytes", "gauge",
+           "Payload bytes waiting in connection queues for slow sockets.");
+    emit(&o, "notify_queued_bytes %lld\n", (long long)m->queued_bytes);
+    header(&o, "notify_delivery_latency_seconds", "histogram",
+           "Time from a message's arrival from Redis to its write on the socket.");
+    uint64_t cumulative = 0;
+    for (int b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
+        cumulative += m->latency_buckets[b];
+        if (b < METRICS_LATENCY_BUCKETS - 1)
+            emit(&o, "notify_delivery_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                 (double)latency_bounds_ns[b] / 1e9, (unsigned long long)cumulative);
+        else
+            emit(&o, "notify_delivery_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                 (unsigned long long)cumulative);
+    }
+    emit(&o, "notify_delivery_latency_seconds_sum %.6f\n", (double)m->latency_sum_ns / 1e9);
+    emit(&o, "notify_delivery_latency_seconds_count %llu\n", (unsigned long long)m->latency_count);
+    header(&o, "notify_redis_up", "gauge",
+           "1 while Redis accepts commands (every primary, in a cluster).");
     emit(&o, "notify_redis_up %d\n", g->redis_up);
     header(&o, "notify_ready", "gauge", "1 while /readyz answers 200.");
     emit(&o, "notify_ready %d\n", g->ready);

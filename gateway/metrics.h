@@ -36,6 +36,9 @@ enum close_reason {
     CLOSE__COUNT
 };
 
+/* Upper bounds (seconds) of the delivery latency histogram, +Inf last. */
+#define METRICS_LATENCY_BUCKETS 14
+
 struct metrics {
     uint64_t accepted;                /* upgrades completed */
     uint64_t rejected[REJECT__COUNT]; /* handshakes refused, by reason */
@@ -47,6 +50,10 @@ struct metrics {
     uint64_t client_messages;         /* frames received from clients */
     uint64_t client_errors;           /* client frames answered with an error */
     uint64_t redis_reconnects;        /* Redis links re-established */
+    int64_t queued_bytes;             /* payload bytes waiting in connection queues */
+    uint64_t latency_buckets[METRICS_LATENCY_BUCKETS]; /* Redis arrival -> socket write */
+    uint64_t latency_count;                            /* observations */
+    uint64_t latency_sum_ns;                           /* their sum */
 };
 
 /* Live values owned elsewhere, sampled when rendering. */
@@ -60,6 +67,10 @@ struct metrics_gauges {
 };
 
 const char *metrics_reject_name(enum reject_reason r);
+
+/* Counts one delivery that took ns from its arrival from Redis to its
+ * write on the socket. */
+void metrics_observe_latency(struct metrics *m, uint64_t ns);
 
 /* Renders the Prometheus text exposition into buf; returns its length, or
  * the length it would need when size is too small (like snprintf). */

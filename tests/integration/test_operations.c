@@ -1,0 +1,229 @@
+/* test_operations: what an operator of many nodes relies on, against a real
+ * redis-server and real gateway processes:
+ *   - --reuse-port: two processes on one port both take connections (the
+ *     kernel spreads them) and together deliver to every account;
+ *   - /metrics while traffic flows: the counters, gauges and the delivery
+ *     latency histogram move by exactly what happened. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct h_redis R;
+static struct h_gw GA, GB;
+
+static void setup(void)
+{
+    memset(&GA, 0, sizeof(GA));
+    memset(&GB, 0, sizeof(GB));
+    ck_assert_msg(h_redis_start(&R) == 0, "cannot start redis-server");
+}
+
+static void teardown(void)
+{
+    h_proc_cleanup(&GA.proc);
+    h_proc_cleanup(&GB.proc);
+    h_redis_stop(&R);
+}
+
+/* Connects account and reads the register reply. */
+static void open_as(struct ws *c, int port, const char *account)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/ws?user_id=%s", account);
+    ck_assert_int_eq(ws_connect(c, port, path, NULL, 5000), 101);
+    char *reg = ws_recv_text(c, 5000);
+    ck_assert_msg(reg && strstr(reg, "\"register\""), "no register reply for %s", account);
+    free(reg);
+}
+
+/* Members of account's presence set whose node id is node. */
+static long long members_of(const char *account, const char *node)
+{
+    char key[200];
+    snprintf(key, sizeof(key), "notify:presence:{%s}", account);
+    redisReply *r = h_redis_cmd(&R, "ZRANGE %s 0 -1", key);
+    long long n = 0;
+    size_t nlen = strlen(node);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (!strncmp(r->element[i]->str, node, nlen) && r->element[i]->str[nlen] == '/')
+            n++;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+#define N_REUSE 40
+
+START_TEST(test_reuse_port_spreads_connections)
+{
+    ck_assert(h_gw_startl(&GA, &R, "--auth", "none", "--reuse-port", "--node-id", "rp-a",
+                          (const char *)NULL) == 0);
+    /* The second process gets exactly the first one's port (the harness
+     * would pick a free one), so it is started by hand. */
+    char listen[64], redis[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", GA.port);
+    h_redis_url(&R, redis, sizeof(redis));
+    const char *argv[] = {GATEWAY_BIN, "--listen",     listen,      "--redis", redis, "--auth",
+                          "none",      "--reuse-port", "--node-id", "rp-b",    NULL};
+    ck_assert_int_eq(h_proc_spawn(&GB.proc, argv, NULL), 0);
+    GB.port = GA.port;
+    long long deadline = h_mono_ms() + 10000;
+    int listening = 0;
+    while (!listening && h_proc_running(&GB.proc) && h_mono_ms() < deadline) {
+        char *err = h_proc_stderr(&GB.proc);
+        listening = strstr(err, "msg=redis_ready") != NULL;
+        free(err);
+        if (!listening)
+            h_sleep_ms(50);
+    }
+    ck_assert_msg(listening, "a second process could not share the port with --reuse-port");
+
+    static struct ws c[N_REUSE];
+    char account[N_REUSE][16];
+    for (int i = 0; i < N_REUSE; i++) {
+        snprintf(account[i], sizeof(account[i]), "rp%d", i);
+        open_as(&c[i], GA.port, account[i]);
+    }
+    /* Presence says which process holds each connection. */
+    long long on_a = 0, on_b = 0;
+    deadline = h_mono_ms() + 3000;
+    do {
+        on_a = on_b = 0;
+        for (int i = 0; i < N_REUSE; i++) {
+            on_a += members_of(account[i], "rp-a");
+            on_b += members_of(account[i], "rp-b");
+        }
+        if (on_a + on_b == N_REUSE)
+            break;
+        h_sleep_ms(50);
+    } while (h_mono_ms() < deadline);
+    fprintf(stderr, "[operations] reuse-port: %lld connections on rp-a, %lld on rp-b\n", on_a,
+            on_b);
+    ck_assert_int_eq(on_a + on_b, N_REUSE);
+    ck_assert_msg(on_a > 0 && on_b > 0, "the kernel gave every connection to one process");
+
+    /* Each process subscribed the accounts it holds: every one is reached. */
+    for (int i = 0; i < N_REUSE; i++) {
+        char chan[64], msg[64];
+        snprintf(chan, sizeof(chan), "notify:acct:{%s}", account[i]);
+        snprintf(msg, sizeof(msg), "{\"type\":\"t\",\"n\":%d}", i);
+        ck_assert_int_eq(h_redis_publish(&R, chan, msg, strlen(msg)), 1);
+        char *got = ws_recv_text(&c[i], 5000);
+        ck_assert_msg(got && !strcmp(got, msg), "account %s got '%s'", account[i],
+                      got ? got : "(nothing)");
+        free(got);
+    }
+    for (int i = 0; i < N_REUSE; i++)
+        ws_close(&c[i], 1000);
+}
+END_TEST
+
+static char *metrics(int port)
+{
+    char *body = NULL;
+    ck_assert_int_eq(h_http_get(port, "/metrics", &body), 200);
+    return body;
+}
+
+static double metric(const char *text, const char *name)
+{
+    return h_metric_sum(text, name);
+}
+
+START_TEST(test_metrics_move_with_traffic)
+{
+    ck_assert(h_gw_startl(&GA, &R, "--auth", "none", (const char *)NULL) == 0);
+    char *before = metrics(GA.port);
+
+    struct ws a, b, bad;
+    open_as(&a, GA.port, "m1");
+    open_as(&b, GA.port, "m1");
+    ck_assert_int_eq(ws_connect(&bad, GA.port, "/ws?user_id=not/valid", NULL, 5000), 400);
+    ws_close(&bad, 1000);
+
+    enum { N = 25 };
+    for (int i = 0; i < N; i++) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "{\"type\":\"t\",\"n\":%d}", i);
+        ck_assert_int_eq(h_redis_publish(&R, "notify:acct:{m1}", msg, strlen(msg)), 1);
+    }
+    ck_assert_int_eq(h_redis_publish(&R, "notify:acct:{m1}", "not json", 8), 1);
+    for (int i = 0; i < N; i++) {
+        char *x = ws_recv_text(&a, 5000), *y = ws_recv_text(&b, 5000);
+        ck_assert_msg(x && y, "message %d missing", i);
+        free(x);
+        free(y);
+    }
+    char *during = metrics(GA.port);
+    ck_assert_int_eq((int)metric(during, "notify_connections"), 2);
+    ck_assert_int_eq((int)metric(during, "notify_accounts"), 1);
+    ck_assert_int_eq((int)metric(during, "notify_subscribed_accounts"), 1);
+    ck_assert_int_eq((int)(metric(during, "notify_connections_accepted_total") -
+                           metric(before, "notify_connections_accepted_total")),
+                     2);
+    ck_assert_int_eq((int)(metric(during, "notify_connections_rejected_total") -
+                           metric(before, "notify_connections_rejected_total")),
+                     1);
+    ck_assert_msg(strstr(during, "notify_connections_rejected_total{reason=\"bad_request\"} 1"),
+                  "the 400 is not counted as bad_request");
+    ck_assert_int_eq((int)(metric(during, "notify_messages_received_total") -
+                           metric(before, "notify_messages_received_total")),
+                     N + 1);
+    ck_assert_int_eq((int)(metric(during, "notify_messages_delivered_total") -
+                           metric(before, "notify_messages_delivered_total")),
+                     2 * N);
+    ck_assert_int_eq((int)(metric(during, "notify_delivery_latency_seconds_count") -
+                           metric(before, "notify_delivery_latency_seconds_count")),
+                     2 * N);
+    ck_assert_msg(strstr(during, "notify_messages_dropped_total{reason=\"invalid_payload\"} 1"),
+                  "the invalid payload is not counted");
+    ck_assert_int_eq((int)metric(during, "notify_queued_bytes"), 0);
+    ck_assert_int_eq((int)metric(during, "notify_ready"), 1);
+    ck_assert_int_eq((int)metric(during, "notify_redis_up"), 1);
+
+    /* Closing one connection moves the gauges and the closed counter. */
+    ws_close(&a, 1000);
+    long long deadline = h_mono_ms() + 3000;
+    char *after = NULL;
+    do {
+        free(after);
+        after = metrics(GA.port);
+        if ((int)metric(after, "notify_connections") == 1)
+            break;
+        h_sleep_ms(50);
+    } while (h_mono_ms() < deadline);
+    ck_assert_int_eq((int)metric(after, "notify_connections"), 1);
+    ck_assert_msg(strstr(after, "notify_connections_closed_total{reason=\"client\"} 1"),
+                  "the client's close is not counted");
+    ws_close(&b, 1000);
+    free(before);
+    free(during);
+    free(after);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("gateway-operations");
+    TCase *tc = tcase_create("reuse-port");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_reuse_port_spreads_connections);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("metrics");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_metrics_move_with_traffic);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
