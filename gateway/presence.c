@@ -232,7 +232,8 @@ static void refresh_all(struct presence *p)
         items[n].shard = shard_of_account(p, a->id);
         items[n++].a = a;
     }
-    qsort(items, n, sizeof(*items), by_shard);
+    if (n)
+        qsort(items, n, sizeof(*items), by_shard);
     for (size_t i = 0; i < n; i++)
         for (struct conn *c = items[i].a->conns; c; c = c->acct_next)
             if (batch_push(p, b, 1, items[i].a->id, c->id) < 0)

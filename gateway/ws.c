@@ -221,7 +221,9 @@ static void conn_ready(struct server *srv, struct conn *c)
 {
     if (!c->registered)
         send_register(c);
-    if (c->replay_pending && redis_link_connected(&srv->redis))
+    /* If Redis cannot run the replay yet (a cluster still connecting to a
+     * promoted primary), history retries it; live frames wait meanwhile. */
+    if (c->replay_pending)
         history_replay(srv, c);
 }
 
