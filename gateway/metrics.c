@@ -78,7 +78,8 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
              (unsigned long long)m->closed[i]);
     header(&o, "notify_messages_received_total", "counter", "Messages received from Redis.");
     emit(&o, "notify_messages_received_total %llu\n", (unsigned long long)m->received);
-    header(&o, "notify_messages_delivered_total", "counter", "Notifications from Redis written to clients (replays counted apart).");
+    header(&o, "notify_messages_delivered_total", "counter",
+           "Notifications from Redis written to clients (replays counted apart).");
     emit(&o, "notify_messages_delivered_total %llu\n", (unsigned long long)m->delivered);
     header(&o, "notify_messages_replayed_total", "counter",
            "History messages sent to clients by replays (since, reconnects).");
