@@ -50,6 +50,13 @@ long long h_unix_s(void)
     return (long long)time(NULL);
 }
 
+long long h_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void h_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -98,6 +105,15 @@ char *h_read_file(const char *path)
     if (s)
         s[n] = '\0';
     return s;
+}
+
+int h_count(const char *hay, const char *needle)
+{
+    int n = 0;
+    size_t nl = strlen(needle);
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + nl, needle))
+        n++;
+    return n;
 }
 
 /* ---- temp dirs and the registry of started processes --------------------
@@ -410,6 +426,31 @@ int h_run(const char *const *argv, const char *const *env, int timeout_ms, char 
     return st;
 }
 
+long h_proc_rss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *s = h_read_file(path);
+    if (!s)
+        return -1;
+    long kb = -1;
+    const char *l = strstr(s, "\nVmRSS:");
+    if (l)
+        kb = strtol(l + 7, NULL, 10);
+    free(s);
+    return kb;
+}
+
+int h_proc_has_asan(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    char *s = h_read_file(path);
+    int yes = s && strstr(s, "libasan") != NULL;
+    free(s);
+    return yes;
+}
+
 /* ---- redis-server ------------------------------------------------------- */
 
 static redisContext *redis_connect(int port)
@@ -511,6 +552,30 @@ redisReply *h_redis_cmd(const struct h_redis *r, const char *fmt, ...)
     return rep;
 }
 
+redisReply *h_redis_cmd_auth(int port, const char *user, const char *pass, const char *fmt, ...)
+{
+    redisContext *c = redis_connect(port);
+    if (!c)
+        return NULL;
+    if (pass) {
+        redisReply *a =
+            user ? redisCommand(c, "AUTH %s %s", user, pass) : redisCommand(c, "AUTH %s", pass);
+        int ok = a && a->type == REDIS_REPLY_STATUS;
+        if (a)
+            freeReplyObject(a);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    return rep;
+}
+
 long long h_redis_int(const struct h_redis *r, const char *fmt, ...)
 {
     va_list ap;
@@ -579,10 +644,22 @@ int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args)
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
         h_redis_url(r, url, sizeof(url));
         snprintf(node, sizeof(node), "it-%d", port);
-        const char *argv[64] = {GATEWAY_BIN, "--listen", listen,        "--redis", url,
-                                "--node-id", node,       "--log-level", "debug"};
-        int n = 9;
-        for (const char *const *a = args; a && *a && n < 63; a++)
+        /* NOTIFY_TEST_WRAPPER (e.g. "valgrind --leak-check=full") runs the
+         * gateway under another program: its words come first. */
+        const char *argv[96];
+        char wrapper[512];
+        int n = 0;
+        const char *w = getenv("NOTIFY_TEST_WRAPPER");
+        snprintf(wrapper, sizeof(wrapper), "%s", w ? w : "");
+        char *save = NULL;
+        for (char *tok = strtok_r(wrapper, " ", &save); tok && n < 24;
+             tok = strtok_r(NULL, " ", &save))
+            argv[n++] = tok;
+        const char *fixed[] = {GATEWAY_BIN, "--listen", listen,        "--redis", url,
+                               "--node-id", node,       "--log-level", "debug"};
+        for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+            argv[n++] = fixed[i];
+        for (const char *const *a = args; a && *a && n < 95; a++)
             argv[n++] = *a;
         argv[n] = NULL;
         if (h_proc_spawn(&g->proc, argv, NULL) != 0)
@@ -606,18 +683,25 @@ int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args)
     return -1;
 }
 
-int h_gw_startl(struct h_gw *g, const struct h_redis *r, ...)
+/* h_gw_start with the args of a NULL-terminated variadic list. */
+static int gw_vstart(struct h_gw *g, const struct h_redis *r, va_list ap)
 {
     const char *args[64];
     int n = 0;
-    va_list ap;
-    va_start(ap, r);
     const char *a;
     while ((a = va_arg(ap, const char *)) != NULL && n < 63)
         args[n++] = a;
-    va_end(ap);
     args[n] = NULL;
     return h_gw_start(g, r, args);
+}
+
+int h_gw_startl(struct h_gw *g, const struct h_redis *r, ...)
+{
+    va_list ap;
+    va_start(ap, r);
+    int rc = gw_vstart(g, r, ap);
+    va_end(ap);
+    return rc;
 }
 
 int h_gw_signal(struct h_gw *g, int sig)
@@ -661,6 +745,22 @@ int h_gw_run(const char *const *args, const char *const *env, int timeout_ms, ch
         argv[n++] = *a;
     argv[n] = NULL;
     return h_run(argv, env, timeout_ms, NULL, err);
+}
+
+const char *h_chan(const char *account)
+{
+    static char buf[300];
+    snprintf(buf, sizeof(buf), "notify:acct:{%s}", account);
+    return buf;
+}
+
+char *h_envelope(const char *type, const char *body)
+{
+    json_t *j =
+        json_pack("{s:s,s:{s:s,s:s}}", "type", type, "content", "body", body, "meta_data", "");
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
 }
 
 /* ---- sockets ------------------------------------------------------------ */
@@ -734,6 +834,45 @@ static ssize_t read_some(int fd, void *buf, size_t cap, long long deadline)
         if (pr < 0 && errno != EINTR)
             return -1;
     }
+}
+
+int h_tcp_connect(int port, int timeout_ms)
+{
+    return tcp_connect(port, h_mono_ms() + timeout_ms);
+}
+
+int h_send_all(int fd, const void *buf, size_t len, int timeout_ms)
+{
+    return write_all(fd, buf, len, h_mono_ms() + timeout_ms);
+}
+
+int h_read_until_closed(int fd, int timeout_ms, char *keep, size_t cap, size_t *got)
+{
+    long long deadline = h_mono_ms() + timeout_ms;
+    size_t kept = 0;
+    char buf[16384];
+    int closed = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            closed = 1;
+            break;
+        }
+        if (n > 0) {
+            if (keep && kept < cap) {
+                size_t k = (size_t)n < cap - kept ? (size_t)n : cap - kept;
+                memcpy(keep + kept, buf, k);
+                kept += k;
+            }
+            continue;
+        }
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, remaining(deadline)) == 0)
+            break;
+    }
+    if (got)
+        *got = kept;
+    return closed;
 }
 
 /* A growable byte buffer. */
@@ -1076,11 +1215,16 @@ fail:
 
 int ws_send(struct ws *c, int opcode, const void *data, size_t len)
 {
+    return ws_send_frame(c, 1, opcode, data, len);
+}
+
+int ws_send_frame(struct ws *c, int fin, int opcode, const void *data, size_t len)
+{
     if (c->fd < 0)
         return -1;
     unsigned char hdr[14];
     size_t h = 0;
-    hdr[h++] = (unsigned char)(0x80 | (opcode & 0x0f));
+    hdr[h++] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x0f));
     if (len < 126) {
         hdr[h++] = (unsigned char)(0x80 | len);
     } else if (len <= 0xffff) {
@@ -1342,4 +1486,97 @@ char *h_jwt_hs256(const char *secret, const char *sub, long long exp)
 done:
     jwt_free(jwt);
     return out;
+}
+
+/* ---- Check tests -------------------------------------------------------- */
+
+void h_ck_setup(struct h_redis *r, struct h_gw *g)
+{
+    memset(g, 0, sizeof(*g));
+    ck_assert_msg(h_redis_start(r) == 0, "cannot start redis-server");
+}
+
+void h_ck_teardown(struct h_redis *r, struct h_gw *g)
+{
+    int alive = h_proc_running(&g->proc);
+    char *log = g->proc.dir[0] ? h_gw_stderr(g) : NULL;
+    h_proc_cleanup(&g->proc);
+    h_redis_stop(r);
+    if (log) {
+        ck_assert_msg(!strstr(log, "AddressSanitizer") && !strstr(log, "runtime error:"),
+                      "sanitizer report in the gateway's stderr");
+        free(log);
+    }
+    if (g->must_survive)
+        ck_assert_msg(alive, "the gateway died during the test");
+}
+
+void h_ck_gw_startl(struct h_gw *g, const struct h_redis *r, ...)
+{
+    va_list ap;
+    va_start(ap, r);
+    int rc = gw_vstart(g, r, ap);
+    va_end(ap);
+    ck_assert_msg(rc == 0, "gateway did not start");
+    g->must_survive = 1;
+}
+
+json_t *h_ck_json_obj(const char *text)
+{
+    json_error_t err;
+    json_t *j = json_loads(text, 0, &err);
+    ck_assert_msg(j && json_is_object(j), "not a JSON object: %s", text);
+    return j;
+}
+
+const char *h_jstr(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+double h_ck_metric(int port, const char *name)
+{
+    char *body = NULL;
+    int st = h_http_get(port, "/metrics", &body);
+    ck_assert_int_eq(st, 200);
+    double v = h_metric_sum(body, name);
+    free(body);
+    return v;
+}
+
+char *h_ck_ws_open(struct ws *c, int port, const char *path, int timeout_ms)
+{
+    int st = ws_connect(c, port, path, NULL, 5000);
+    ck_assert_msg(st == 101, "upgrade %s on port %d answered %d", path, port, st);
+    char *text = ws_recv_text(c, timeout_ms);
+    ck_assert_msg(text != NULL, "%s: no register reply", path);
+    json_t *j = h_ck_json_obj(text);
+    const char *type = h_jstr(j, "type");
+    ck_assert_msg(type && !strcmp(type, "register"), "%s: first message %s", path, text);
+    const char *id = h_jstr(json_object_get(j, "content"), "body");
+    char *out = id ? strdup(id) : NULL;
+    json_decref(j);
+    free(text);
+    return out;
+}
+
+TCase *h_tcase(Suite *s, const char *name, double timeout_s, void (*setup)(void),
+               void (*teardown)(void))
+{
+    TCase *tc = tcase_create(name);
+    if (setup || teardown)
+        tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+int h_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

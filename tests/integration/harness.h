@@ -6,6 +6,9 @@
  *   h_http*    a plain HTTP/1.1 client
  *   ws_*       a minimal blocking WebSocket client (RFC 6455, client side)
  *   h_jwt_*    tokens for --auth jwt
+ *   h_tcp_*    raw TCP connections (hostile clients, half requests)
+ *   h_ck_*     for Check tests: fixtures and helpers that fail the test
+ *              (ck_assert) instead of returning an error
  *
  * Every process started here is remembered: if the test process exits with
  * some still running they are killed (SIGKILL); in Check's fork mode a
@@ -28,7 +31,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <check.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #define H_PATH_MAX 256
 
@@ -39,6 +44,10 @@ long long h_mono_ms(void);
 
 /* Seconds since the Unix epoch (wall clock), for JWT exp claims. */
 long long h_unix_s(void);
+
+/* Milliseconds since the Unix epoch (wall clock): presence scores, JWT exp
+ * compared at ms precision. */
+long long h_wall_ms(void);
 
 /* Sleeps for ms milliseconds (restarting after signals). */
 void h_sleep_ms(int ms);
@@ -56,6 +65,9 @@ int h_tmpdir(char *out);
 /* Reads a whole file into a malloc'd NUL-terminated string (NULL if it
  * cannot be read). */
 char *h_read_file(const char *path);
+
+/* Occurrences of needle (not overlapping) in hay, e.g. log lines. */
+int h_count(const char *hay, const char *needle);
 
 /* ---- child processes ---------------------------------------------------- */
 
@@ -100,6 +112,13 @@ char *h_proc_stderr(const struct h_proc *p);
  * not NULL they receive its stdout / stderr (malloc'd). */
 int h_run(const char *const *argv, const char *const *env, int timeout_ms, char **out, char **err);
 
+/* VmRSS of pid in kB, -1 if unknown. */
+long h_proc_rss_kb(pid_t pid);
+
+/* 1 when pid runs with AddressSanitizer's runtime mapped (its quarantine
+ * holds freed memory, so RSS is no measure of leaks there). */
+int h_proc_has_asan(pid_t pid);
+
 /* ---- redis-server ------------------------------------------------------- */
 
 struct h_redis {
@@ -131,6 +150,11 @@ redisReply *h_redis_cmd(const struct h_redis *r, const char *fmt, ...);
  * another reply type. */
 long long h_redis_int(const struct h_redis *r, const char *fmt, ...);
 
+/* As h_redis_cmd, on 127.0.0.1:port after AUTH pass (AUTH user pass when
+ * user is not NULL; no AUTH when pass is NULL). NULL on a connection error
+ * or a refused AUTH. */
+redisReply *h_redis_cmd_auth(int port, const char *user, const char *pass, const char *fmt, ...);
+
 /* PUBLISH channel payload[0..len); returns the number of receivers (-1 on
  * error). */
 long long h_redis_publish(const struct h_redis *r, const char *channel, const char *payload,
@@ -148,13 +172,17 @@ long long h_redis_wait_numsub(const struct h_redis *r, const char *channel, long
 
 struct h_gw {
     struct h_proc proc;
-    int port; /* 127.0.0.1:port serves /ws and HTTP */
+    int port;         /* 127.0.0.1:port serves /ws and HTTP */
+    int must_survive; /* set by h_ck_gw_startl: h_ck_teardown asserts the
+                         gateway still runs; clear it to stop it on purpose */
 };
 
 /* Starts GATEWAY_BIN with
  *   --listen 127.0.0.1:<free port> --redis redis://127.0.0.1:<r->port>/0
  *   --node-id it-<port> --log-level debug
  * followed by args (NULL-terminated, may be NULL; a later flag wins), and
+ * (with NOTIFY_TEST_WRAPPER set, e.g. to "valgrind --leak-check=full", the
+ * command line is prefixed with its words), and
  * waits up to 10 s until GET /healthz answers 200. Retries with another port
  * if the process dies during startup (port taken meanwhile). On failure the
  * process is killed and its stderr printed. */
@@ -178,6 +206,14 @@ int h_gw_stop(struct h_gw *g, int timeout_ms);
  * status or -1 (killed after the timeout). *err receives its stderr if err
  * is not NULL. For tests of bad flags. */
 int h_gw_run(const char *const *args, const char *const *env, int timeout_ms, char **err);
+
+/* "notify:acct:{<account>}", the account's channel (default prefix), in a
+ * static buffer overwritten by the next call. */
+const char *h_chan(const char *account);
+
+/* {"type":<type>,"content":{"body":<body>,"meta_data":""}} as compact JSON
+ * (malloc'd, strings escaped). */
+char *h_envelope(const char *type, const char *body);
 
 /* ---- HTTP --------------------------------------------------------------- */
 
@@ -207,6 +243,22 @@ int h_http_wait_status(int port, const char *path, int want, int timeout_ms);
 /* Sum of the values of every sample named exactly name (any labels) in a
  * Prometheus text exposition; -1 if no sample has that name. */
 double h_metric_sum(const char *text, const char *name);
+
+/* ---- raw TCP ------------------------------------------------------------ */
+
+/* A non-blocking TCP connection (TCP_NODELAY) to 127.0.0.1:port, connected
+ * within timeout_ms, or -1. */
+int h_tcp_connect(int port, int timeout_ms);
+
+/* Writes all of buf (within timeout_ms); 0, or -1 (the peer may have closed
+ * already: that is -1 too). */
+int h_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* Reads and discards (or keeps the first cap bytes in keep, if not NULL)
+ * until the peer closes the connection (EOF or reset). Returns 1 when it
+ * closed, 0 when timeout_ms passed first. *got (if not NULL) receives the
+ * number of bytes kept. */
+int h_read_until_closed(int fd, int timeout_ms, char *keep, size_t cap, size_t *got);
 
 /* ---- WebSocket client --------------------------------------------------- */
 
@@ -256,6 +308,10 @@ int ws_connect(struct ws *c, int port, const char *path, const char *headers, in
 /* Sends one masked frame with FIN set. Returns 0, or -1 on error. */
 int ws_send(struct ws *c, int opcode, const void *data, size_t len);
 
+/* Sends one masked frame with the given FIN bit (for fragments: opcode 0 is
+ * a continuation). Returns 0, or -1 on error. */
+int ws_send_frame(struct ws *c, int fin, int opcode, const void *data, size_t len);
+
 /* ws_send of a NUL-terminated text. */
 int ws_send_text(struct ws *c, const char *text);
 
@@ -289,5 +345,51 @@ void ws_drop(struct ws *c);
  * omitted if exp == 0), signed HS256 with secret, or with alg "none" and no
  * signature if secret is NULL. Returns a malloc'd string or NULL. */
 char *h_jwt_hs256(const char *secret, const char *sub, long long exp);
+
+/* ---- Check tests -----------------------------------------------------------
+ *
+ * For test programs built on Check. The h_ck_* functions fail the running
+ * test (ck_assert) instead of returning an error, so call them only inside
+ * a test or a checked fixture. */
+
+/* Checked-fixture setup of the usual test: clears g (not started yet) and
+ * starts r. */
+void h_ck_setup(struct h_redis *r, struct h_gw *g);
+
+/* Its teardown: kills g (if it was started) and stops r; then asserts that
+ * g's stderr holds no sanitizer report (AddressSanitizer, UBSan "runtime
+ * error:") and, if g->must_survive, that g was still running. */
+void h_ck_teardown(struct h_redis *r, struct h_gw *g);
+
+/* h_gw_startl asserting that the gateway started; sets g->must_survive.
+ * The extra flags are NULL-terminated: H_GW adds the NULL. */
+void h_ck_gw_startl(struct h_gw *g, const struct h_redis *r, ...);
+#define H_GW(g, r, ...) h_ck_gw_startl((g), (r), __VA_ARGS__, (const char *)NULL)
+
+/* Parses text as JSON, asserting it is an object (json_decref it). */
+json_t *h_ck_json_obj(const char *text);
+
+/* The string member key of obj, NULL if absent or not a string (or obj is
+ * NULL). */
+const char *h_jstr(json_t *obj, const char *key);
+
+/* h_metric_sum of name in GET /metrics of the gateway on port, asserting
+ * the answer is 200. */
+double h_ck_metric(int port, const char *name);
+
+/* Connects c to port at path (e.g. "/ws?user_id=u1"), asserts 101 and that
+ * the first text message, within timeout_ms, is a register reply (a JSON
+ * object with "type":"register"). Returns its content.body, the connection
+ * id (malloc'd; NULL if it is not a string). */
+char *h_ck_ws_open(struct ws *c, int port, const char *path, int timeout_ms);
+
+/* Adds a test case name to s with timeout_s seconds per test and the
+ * checked fixture setup / teardown (none if both are NULL). */
+TCase *h_tcase(Suite *s, const char *name, double timeout_s, void (*setup)(void),
+               void (*teardown)(void));
+
+/* Runs every test of s (CK_NORMAL output), frees the runner; for main():
+ * EXIT_SUCCESS if none failed, else EXIT_FAILURE. */
+int h_run_suite(Suite *s);
 
 #endif

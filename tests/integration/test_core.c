@@ -15,46 +15,21 @@
 
 static struct h_redis R;
 static struct h_gw G;
-static int gw_must_survive; /* the gateway must still run at teardown */
 
 static void setup(void)
 {
-    memset(&G, 0, sizeof(G));
-    gw_must_survive = 0;
-    ck_assert_msg(h_redis_start(&R) == 0, "cannot start redis-server");
+    h_ck_setup(&R, &G);
 }
 
 static void teardown(void)
 {
-    int alive = h_proc_running(&G.proc);
-    char *log = G.proc.dir[0] ? h_gw_stderr(&G) : NULL;
-    h_proc_cleanup(&G.proc);
-    h_redis_stop(&R);
-    if (log) {
-        ck_assert_msg(!strstr(log, "AddressSanitizer") && !strstr(log, "runtime error:"),
-                      "sanitizer report in the gateway's stderr");
-        free(log);
-    }
-    if (gw_must_survive)
-        ck_assert_msg(alive, "the gateway died during the test");
+    h_ck_teardown(&R, &G);
 }
 
 /* Starts the gateway with the given flags (after the harness defaults). */
-#define GW(...)                                                                                    \
-    do {                                                                                           \
-        ck_assert_msg(h_gw_startl(&G, &R, __VA_ARGS__, (const char *)NULL) == 0,                   \
-                      "gateway did not start");                                                    \
-        gw_must_survive = 1;                                                                       \
-    } while (0)
+#define GW(...) H_GW(&G, &R, __VA_ARGS__)
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static const char *chan(const char *account)
-{
-    static char buf[300];
-    snprintf(buf, sizeof(buf), "notify:acct:{%s}", account);
-    return buf;
-}
 
 static int ws_try(struct ws *c, const char *path, const char *headers)
 {
@@ -64,33 +39,18 @@ static int ws_try(struct ws *c, const char *path, const char *headers)
     return st;
 }
 
-/* Parses text as a JSON object (asserting it is one). */
-static json_t *json_obj(const char *text)
-{
-    json_error_t err;
-    json_t *j = json_loads(text, 0, &err);
-    ck_assert_msg(j && json_is_object(j), "not a JSON object: %s", text);
-    return j;
-}
-
-static const char *jstr(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 /* Checks that text is an envelope of the given type; returns the parsed
  * object (json_decref it). */
 static json_t *expect_envelope(const char *text, const char *type)
 {
     ck_assert_msg(text != NULL, "expected a '%s' message, got none", type);
-    json_t *j = json_obj(text);
-    ck_assert_msg(jstr(j, "type") && !strcmp(jstr(j, "type"), type), "expected type '%s' in %s",
+    json_t *j = h_ck_json_obj(text);
+    ck_assert_msg(h_jstr(j, "type") && !strcmp(h_jstr(j, "type"), type), "expected type '%s' in %s",
                   type, text);
     json_t *content = json_object_get(j, "content");
     ck_assert_msg(json_is_object(content), "no content object in %s", text);
-    ck_assert_msg(jstr(content, "body") != NULL, "content.body is not a string in %s", text);
-    ck_assert_msg(jstr(content, "meta_data") != NULL, "content.meta_data is not a string in %s",
+    ck_assert_msg(h_jstr(content, "body") != NULL, "content.body is not a string in %s", text);
+    ck_assert_msg(h_jstr(content, "meta_data") != NULL, "content.meta_data is not a string in %s",
                   text);
     return j;
 }
@@ -102,10 +62,10 @@ static char *expect_register(struct ws *c, const char *account)
     char *text = ws_recv_text(c, 5000);
     json_t *j = expect_envelope(text, "register");
     json_t *content = json_object_get(j, "content");
-    const char *id = jstr(content, "body");
+    const char *id = h_jstr(content, "body");
     ck_assert_msg(id[0] != '\0', "empty connection id in %s", text);
-    json_t *meta = json_obj(jstr(content, "meta_data"));
-    ck_assert_msg(jstr(meta, "account") && !strcmp(jstr(meta, "account"), account),
+    json_t *meta = h_ck_json_obj(h_jstr(content, "meta_data"));
+    ck_assert_msg(h_jstr(meta, "account") && !strcmp(h_jstr(meta, "account"), account),
                   "meta_data.account is not '%s' in %s", account, text);
     char *out = strdup(id);
     json_decref(meta);
@@ -151,20 +111,10 @@ static void expect_heartbeat_roundtrip(struct ws *c)
     char *text = ws_recv_text(c, 3000);
     json_t *j = expect_envelope(text, "heartbeat");
     json_t *content = json_object_get(j, "content");
-    ck_assert_str_eq(jstr(content, "body"), "");
-    ck_assert_str_eq(jstr(content, "meta_data"), "");
+    ck_assert_str_eq(h_jstr(content, "body"), "");
+    ck_assert_str_eq(h_jstr(content, "meta_data"), "");
     json_decref(j);
     free(text);
-}
-
-static double metric(const char *name)
-{
-    char *body = NULL;
-    int st = h_http_get(G.port, "/metrics", &body);
-    ck_assert_int_eq(st, 200);
-    double v = h_metric_sum(body, name);
-    free(body);
-    return v;
 }
 
 /* ---- register reply ----------------------------------------------------- */
@@ -177,14 +127,14 @@ START_TEST(test_register_reply)
     char *text = ws_recv_text(&c, 5000);
     json_t *j = expect_envelope(text, "register");
     json_t *content = json_object_get(j, "content");
-    ck_assert_msg(jstr(content, "body")[0] != '\0', "empty connection id");
-    json_t *meta = json_obj(jstr(content, "meta_data"));
-    ck_assert_str_eq(jstr(meta, "account"), "u1");
-    ck_assert_str_eq(jstr(meta, "node"), "it-node-a");
+    ck_assert_msg(h_jstr(content, "body")[0] != '\0', "empty connection id");
+    json_t *meta = h_ck_json_obj(h_jstr(content, "meta_data"));
+    ck_assert_str_eq(h_jstr(meta, "account"), "u1");
+    ck_assert_str_eq(h_jstr(meta, "node"), "it-node-a");
     json_t *hi = json_object_get(meta, "heartbeat_interval");
     json_t *ht = json_object_get(meta, "heartbeat_timeout");
     ck_assert_msg(json_is_number(hi) && json_is_number(ht), "heartbeat fields missing: %s",
-                  jstr(content, "meta_data"));
+                  h_jstr(content, "meta_data"));
     ck_assert_msg(json_number_value(ht) == 20, "heartbeat_timeout is not the flag's 20");
     ck_assert_msg(json_number_value(hi) > 0 && json_number_value(hi) < json_number_value(ht),
                   "heartbeat_interval %g must be in (0, heartbeat_timeout)", json_number_value(hi));
@@ -283,18 +233,18 @@ START_TEST(test_account_delivery)
     open_as(&a1, "u1");
     open_as(&a2, "u1");
     open_as(&b, "u2");
-    wait_subscribed(chan("u1"));
-    wait_subscribed(chan("u2"));
-    publish(chan("u1"), PAYLOAD, strlen(PAYLOAD));
+    wait_subscribed(h_chan("u1"));
+    wait_subscribed(h_chan("u2"));
+    publish(h_chan("u1"), PAYLOAD, strlen(PAYLOAD));
     expect_text(&a1, PAYLOAD, "u1 connection 1");
     expect_text(&a2, PAYLOAD, "u1 connection 2");
     /* u2 must not have received it: its next message is its own */
     const char *mark = "{\"type\":\"mark\",\"content\":{\"body\":\"for u2\",\"meta_data\":\"\"}}";
-    publish(chan("u2"), mark, strlen(mark));
+    publish(h_chan("u2"), mark, strlen(mark));
     expect_text(&b, mark, "u2");
     /* and u1 got exactly one copy each */
     const char *next = "{\"type\":\"mark\",\"content\":{\"body\":\"2\",\"meta_data\":\"\"}}";
-    publish(chan("u1"), next, strlen(next));
+    publish(h_chan("u1"), next, strlen(next));
     expect_text(&a1, next, "u1 connection 1, second");
     expect_text(&a2, next, "u1 connection 2, second");
     ws_close(&a1, 1000);
@@ -340,7 +290,7 @@ static void expect_error_then_alive(const char *bad, size_t len)
     char *text = ws_recv_text(&c, 3000);
     ck_assert_msg(text != NULL, "no error reply to '%s' (close code %d)", bad, c.close_code);
     json_t *j = expect_envelope(text, "error");
-    ck_assert_msg(jstr(json_object_get(j, "content"), "body")[0] != '\0',
+    ck_assert_msg(h_jstr(json_object_get(j, "content"), "body")[0] != '\0',
                   "error reply without a reason: %s", text);
     json_decref(j);
     free(text);
@@ -505,21 +455,21 @@ START_TEST(test_unsubscribe_after_last_disconnect)
 {
     GW("--auth", "none");
     struct ws a, b;
-    ck_assert_int_eq(h_redis_numsub(&R, chan("u1")), 0);
+    ck_assert_int_eq(h_redis_numsub(&R, h_chan("u1")), 0);
     open_as(&a, "u1");
-    wait_subscribed(chan("u1"));
+    wait_subscribed(h_chan("u1"));
     open_as(&b, "u1");
-    ck_assert_int_eq(h_redis_numsub(&R, chan("u1")), 1);
+    ck_assert_int_eq(h_redis_numsub(&R, h_chan("u1")), 1);
     ws_close(&a, 1000);
     h_sleep_ms(1500); /* longer than any batching of (un)subscribes */
-    ck_assert_msg(h_redis_numsub(&R, chan("u1")) == 1,
+    ck_assert_msg(h_redis_numsub(&R, h_chan("u1")) == 1,
                   "unsubscribed although a connection of u1 is left");
     const char *msg = "{\"type\":\"t\",\"content\":{\"body\":\"still here\",\"meta_data\":\"\"}}";
-    publish(chan("u1"), msg, strlen(msg));
+    publish(h_chan("u1"), msg, strlen(msg));
     expect_text(&b, msg, "remaining u1 connection");
     ws_drop(&b); /* the last one goes away without a close frame */
-    long long n = h_redis_wait_numsub(&R, chan("u1"), 0, 5000);
-    ck_assert_msg(n == 0, "NUMSUB %s is %lld 5 s after the last disconnect", chan("u1"), n);
+    long long n = h_redis_wait_numsub(&R, h_chan("u1"), 0, 5000);
+    ck_assert_msg(n == 0, "NUMSUB %s is %lld 5 s after the last disconnect", h_chan("u1"), n);
 }
 END_TEST
 
@@ -583,8 +533,8 @@ START_TEST(test_jwt_valid_header_and_query)
     ck_assert_int_eq(ws_connect(&b, G.port, path, NULL, 5000), 101);
     free(expect_register(&b, "alice@example"));
     /* the account comes from sub: both get alice's messages */
-    wait_subscribed(chan("alice@example"));
-    publish(chan("alice@example"), PAYLOAD, strlen(PAYLOAD));
+    wait_subscribed(h_chan("alice@example"));
+    publish(h_chan("alice@example"), PAYLOAD, strlen(PAYLOAD));
     expect_text(&a, PAYLOAD, "header-authenticated");
     expect_text(&b, PAYLOAD, "query-authenticated");
     ws_close(&a, 1000);
@@ -663,7 +613,7 @@ START_TEST(test_invalid_payloads_dropped)
     GW("--auth", "none");
     struct ws c;
     open_as(&c, "u1");
-    wait_subscribed(chan("u1"));
+    wait_subscribed(h_chan("u1"));
     static const char *bad[] = {
         "not json at all",
         "[{\"type\":\"array\",\"content\":{\"body\":\"\",\"meta_data\":\"\"}}]",
@@ -673,11 +623,11 @@ START_TEST(test_invalid_payloads_dropped)
     };
     size_t nbad = sizeof(bad) / sizeof(bad[0]);
     for (size_t i = 0; i < nbad; i++)
-        publish(chan("u1"), bad[i], strlen(bad[i]));
+        publish(h_chan("u1"), bad[i], strlen(bad[i]));
     const char *good = "{\"type\":\"good\",\"content\":{\"body\":\"ok\",\"meta_data\":\"\"}}";
-    publish(chan("u1"), good, strlen(good));
+    publish(h_chan("u1"), good, strlen(good));
     expect_text(&c, good, "u1 after invalid payloads");
-    double dropped = metric("notify_messages_dropped_total");
+    double dropped = h_ck_metric(G.port, "notify_messages_dropped_total");
     ck_assert_msg(dropped >= (double)nbad, "notify_messages_dropped_total is %g, want >= %zu",
                   dropped, nbad);
     ws_close(&c, 1000);
@@ -696,20 +646,23 @@ START_TEST(test_health_ready_metrics)
     ck_assert_msg(strstr(body, "notify_connections") != NULL, "no notify_connections in:\n%s",
                   body);
     free(body);
-    ck_assert_msg(metric("notify_connections") == 0, "notify_connections not 0 while idle");
+    ck_assert_msg(h_ck_metric(G.port, "notify_connections") == 0,
+                  "notify_connections not 0 while idle");
     struct ws c;
     open_as(&c, "u1");
     long long deadline = h_mono_ms() + 3000;
-    while (metric("notify_connections") != 1 && h_mono_ms() < deadline)
+    while (h_ck_metric(G.port, "notify_connections") != 1 && h_mono_ms() < deadline)
         h_sleep_ms(50);
-    ck_assert_msg(metric("notify_connections") == 1, "notify_connections is %g with one open",
-                  metric("notify_connections"));
+    ck_assert_msg(h_ck_metric(G.port, "notify_connections") == 1,
+                  "notify_connections is %g with one open",
+                  h_ck_metric(G.port, "notify_connections"));
     ws_close(&c, 1000);
     deadline = h_mono_ms() + 3000;
-    while (metric("notify_connections") != 0 && h_mono_ms() < deadline)
+    while (h_ck_metric(G.port, "notify_connections") != 0 && h_mono_ms() < deadline)
         h_sleep_ms(50);
-    ck_assert_msg(metric("notify_connections") == 0, "notify_connections is %g after the close",
-                  metric("notify_connections"));
+    ck_assert_msg(h_ck_metric(G.port, "notify_connections") == 0,
+                  "notify_connections is %g after the close",
+                  h_ck_metric(G.port, "notify_connections"));
 }
 END_TEST
 
@@ -719,7 +672,7 @@ START_TEST(test_redis_outage)
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 200, 5000), "/readyz never 200");
     struct ws c;
     open_as(&c, "u1");
-    wait_subscribed(chan("u1"));
+    wait_subscribed(h_chan("u1"));
     h_proc_kill(&R.proc);
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 503, 5000),
                   "/readyz not 503 with Redis down");
@@ -728,8 +681,8 @@ START_TEST(test_redis_outage)
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 200, 15000),
                   "/readyz not back to 200 after Redis returned");
     /* the connection survived and its account is subscribed again */
-    wait_subscribed(chan("u1"));
-    publish(chan("u1"), PAYLOAD, strlen(PAYLOAD));
+    wait_subscribed(h_chan("u1"));
+    publish(h_chan("u1"), PAYLOAD, strlen(PAYLOAD));
     /* the new Redis is empty, so the gateway may first report the lost
      * history with a "gap" message (contract section 6) */
     char *got = ws_recv_text(&c, 3000);
@@ -760,7 +713,7 @@ static void start_draining(struct ws *a, struct ws *b, long long *t0)
     ck_assert_int_eq(h_redis_int(&R, "EXISTS %s", "notify:presence:{u1}"), 1);
     *t0 = h_mono_ms();
     ck_assert_int_eq(h_gw_signal(&G, SIGTERM), 0);
-    gw_must_survive = 0;
+    G.must_survive = 0;
 }
 
 START_TEST(test_sigterm_readyz_503)
@@ -876,67 +829,58 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name, int timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, timeout);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *core_suite(void)
 {
     Suite *s = suite_create("gateway-core");
     TCase *tc;
 
-    tc = tcase(s, "register", 30);
+    tc = h_tcase(s, "register", 30, setup, teardown);
     tcase_add_test(tc, test_register_reply);
     tcase_add_test(tc, test_register_ids_unique);
 
-    tc = tcase(s, "presence", 30);
+    tc = h_tcase(s, "presence", 30, setup, teardown);
     tcase_add_test(tc, test_presence_follows_connections);
 
-    tc = tcase(s, "delivery", 30);
+    tc = h_tcase(s, "delivery", 30, setup, teardown);
     tcase_add_test(tc, test_account_delivery);
     tcase_add_test(tc, test_broadcast);
     tcase_add_test(tc, test_invalid_payloads_dropped);
 
-    tc = tcase(s, "client-messages", 30);
+    tc = h_tcase(s, "client-messages", 30, setup, teardown);
     tcase_add_test(tc, test_heartbeat_reply);
     tcase_add_test(tc, test_error_reply_not_json);
     tcase_add_test(tc, test_error_reply_unknown_type);
 
-    tc = tcase(s, "heartbeat-timeout", 40);
+    tc = h_tcase(s, "heartbeat-timeout", 40, setup, teardown);
     tcase_add_test(tc, test_silent_client_closed_4408);
     tcase_add_test(tc, test_pong_replies_keep_alive);
     tcase_add_test(tc, test_heartbeats_keep_alive);
     tcase_add_test(tc, test_unsolicited_pongs_keep_alive);
 
-    tc = tcase(s, "limits", 30);
+    tc = h_tcase(s, "limits", 30, setup, teardown);
     tcase_add_test(tc, test_oversize_frame_1009);
     tcase_add_test(tc, test_max_connections_503);
     tcase_add_test(tc, test_max_per_account_429);
 
-    tc = tcase(s, "subscriptions", 30);
+    tc = h_tcase(s, "subscriptions", 30, setup, teardown);
     tcase_add_test(tc, test_unsubscribe_after_last_disconnect);
 
-    tc = tcase(s, "auth", 40);
+    tc = h_tcase(s, "auth", 40, setup, teardown);
     tcase_add_test(tc, test_jwt_rejections);
     tcase_add_test(tc, test_jwt_valid_header_and_query);
     tcase_add_test(tc, test_jwt_expiry_closes_4401);
     tcase_add_test(tc, test_none_account_ids);
     tcase_add_test(tc, test_origin_403);
 
-    tc = tcase(s, "http", 60);
+    tc = h_tcase(s, "http", 60, setup, teardown);
     tcase_add_test(tc, test_health_ready_metrics);
     tcase_add_test(tc, test_redis_outage);
 
-    tc = tcase(s, "shutdown", 40);
+    tc = h_tcase(s, "shutdown", 40, setup, teardown);
     tcase_add_test(tc, test_sigterm_readyz_503);
     tcase_add_test(tc, test_sigterm_closes_1001_and_exits_0);
 
-    tc = tcase(s, "command-line", 30);
+    tc = h_tcase(s, "command-line", 30, setup, teardown);
     tcase_add_test(tc, test_bad_flag_exit_2);
     tcase_add_test(tc, test_bad_env_exit_2);
     tcase_add_test(tc, test_jwt_without_key_exit_2);
@@ -946,9 +890,5 @@ static Suite *core_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(core_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return h_run_suite(core_suite());
 }

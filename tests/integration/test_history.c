@@ -26,40 +26,22 @@
 static struct h_redis R;
 static struct h_gw G;
 static redisContext *PUB; /* the test's producer connection */
-static int gw_must_survive;
 
 static void setup(void)
 {
-    memset(&G, 0, sizeof(G));
     PUB = NULL;
-    gw_must_survive = 0;
-    ck_assert_msg(h_redis_start(&R) == 0, "cannot start redis-server");
+    h_ck_setup(&R, &G);
 }
 
 static void teardown(void)
 {
-    int alive = h_proc_running(&G.proc);
-    char *log = G.proc.dir[0] ? h_gw_stderr(&G) : NULL;
     if (PUB)
         redisFree(PUB);
     PUB = NULL;
-    h_proc_cleanup(&G.proc);
-    h_redis_stop(&R);
-    if (log) {
-        ck_assert_msg(!strstr(log, "AddressSanitizer") && !strstr(log, "runtime error:"),
-                      "sanitizer report in the gateway's stderr");
-        free(log);
-    }
-    if (gw_must_survive)
-        ck_assert_msg(alive, "the gateway died during the test");
+    h_ck_teardown(&R, &G);
 }
 
-#define GW(...)                                                                                    \
-    do {                                                                                           \
-        ck_assert_msg(h_gw_startl(&G, &R, __VA_ARGS__, (const char *)NULL) == 0,                   \
-                      "gateway did not start");                                                    \
-        gw_must_survive = 1;                                                                       \
-    } while (0)
+#define GW(...) H_GW(&G, &R, __VA_ARGS__)
 
 /* ---- Redis side --------------------------------------------------------- */
 
@@ -84,14 +66,6 @@ static void stream_key(char *buf, size_t size, const char *account)
     snprintf(buf, size, "notify:stream:{%s}", account);
 }
 
-static char *envelope(const char *body)
-{
-    char *s = NULL;
-    ck_assert_int_gt(
-        asprintf(&s, "{\"type\":\"t\",\"content\":{\"body\":\"%s\",\"meta_data\":\"\"}}", body), 0);
-    return s;
-}
-
 /* FCALL notify_publish on c; the raw reply (NULL on I/O error). */
 static redisReply *fcall(redisContext *c, const char *account, const char *payload, size_t len)
 {
@@ -104,7 +78,7 @@ static redisReply *fcall(redisContext *c, const char *account, const char *paylo
  * (malloc'd). */
 static char *publish(const char *account, const char *body)
 {
-    char *env = envelope(body);
+    char *env = h_envelope("t", body);
     redisReply *r = fcall(pub(), account, env, strlen(env));
     ck_assert_msg(r && r->type == REDIS_REPLY_STRING, "FCALL notify_publish %s: %s", account,
                   r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type")
@@ -121,7 +95,7 @@ static char *publish(const char *account, const char *body)
  * not executed: the server was not there). */
 static char *publish_retry(const char *account, const char *body, int timeout_ms)
 {
-    char *env = envelope(body);
+    char *env = h_envelope("t", body);
     long long deadline = h_mono_ms() + timeout_ms;
     for (;;) {
         redisContext *c = PUB;
@@ -178,31 +152,7 @@ static void wait_library(void)
     }
 }
 
-static double metric(const char *name)
-{
-    char *body = NULL;
-    int st = h_http_get(G.port, "/metrics", &body);
-    ck_assert_int_eq(st, 200);
-    double v = h_metric_sum(body, name);
-    free(body);
-    return v;
-}
-
 /* ---- client side -------------------------------------------------------- */
-
-static json_t *json_obj(const char *text)
-{
-    json_error_t err;
-    json_t *j = json_loads(text, 0, &err);
-    ck_assert_msg(j && json_is_object(j), "not a JSON object: %s", text);
-    return j;
-}
-
-static const char *jstr(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
 
 /* One server message: raw text and the parsed object. */
 struct msg {
@@ -220,13 +170,13 @@ static void msg_free(struct msg *m)
 
 static const char *msg_type(const struct msg *m)
 {
-    return jstr(m->j, "type");
+    return h_jstr(m->j, "type");
 }
 
 static const char *msg_body(const struct msg *m)
 {
     json_t *content = json_object_get(m->j, "content");
-    return jstr(content, "body");
+    return h_jstr(content, "body");
 }
 
 /* Next text message within timeout_ms: 1, or 0 if none came. */
@@ -236,7 +186,7 @@ static int recv_msg(struct ws *c, struct msg *m, int timeout_ms)
     m->j = NULL;
     if (!m->text)
         return 0;
-    m->j = json_obj(m->text);
+    m->j = h_ck_json_obj(m->text);
     return 1;
 }
 
@@ -249,13 +199,7 @@ static void open_client(struct ws *c, const char *account, const char *since)
         snprintf(path, sizeof(path), "/ws?user_id=%s&since=%s", account, since);
     else
         snprintf(path, sizeof(path), "/ws?user_id=%s", account);
-    int st = ws_connect(c, G.port, path, NULL, 5000);
-    ck_assert_msg(st == 101, "upgrade %s answered %d", path, st);
-    struct msg m;
-    ck_assert_msg(recv_msg(c, &m, RECV_MS), "%s: no register reply", path);
-    ck_assert_msg(msg_type(&m) && !strcmp(msg_type(&m), "register"), "%s: first message %s", path,
-                  m.text);
-    msg_free(&m);
+    free(h_ck_ws_open(c, G.port, path, RECV_MS));
 }
 
 /* The next message must be the notification with this id (first member)
@@ -296,7 +240,7 @@ static void expect_gap(struct ws *c, const char *who, const char *oldest)
     ck_assert_msg(msg_body(&m) && !strcmp(msg_body(&m), oldest), "%s: gap %s, want body '%s'", who,
                   m.text, oldest);
     json_t *content = json_object_get(m.j, "content");
-    ck_assert_msg(jstr(content, "meta_data") && !strcmp(jstr(content, "meta_data"), ""),
+    ck_assert_msg(h_jstr(content, "meta_data") && !strcmp(h_jstr(content, "meta_data"), ""),
                   "%s: gap meta_data in %s", who, m.text);
     msg_free(&m);
 }
@@ -317,7 +261,7 @@ static void expect_ids(struct ws *c, const char *who, char **ids, int n, int all
             i--;
             continue;
         }
-        const char *got = jstr(m.j, "id");
+        const char *got = h_jstr(m.j, "id");
         ck_assert_msg(got && !strcmp(got, ids[i]), "%s: message %d of %d: got %s, want id %s", who,
                       i + 1, n, m.text, ids[i]);
         msg_free(&m);
@@ -454,7 +398,7 @@ START_TEST(test_since_replays_missed_in_order)
     ids[5] = publish("u3", "m6");
     expect_id(&c, "live after replay", ids[5], "m6");
     expect_quiet(&c, "after m6", QUIET_MS);
-    ck_assert_msg(metric("notify_messages_replayed_total") >= 5, "replayed metric");
+    ck_assert_msg(h_ck_metric(G.port, "notify_messages_replayed_total") >= 5, "replayed metric");
     ws_close(&c, 1000);
 
     /* since in the middle: only what follows it. */
@@ -665,7 +609,7 @@ END_TEST
 static void wait_reconnected(double before)
 {
     long long deadline = h_mono_ms() + 20000;
-    while (metric("notify_redis_reconnects_total") <= before) {
+    while (h_ck_metric(G.port, "notify_redis_reconnects_total") <= before) {
         ck_assert_msg(h_mono_ms() < deadline, "the gateway never reconnected to Redis");
         h_sleep_ms(20);
     }
@@ -703,7 +647,7 @@ START_TEST(test_replay_after_redis_restart)
     wait_library();
     struct outage_clients oc;
     outage_open(&oc, "rsa", "rsb");
-    double reconnects = metric("notify_redis_reconnects_total");
+    double reconnects = h_ck_metric(G.port, "notify_redis_reconnects_total");
 
     /* A new, empty redis-server on the same port. Publish as soon as the
      * library is back (the gateway loads it when it reconnects), which is
@@ -752,7 +696,7 @@ START_TEST(test_replay_after_redis_restart_before_reconnect)
     outage_open(&oc, "rra", "rrb");
     redisReply *dump = h_redis_cmd(&R, "FUNCTION DUMP");
     ck_assert(dump && dump->type == REDIS_REPLY_STRING);
-    double reconnects = metric("notify_redis_reconnects_total");
+    double reconnects = h_ck_metric(G.port, "notify_redis_reconnects_total");
 
     if (PUB)
         redisFree(PUB);
@@ -769,7 +713,7 @@ START_TEST(test_replay_after_redis_restart_before_reconnect)
     b[nb++] = publish("rrb", "b1");
     a[na++] = publish("rra", "a2");
     a[na++] = publish("rra", "a3");
-    ck_assert_msg(metric("notify_redis_reconnects_total") == reconnects,
+    ck_assert_msg(h_ck_metric(G.port, "notify_redis_reconnects_total") == reconnects,
                   "the gateway reconnected before the publishes: the test proves less");
     wait_reconnected(reconnects);
     a[na++] = publish("rra", "a4");
@@ -796,7 +740,7 @@ START_TEST(test_replay_after_client_kill)
     struct outage_clients oc;
     outage_open(&oc, "kla", "klb");
     for (int round = 0; round < 5; round++) {
-        double reconnects = metric("notify_redis_reconnects_total");
+        double reconnects = h_ck_metric(G.port, "notify_redis_reconnects_total");
         redisReply *r = redisCommand(pub(), "CLIENT KILL TYPE pubsub");
         ck_assert_msg(r && r->type == REDIS_REPLY_INTEGER && r->integer >= 1,
                       "CLIENT KILL TYPE pubsub killed nothing");
@@ -865,10 +809,10 @@ START_TEST(test_publish_api_history)
     struct h_http_resp resp;
     int st = post(AUTH_HDR, body, strlen(body), &resp);
     ck_assert_msg(st == 200, "status %d: %s", st, resp.body);
-    json_t *j = json_obj(resp.body);
+    json_t *j = h_ck_json_obj(resp.body);
     json_t *ids = json_object_get(j, "ids");
     ck_assert_msg(json_is_object(ids) && json_object_size(ids) == 2, "body %s", resp.body);
-    const char *id1 = jstr(ids, "p1"), *id2 = jstr(ids, "p2");
+    const char *id1 = h_jstr(ids, "p1"), *id2 = h_jstr(ids, "p2");
     ck_assert_msg(id1 && id2, "body %s", resp.body);
     expect_id(&c1, "p1", id1, "paid");
     expect_id(&c2, "p2", id2, "paid");
@@ -996,9 +940,7 @@ END_TEST
 static Suite *history_suite(void)
 {
     Suite *s = suite_create("history");
-    TCase *tc = tcase_create("history");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc = h_tcase(s, "history", 120, setup, teardown);
     tcase_add_test(tc, test_live_message_carries_id);
     tcase_add_test(tc, test_invalid_payloads_rejected);
     tcase_add_test(tc, test_since_replays_missed_in_order);
@@ -1007,24 +949,16 @@ static Suite *history_suite(void)
     tcase_add_test(tc, test_publish_api_history);
     tcase_add_test(tc, test_publish_api_errors);
     tcase_add_test(tc, test_publish_api_off_without_key);
-    suite_add_tcase(s, tc);
 
-    TCase *slow = tcase_create("recovery");
-    tcase_add_checked_fixture(slow, setup, teardown);
-    tcase_set_timeout(slow, 300);
+    TCase *slow = h_tcase(s, "recovery", 300, setup, teardown);
     tcase_add_test(slow, test_since_races_live_publishes);
     tcase_add_test(slow, test_replay_after_redis_restart);
     tcase_add_test(slow, test_replay_after_redis_restart_before_reconnect);
     tcase_add_test(slow, test_replay_after_client_kill);
-    suite_add_tcase(s, slow);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(history_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return h_run_suite(history_suite());
 }

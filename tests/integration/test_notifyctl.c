@@ -14,7 +14,6 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -37,13 +36,6 @@ static void start_redis(void)
 static void stop_redis(void)
 {
     h_redis_stop(&redis);
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The result of one notifyctl run. */
@@ -134,7 +126,7 @@ static void write_u42_presence(const char *prefix, long long now)
 
 START_TEST(presence_counts_only_live_members)
 {
-    long long now = wall_ms();
+    long long now = h_wall_ms();
     write_u42_presence("notify:", now);
 
     struct run r = run_ctl("--redis", redis_url, "presence", "u42", "--json");
@@ -176,7 +168,7 @@ END_TEST
 
 START_TEST(presence_offline_account)
 {
-    long long now = wall_ms();
+    long long now = h_wall_ms();
     write_u42_presence("notify:", now);
 
     /* Several accounts: one block each, separated by a blank line. */
@@ -198,7 +190,7 @@ END_TEST
  * but no live connection. notifyctl reports both facts as Redis has them. */
 START_TEST(presence_only_expired_members)
 {
-    redis_ok("ZADD notify:presence:{u44} %lld node-a/x", wall_ms() - 1000);
+    redis_ok("ZADD notify:presence:{u44} %lld node-a/x", h_wall_ms() - 1000);
     struct run r = run_ctl("--redis", redis_url, "presence", "u44");
     ck_assert_int_eq(r.status, 0);
     ck_assert_str_eq(r.out, "account: u44\nonline: yes\nlive: 0\n");
@@ -208,7 +200,7 @@ END_TEST
 
 START_TEST(presence_prefix_flag_and_env)
 {
-    write_u42_presence("other:", wall_ms());
+    write_u42_presence("other:", h_wall_ms());
     struct run r = run_ctl("--redis", redis_url, "--redis-prefix", "other:", "presence", "u42");
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "live: 2\n"));
@@ -241,7 +233,7 @@ START_TEST(presence_auth_user_and_db)
     ck_assert(c && !c->err);
     redisReply *rep = redisCommand(c, "SELECT 3");
     freeReplyObject(rep);
-    rep = redisCommand(c, "ZADD notify:presence:{u7} %lld node-a/c1", wall_ms() + 30000);
+    rep = redisCommand(c, "ZADD notify:presence:{u7} %lld node-a/c1", h_wall_ms() + 30000);
     ck_assert_int_eq(rep->integer, 1);
     freeReplyObject(rep);
     redisFree(c);
@@ -275,7 +267,7 @@ END_TEST
 
 START_TEST(nodes_lists_live_nodes)
 {
-    long long now = wall_ms();
+    long long now = h_wall_ms();
     redis_ok("ZADD notify:nodes %lld node-a %lld node-b %lld node-dead", now + 30000, now + 20000,
              now - 1000);
     redis_ok("HSET notify:node:node-a addr 10.0.0.1:8080 started_at 1700000000000 connections 12 "
@@ -746,7 +738,7 @@ static int cluster_cmd(const char *cmd)
  * the keys; publish uses SPUBLISH (contract section 9). */
 START_TEST(cluster_presence_nodes_publish)
 {
-    long long now = wall_ms();
+    long long now = h_wall_ms();
     char cmd[256];
     const char *accounts[] = {"u1", "u2", "u3", "u42"}; /* slots on all three shards */
     for (int i = 0; i < 4; i++) {
@@ -880,9 +872,7 @@ END_TEST
 static Suite *notifyctl_suite(void)
 {
     Suite *s = suite_create("notifyctl");
-    TCase *with_redis = tcase_create("with_redis");
-    tcase_add_checked_fixture(with_redis, start_redis, stop_redis);
-    tcase_set_timeout(with_redis, 30);
+    TCase *with_redis = h_tcase(s, "with_redis", 30, start_redis, stop_redis);
     tcase_add_test(with_redis, presence_counts_only_live_members);
     tcase_add_test(with_redis, presence_offline_account);
     tcase_add_test(with_redis, presence_only_expired_members);
@@ -894,29 +884,19 @@ static Suite *notifyctl_suite(void)
     tcase_add_test(with_redis, publish_broadcast);
     tcase_add_test(with_redis, publish_history_prints_id);
     tcase_add_test(with_redis, redis_error_reply_exits_1);
-    suite_add_tcase(s, with_redis);
 
-    TCase *without_redis = tcase_create("without_redis");
-    tcase_set_timeout(without_redis, 30);
+    TCase *without_redis = h_tcase(s, "without_redis", 30, NULL, NULL);
     tcase_add_test(without_redis, redis_unreachable_exits_1);
     tcase_add_test(without_redis, usage_errors_exit_2);
     tcase_add_test(without_redis, help_exits_0);
-    suite_add_tcase(s, without_redis);
 
-    TCase *cluster = tcase_create("cluster");
-    tcase_add_checked_fixture(cluster, start_cluster, stop_cluster);
-    tcase_set_timeout(cluster, 60);
+    TCase *cluster = h_tcase(s, "cluster", 60, start_cluster, stop_cluster);
     tcase_add_test(cluster, cluster_presence_nodes_publish);
     tcase_add_test(cluster, cluster_publish_history);
-    suite_add_tcase(s, cluster);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(notifyctl_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return h_run_suite(notifyctl_suite());
 }

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "harness.h"
 
@@ -42,13 +41,6 @@ static void teardown(void)
 }
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Starts a gateway node with --auth none, the node id and presence ttl,
  * then any extra flags (NULL-terminated, may be empty). */
@@ -78,27 +70,15 @@ static char *connect_as(struct ws *c, int port, const char *account)
 {
     char path[300];
     snprintf(path, sizeof(path), "/ws?user_id=%s", account);
-    int st = ws_connect(c, port, path, NULL, 5000);
-    ck_assert_msg(st == 101, "upgrade of %s on port %d answered %d", account, port, st);
-    char *text = ws_recv_text(c, 5000);
-    ck_assert_msg(text != NULL, "no register reply for %s", account);
-    json_error_t err;
-    json_t *j = json_loads(text, 0, &err);
-    ck_assert_msg(j != NULL, "register reply is not JSON: %s", text);
-    const char *type = json_string_value(json_object_get(j, "type"));
-    ck_assert_msg(type && !strcmp(type, "register"), "not a register reply: %s", text);
-    const char *id = json_string_value(json_object_get(json_object_get(j, "content"), "body"));
-    ck_assert_msg(id && *id, "no connection id in %s", text);
-    char *out = strdup(id);
-    json_decref(j);
-    free(text);
-    return out;
+    char *id = h_ck_ws_open(c, port, path, 5000);
+    ck_assert_msg(id && *id, "no connection id in the register reply of %s", account);
+    return id;
 }
 
 /* ZCOUNT key <now ms> +inf: live connections of account. */
 static long long live_count(const char *account)
 {
-    return h_redis_int(&R, "ZCOUNT %s %lld +inf", pkey(account), wall_ms());
+    return h_redis_int(&R, "ZCOUNT %s %lld +inf", pkey(account), h_wall_ms());
 }
 
 static long long exists(const char *key)
@@ -167,7 +147,7 @@ static char *member(const char *node, const char *conn_id)
 /* The node registry entries of node are there and well formed. */
 static void check_node_registered(const char *node, int port, int ttl_s)
 {
-    long long now = wall_ms();
+    long long now = h_wall_ms();
     long long score = zscore("notify:nodes", node);
     ck_assert_msg(score > now, "notify:nodes %s score %lld not in the future (now %lld)", node,
                   score, now);
@@ -215,7 +195,7 @@ START_TEST(two_nodes_members_and_cleanup)
 
     ck_assert_msg(wait_eq(live_count, "alice", 2, 3000) >= 0, "ZCOUNT never reached 2 (%lld)",
                   live_count("alice"));
-    long long now = wall_ms();
+    long long now = h_wall_ms();
     long long sa = zscore(pkey("alice"), ma), sb = zscore(pkey("alice"), mb);
     ck_assert_msg(sa > now && sb > now, "scores not in the future: %lld %lld now %lld", sa, sb,
                   now);
@@ -299,7 +279,7 @@ START_TEST(crash_of_one_node)
     ck_assert_msg(live_one_at <= ttl * 1000LL + 500, "dead member counted for %lld ms (ttl %d s)",
                   live_one_at, ttl);
     ck_assert_int_eq(live_count("bob"), 1);
-    ck_assert_int_gt(zscore(pkey("bob"), mb), wall_ms());
+    ck_assert_int_gt(zscore(pkey("bob"), mb), h_wall_ms());
     /* the survivor's refresh prunes the dead member */
     ck_assert_int_eq(zscore(pkey("bob"), ma), -1);
     ck_assert_int_eq(members_of_node(pkey("bob"), NODE_A), 0);
@@ -310,7 +290,7 @@ START_TEST(crash_of_one_node)
 
     /* the dead node left the node registry by expiry */
     ck_assert_int_eq(exists(nkey(NODE_A)), 0);
-    long long now = wall_ms();
+    long long now = h_wall_ms();
     long long sdead = zscore("notify:nodes", NODE_A);
     ck_assert_msg(sdead < 0 || sdead <= now, "dead node still scored in the future: %lld", sdead);
     ck_assert_int_gt(zscore("notify:nodes", NODE_B), now);
@@ -444,7 +424,7 @@ START_TEST(redis_restart_resync)
     /* the members are exactly the same connections */
     for (int i = 0; i < N; i++) {
         char *m = member(NODE_A, ids[i]);
-        ck_assert_msg(zscore(pkey(accts[i]), m) > wall_ms(), "%s missing after resync", m);
+        ck_assert_msg(zscore(pkey(accts[i]), m) > h_wall_ms(), "%s missing after resync", m);
         free(m);
     }
     long long pttl = h_redis_int(&R, "PTTL %s", pkey("gus"));
@@ -585,27 +565,17 @@ END_TEST
 static Suite *presence_suite(void)
 {
     Suite *s = suite_create("presence");
-    TCase *tc = tcase_create("presence");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc = h_tcase(s, "presence", 120, setup, teardown);
     tcase_add_test(tc, two_nodes_members_and_cleanup);
     tcase_add_test(tc, crash_of_one_node);
     tcase_add_test(tc, node_registry_and_sigterm);
     tcase_add_test(tc, redis_restart_resync);
-    suite_add_tcase(s, tc);
-    TCase *load = tcase_create("load");
-    tcase_add_checked_fixture(load, setup, teardown);
-    tcase_set_timeout(load, 180);
+    TCase *load = h_tcase(s, "load", 180, setup, teardown);
     tcase_add_test(load, refresh_cost_is_batched);
-    suite_add_tcase(s, load);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(presence_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return h_run_suite(presence_suite());
 }

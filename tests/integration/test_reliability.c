@@ -20,44 +20,25 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "rel_util.h"
 
 static struct h_redis R;
 static struct h_gw G;
-static int gw_must_survive;
 static const char *jwt_secret; /* set when G runs --auth jwt */
 
 static const char SECRET[] = "reliability-secret";
 
 static void setup(void)
 {
-    memset(&G, 0, sizeof(G));
-    gw_must_survive = 0;
     jwt_secret = NULL;
-    ck_assert_msg(h_redis_start(&R) == 0, "cannot start redis-server");
+    h_ck_setup(&R, &G);
 }
 
 static void teardown(void)
 {
-    int alive = h_proc_running(&G.proc);
-    char *log = G.proc.dir[0] ? h_gw_stderr(&G) : NULL;
-    h_proc_cleanup(&G.proc);
-    h_redis_stop(&R);
-    if (log) {
-        ck_assert_msg(!strstr(log, "AddressSanitizer") && !strstr(log, "runtime error:"),
-                      "sanitizer report in the gateway's stderr");
-        free(log);
-    }
-    if (gw_must_survive)
-        ck_assert_msg(alive, "the gateway died during the test");
+    h_ck_teardown(&R, &G);
 }
 
-#define GW(...)                                                                                    \
-    do {                                                                                           \
-        ck_assert_msg(h_gw_startl(&G, &R, __VA_ARGS__, (const char *)NULL) == 0,                   \
-                      "gateway did not start");                                                    \
-        gw_must_survive = 1;                                                                       \
-    } while (0)
+#define GW(...) H_GW(&G, &R, __VA_ARGS__)
 
 #define GW_JWT(...)                                                                                \
     do {                                                                                           \
@@ -67,42 +48,12 @@ static void teardown(void)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static const char *chan(const char *account)
-{
-    static char buf[300];
-    snprintf(buf, sizeof(buf), "notify:acct:{%s}", account);
-    return buf;
-}
-
-static char *envelope(const char *type, const char *body)
-{
-    json_t *j =
-        json_pack("{s:s,s:{s:s,s:s}}", "type", type, "content", "body", body, "meta_data", "");
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    return s;
-}
-
 static long long publish(const char *account, const char *type, const char *body)
 {
-    char *e = envelope(type, body);
-    long long n = h_redis_publish(&R, chan(account), e, strlen(e));
+    char *e = h_envelope(type, body);
+    long long n = h_redis_publish(&R, h_chan(account), e, strlen(e));
     free(e);
     return n;
-}
-
-static json_t *json_obj(const char *text)
-{
-    json_error_t err;
-    json_t *j = json_loads(text, 0, &err);
-    ck_assert_msg(j && json_is_object(j), "not a JSON object: %s", text);
-    return j;
-}
-
-static const char *jstr(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 /* Type of the next text message (malloc'd), NULL on timeout or close. */
@@ -111,12 +62,12 @@ static char *next_type(struct ws *c, int timeout_ms, char **body)
     char *t = ws_recv_text(c, timeout_ms);
     if (!t)
         return NULL;
-    json_t *j = json_obj(t);
-    const char *ty = jstr(j, "type");
+    json_t *j = h_ck_json_obj(t);
+    const char *ty = h_jstr(j, "type");
     char *out = strdup(ty ? ty : "");
     if (body) {
         json_t *content = json_object_get(j, "content");
-        const char *b = content ? jstr(content, "body") : NULL;
+        const char *b = content ? h_jstr(content, "body") : NULL;
         *body = strdup(b ? b : "");
     }
     json_decref(j);
@@ -247,8 +198,8 @@ START_TEST(test_redis_killed_and_back)
         h_sleep_ms(3500);
         ck_assert_int_eq(h_http_get(G.port, "/readyz", NULL), 503);
         char *log = gw_log();
-        int downs = r_count(log, "msg=redis_down");
-        int retries = r_count(log, "msg=redis_retry_failed");
+        int downs = h_count(log, "msg=redis_down");
+        int retries = h_count(log, "msg=redis_retry_failed");
         fprintf(stderr, "[reliability] outage %d: redis_down lines=%d retry_failed lines=%d\n",
                 outage, downs, retries);
         ck_assert_msg(downs == outage, "%d redis_down lines after %d outage(s) (want one each)",
@@ -272,7 +223,7 @@ START_TEST(test_redis_killed_and_back)
         ck_assert_msg(wait_body(&b, body, 3000), "old connection b got nothing after recovery");
     }
     char *log = gw_log();
-    ck_assert_int_eq(r_count(log, "msg=redis_down"), 2);
+    ck_assert_int_eq(h_count(log, "msg=redis_down"), 2);
     free(log);
     ws_close(&a, 1000);
     ws_close(&b, 1000);
@@ -344,8 +295,8 @@ START_TEST(test_redis_password)
                   "/readyz not 200 with a password");
     struct ws a;
     connect_ok(&a, "pa");
-    char *e = envelope("note", "with-password");
-    r = r_redis_cmd(R.port, NULL, "pw-0123", "PUBLISH %s %s", chan("pa"), e);
+    char *e = h_envelope("note", "with-password");
+    r = h_redis_cmd_auth(R.port, NULL, "pw-0123", "PUBLISH %s %s", h_chan("pa"), e);
     free(e);
     ck_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
     freeReplyObject(r);
@@ -373,13 +324,13 @@ START_TEST(test_redis_wrong_password)
     while (sol > log && sol[-1] != '\n')
         sol--;
     fprintf(stderr, "[reliability] wrong password logs: %.*s\n", (int)strcspn(sol, "\n"), sol);
-    int downs = r_count(log, "msg=redis_down");
+    int downs = h_count(log, "msg=redis_down");
     fprintf(stderr, "[reliability] wrong password: %d redis_down lines in 3 s\n", downs);
     free(log);
     /* clients are still served (register is sent at once while redis is down) */
     assert_node_ok("a wrong redis password");
     /* the password the gateway has becomes right: it gets in on a retry */
-    r = r_redis_cmd(R.port, NULL, "right-pw", "CONFIG SET requirepass %s", "wrong-pw");
+    r = h_redis_cmd_auth(R.port, NULL, "right-pw", "CONFIG SET requirepass %s", "wrong-pw");
     ck_assert(r && r->type == REDIS_REPLY_STATUS);
     freeReplyObject(r);
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 200, 10000),
@@ -402,13 +353,13 @@ START_TEST(test_redis_acl_user)
                   "/readyz not 200 with an ACL user");
     struct ws a;
     connect_ok(&a, "aclu");
-    char *e = envelope("note", "with-acl");
-    r = r_redis_cmd(R.port, "gwuser", "gw-pass", "PUBLISH %s %s", chan("aclu"), e);
+    char *e = h_envelope("note", "with-acl");
+    r = h_redis_cmd_auth(R.port, "gwuser", "gw-pass", "PUBLISH %s %s", h_chan("aclu"), e);
     free(e);
     ck_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
     freeReplyObject(r);
     ck_assert(wait_body(&a, "with-acl", 3000));
-    r = r_redis_cmd(R.port, "gwuser", "gw-pass", "CLIENT LIST");
+    r = h_redis_cmd_auth(R.port, "gwuser", "gw-pass", "CLIENT LIST");
     ck_assert(r && r->type == REDIS_REPLY_STRING);
     ck_assert_msg(strstr(r->str, "user=gwuser"), "no gwuser client:\n%s", r->str);
     freeReplyObject(r);
@@ -430,7 +381,7 @@ START_TEST(test_slow_consumer_1013)
     char *fill = malloc(big + 1);
     memset(fill, 'x', big);
     fill[big] = '\0';
-    char *payload = envelope("bulk", fill);
+    char *payload = h_envelope("bulk", fill);
     size_t plen = strlen(payload);
     free(fill);
 
@@ -444,7 +395,7 @@ START_TEST(test_slow_consumer_1013)
         /* slow stops reading: 300 x 128 KiB = 38 MiB, more than any TCP
          * buffer; fast gets a probe every 25 messages */
         for (int i = 0; i < 300; i++) {
-            long long n = h_redis_publish(&R, chan(acct), payload, plen);
+            long long n = h_redis_publish(&R, h_chan(acct), payload, plen);
             ck_assert_msg(n >= 0, "publish failed");
             if (i % 25 == 24) {
                 char body[32];
@@ -462,7 +413,7 @@ START_TEST(test_slow_consumer_1013)
                 round, code, h_mono_ms() - s);
         ck_assert_msg(code == 1013, "slow consumer closed with %d, want 1013", code);
         ws_close(&slow, 1000);
-        rss[round] = r_rss_kb(G.proc.pid);
+        rss[round] = h_proc_rss_kb(G.proc.pid);
         ck_assert(rss[round] > 0);
     }
     free(payload);
@@ -473,12 +424,12 @@ START_TEST(test_slow_consumer_1013)
     ck_assert_msg(worst_probe < 1000, "the other client waited %lld ms", worst_probe);
     /* memory stays flat: later rounds do not add to the first (not
      * measurable under ASan, whose quarantine keeps freed memory) */
-    if (r_has_asan(G.proc.pid))
+    if (h_proc_has_asan(G.proc.pid))
         fprintf(stderr, "[reliability] gateway runs with ASan: VmRSS not checked\n");
     else
         ck_assert_msg(rss[3] < rss[0] + 16 * 1024, "VmRSS grew from %ld to %ld kB", rss[0], rss[3]);
     char *log = gw_log();
-    ck_assert_int_ge(r_count(log, "msg=slow_consumer_closed"), 4);
+    ck_assert_int_ge(h_count(log, "msg=slow_consumer_closed"), 4);
     free(log);
     ck_assert_msg(heartbeat_ok(&fast, 3000), "fast client not served");
     ws_close(&fast, 1000);
@@ -508,10 +459,10 @@ START_TEST(test_oversized_frame_1009)
     char chunk[1500];
     memset(chunk, ' ', sizeof(chunk));
     memcpy(chunk, "{\"type\":", 8);
-    r_ws_frame(&c, 0, WS_TEXT, chunk, sizeof(chunk));
+    ws_send_frame(&c, 0, WS_TEXT, chunk, sizeof(chunk));
     for (int i = 0; i < 4; i++)
-        r_ws_frame(&c, 0, 0, chunk + 8, sizeof(chunk) - 8);
-    r_ws_frame(&c, 1, 0, "\"heartbeat\"}", 12);
+        ws_send_frame(&c, 0, 0, chunk + 8, sizeof(chunk) - 8);
+    ws_send_frame(&c, 1, 0, "\"heartbeat\"}", 12);
     ck_assert_int_eq(ws_wait_close(&c, 5000), 1009);
     ws_close(&c, 1000);
     assert_node_ok("oversized frames");
@@ -523,13 +474,13 @@ START_TEST(test_fragmented_message)
     GW("--auth", "none");
     struct ws c;
     connect_ok(&c, "frag");
-    ck_assert_int_eq(r_ws_frame(&c, 0, WS_TEXT, "{\"ty", 4), 0);
+    ck_assert_int_eq(ws_send_frame(&c, 0, WS_TEXT, "{\"ty", 4), 0);
     h_sleep_ms(50);
-    ck_assert_int_eq(r_ws_frame(&c, 0, 0, "pe\":\"hea", 8), 0);
+    ck_assert_int_eq(ws_send_frame(&c, 0, 0, "pe\":\"hea", 8), 0);
     /* a ping between fragments is allowed */
-    ck_assert_int_eq(r_ws_frame(&c, 1, WS_PING, "p", 1), 0);
+    ck_assert_int_eq(ws_send_frame(&c, 1, WS_PING, "p", 1), 0);
     h_sleep_ms(50);
-    ck_assert_int_eq(r_ws_frame(&c, 1, 0, "rtbeat\"}", 8), 0);
+    ck_assert_int_eq(ws_send_frame(&c, 1, 0, "rtbeat\"}", 8), 0);
     ck_assert_msg(wait_type(&c, "heartbeat", 3000, NULL), "no reply to a fragmented heartbeat");
     /* a larger message in many small fragments (under the 4096 limit) */
     char msg[3000];
@@ -540,7 +491,7 @@ START_TEST(test_fragmented_message)
     for (int off = 0; off < n; off += 100) {
         int len = n - off < 100 ? n - off : 100;
         ck_assert_int_eq(
-            r_ws_frame(&c, off + len == n, off == 0 ? WS_TEXT : 0, msg + off, (size_t)len), 0);
+            ws_send_frame(&c, off + len == n, off == 0 ? WS_TEXT : 0, msg + off, (size_t)len), 0);
     }
     ck_assert_msg(wait_type(&c, "heartbeat", 3000, NULL), "no reply to a 29-fragment heartbeat");
     ck_assert(heartbeat_ok(&c, 3000));
@@ -617,9 +568,9 @@ START_TEST(test_slowloris_handshake)
                                "Upgrade: websocket\r\n";
     long long t0 = h_mono_ms();
     for (int i = 0; i < N; i++) {
-        fds[i] = r_tcp_connect(G.port, 3000);
+        fds[i] = h_tcp_connect(G.port, 3000);
         ck_assert_msg(fds[i] >= 0, "cannot connect slowloris %d", i);
-        ck_assert_int_eq(r_send_all(fds[i], half, sizeof(half) - 1, 3000), 0);
+        ck_assert_int_eq(h_send_all(fds[i], half, sizeof(half) - 1, 3000), 0);
     }
     /* others still connect promptly meanwhile */
     long long s = h_mono_ms();
@@ -628,7 +579,7 @@ START_TEST(test_slowloris_handshake)
     long long worst = 0;
     for (int i = 0; i < N; i++) {
         long long budget = t0 + 20000 - h_mono_ms();
-        int closed = r_read_until_closed(fds[i], budget > 0 ? (int)budget : 0, NULL, 0, NULL);
+        int closed = h_read_until_closed(fds[i], budget > 0 ? (int)budget : 0, NULL, 0, NULL);
         long long at = h_mono_ms() - t0;
         ck_assert_msg(closed, "slowloris %d still open after %lld ms", i, at);
         worst = at > worst ? at : worst;
@@ -653,12 +604,12 @@ START_TEST(test_oversized_headers)
     n += (int)big;
     n += sprintf(req + n, "\r\n\r\n");
     for (int round = 0; round < 3; round++) {
-        int fd = r_tcp_connect(G.port, 3000);
+        int fd = h_tcp_connect(G.port, 3000);
         ck_assert(fd >= 0);
-        r_send_all(fd, req, (size_t)n, 3000); /* may fail: the server may close early */
+        h_send_all(fd, req, (size_t)n, 3000); /* may fail: the server may close early */
         char head[256];
         size_t got = 0;
-        int closed = r_read_until_closed(fd, 15000, head, sizeof(head) - 1, &got);
+        int closed = h_read_until_closed(fd, 15000, head, sizeof(head) - 1, &got);
         head[got] = '\0';
         close(fd);
         ck_assert_msg(closed, "a 20 KB header left the connection open");
@@ -672,10 +623,10 @@ START_TEST(test_oversized_headers)
     for (int i = 0; i < 1000; i++)
         n += sprintf(req + n, "X-H%d: v\r\n", i);
     n += sprintf(req + n, "\r\n");
-    int fd = r_tcp_connect(G.port, 3000);
+    int fd = h_tcp_connect(G.port, 3000);
     ck_assert(fd >= 0);
-    r_send_all(fd, req, (size_t)n, 3000);
-    r_read_until_closed(fd, 15000, NULL, 0, NULL);
+    h_send_all(fd, req, (size_t)n, 3000);
+    h_read_until_closed(fd, 15000, NULL, 0, NULL);
     close(fd);
     free(req);
     assert_node_ok("oversized headers");
@@ -692,7 +643,7 @@ START_TEST(test_garbage_bytes)
     unsigned char buf[8192];
     srand(12345);
     for (int i = 0; i < N; i++) {
-        fds[i] = r_tcp_connect(G.port, 3000);
+        fds[i] = h_tcp_connect(G.port, 3000);
         ck_assert(fds[i] >= 0);
         size_t len = 1 + (size_t)(rand() % (int)sizeof(buf));
         for (size_t k = 0; k < len; k++)
@@ -701,7 +652,7 @@ START_TEST(test_garbage_bytes)
             memcpy(buf, "GET /ws HTTP/1.1\r\n", len < 18 ? len : 18);
         if (i % 3 == 2 && len > 4)
             memcpy(buf + len - 4, "\r\n\r\n", 4);
-        r_send_all(fds[i], buf, len, 2000); /* may fail: closed early */
+        h_send_all(fds[i], buf, len, 2000); /* may fail: closed early */
     }
     /* every garbage connection is closed by the server (at the latest by
      * the handshake timeout); the bystander is served all along */
@@ -709,7 +660,7 @@ START_TEST(test_garbage_bytes)
     int open = N;
     while (open > 0 && h_mono_ms() - t0 < 20000) {
         for (int i = 0; i < N; i++)
-            if (fds[i] >= 0 && r_read_until_closed(fds[i], 0, NULL, 0, NULL)) {
+            if (fds[i] >= 0 && h_read_until_closed(fds[i], 0, NULL, 0, NULL)) {
                 close(fds[i]);
                 fds[i] = -1;
                 open--;
@@ -727,7 +678,7 @@ START_TEST(test_garbage_bytes)
     struct ws c;
     connect_ok(&c, "garbage-ws");
     memset(buf, 0xff, 64);
-    r_send_all(c.fd, buf, 64, 2000);
+    h_send_all(c.fd, buf, 64, 2000);
     int code = ws_wait_close(&c, 5000);
     fprintf(stderr, "[reliability] garbage after the upgrade -> close %d\n", code);
     ws_close(&c, 1000);
@@ -862,7 +813,7 @@ START_TEST(test_token_expiry_4401)
     ck_assert_int_eq(ws_connect(&c, G.port, path, NULL, 5000), 101);
     ck_assert(wait_type(&c, "register", 5000, NULL));
     int code = ws_wait_close(&c, 15000);
-    long long at = r_wall_ms();
+    long long at = h_wall_ms();
     fprintf(stderr, "[reliability] token exp %lld: closed %d at exp%+lld ms\n", exp, code,
             at - exp * 1000);
     ck_assert_msg(code == 4401, "closed with %d, want 4401", code);
@@ -893,12 +844,12 @@ START_TEST(test_token_refresh)
     ck_assert_int_eq(ws_send_text(&c, msg), 0);
     char *t = ws_recv_text(&c, 3000);
     ck_assert_msg(t, "no reply to refresh");
-    json_t *j = json_obj(t);
-    ck_assert_msg(jstr(j, "type") && !strcmp(jstr(j, "type"), "refresh"), "reply: %s", t);
+    json_t *j = h_ck_json_obj(t);
+    ck_assert_msg(h_jstr(j, "type") && !strcmp(h_jstr(j, "type"), "refresh"), "reply: %s", t);
     json_decref(j);
     free(t);
     /* past the old exp: still open and served */
-    while (r_wall_ms() < exp * 1000 + 4500) {
+    while (h_wall_ms() < exp * 1000 + 4500) {
         struct ws_msg m;
         int op = ws_recv(&c, &m, 200);
         ck_assert_msg(op != WS_CLOSE && op != WS_ERROR, "closed (%d) despite the refresh",
@@ -941,7 +892,7 @@ START_TEST(test_refresh_other_account)
     /* the old exp still holds (not the intruder's; the timing of the close
      * itself is test_token_expiry_4401's business) */
     int code = ws_wait_close(&c, 15000);
-    long long at = r_wall_ms();
+    long long at = h_wall_ms();
     fprintf(stderr, "[reliability] after a refused refresh: closed %d at exp%+lld ms\n", code,
             at - exp * 1000);
     ck_assert_msg(code == 4401, "closed with %d, want 4401 at the original exp", code);
@@ -1013,7 +964,7 @@ START_TEST(test_recovery_time_10k)
         ck_assert(rc && !rc->err);
         char body[32];
         snprintf(body, sizeof(body), "all-back-%d", o);
-        char *e = envelope("note", body);
+        char *e = h_envelope("note", body);
         for (int i = 0; i < N; i++) {
             char ch[64];
             snprintf(ch, sizeof(ch), "notify:acct:{r%d}", i);
@@ -1060,36 +1011,27 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name, double timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, timeout);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *reliability_suite(void)
 {
     Suite *s = suite_create("gateway-reliability");
-    TCase *tc = tcase(s, "redis", 120);
+    TCase *tc = h_tcase(s, "redis", 120, setup, teardown);
     tcase_add_test(tc, test_redis_killed_and_back);
     tcase_add_test(tc, test_redis_stopped);
     tcase_add_test(tc, test_redis_password);
     tcase_add_test(tc, test_redis_wrong_password);
     tcase_add_test(tc, test_redis_acl_user);
 
-    tc = tcase(s, "slow", 240);
+    tc = h_tcase(s, "slow", 240, setup, teardown);
     tcase_add_test(tc, test_slow_consumer_1013);
 
-    tc = tcase(s, "frames", 60);
+    tc = h_tcase(s, "frames", 60, setup, teardown);
     tcase_add_test(tc, test_oversized_frame_1009);
     tcase_add_test(tc, test_fragmented_message);
     tcase_add_test(tc, test_invalid_utf8_1007);
     tcase_add_test(tc, test_binary_frame_error);
     tcase_add_test(tc, test_client_flood_1008);
 
-    tc = tcase(s, "handshakes", 120);
+    tc = h_tcase(s, "handshakes", 120, setup, teardown);
     tcase_add_test(tc, test_slowloris_handshake);
     tcase_add_test(tc, test_oversized_headers);
     tcase_add_test(tc, test_garbage_bytes);
@@ -1097,21 +1039,17 @@ static Suite *reliability_suite(void)
     tcase_add_test(tc, test_per_account_429);
     tcase_add_test(tc, test_invalid_token_flood);
 
-    tc = tcase(s, "tokens", 60);
+    tc = h_tcase(s, "tokens", 60, setup, teardown);
     tcase_add_test(tc, test_token_expiry_4401);
     tcase_add_test(tc, test_token_refresh);
     tcase_add_test(tc, test_refresh_other_account);
 
-    tc = tcase(s, "scale", 600);
+    tc = h_tcase(s, "scale", 600, setup, teardown);
     tcase_add_test(tc, test_recovery_time_10k);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(reliability_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return h_run_suite(reliability_suite());
 }
