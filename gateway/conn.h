@@ -59,6 +59,9 @@ struct conn {
     char id[CONN_ID_LEN + 1];      /* unique across nodes and restarts */
 };
 
+/* Largest write of several frames at once (server->batch_buf holds it). */
+#define CONN_BATCH_MAX (64 * 1024)
+
 /* Queues a reference to f and asks lws for a writable callback. When the
  * queue is over its bounds the connection is closed with 1013 instead (and
  * the queue emptied). Returns 0 if queued, -1 if not. */

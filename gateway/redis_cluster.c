@@ -27,7 +27,7 @@
 struct cnode {
     struct cluster_link *cl; /* owner */
     int index;               /* in cl->nodes */
-    char host[64];           /* as CLUSTER SLOTS names it */
+    char host[256];          /* as CLUSTER SLOTS names it */
     int port;
     redisAsyncContext *cmd; /* key commands; NULL when down */
     int cmd_ok;             /* AUTH and PING answered */
@@ -458,8 +458,10 @@ static int apply_slots(struct cluster_link *cl, const redisReply *reply)
         if (primary->element[0]->type != REDIS_REPLY_STRING ||
             primary->element[1]->type != REDIS_REPLY_INTEGER)
             continue;
-        struct cnode *n =
-            node_find_or_add(cl, primary->element[0]->str, (int)primary->element[1]->integer);
+        /* A node that never met another reports its own host as "": it is
+         * the one we asked. */
+        const char *host = primary->element[0]->str[0] ? primary->element[0]->str : cl->asked_host;
+        struct cnode *n = node_find_or_add(cl, host, (int)primary->element[1]->integer);
         if (!n)
             continue;
         n->in_map = 1;
@@ -553,6 +555,7 @@ static void refresh_now(uv_timer_t *t)
         struct cnode *n = cl->nodes[i];
         if (n && n->cmd_ok &&
             redisAsyncCommand(n->cmd, on_slots, cl, "CLUSTER SLOTS") == REDIS_OK) {
+            snprintf(cl->asked_host, sizeof(cl->asked_host), "%s", n->host);
             cl->refreshing = 1;
             return;
         }
@@ -565,6 +568,7 @@ static void refresh_now(uv_timer_t *t)
         redisAsyncSetConnectCallback(cl->probe, on_probe_gone);
         redisAsyncSetDisconnectCallback(cl->probe, on_probe_gone);
     }
+    snprintf(cl->asked_host, sizeof(cl->asked_host), "%s", seed->host);
     if (cl->probe && redisAsyncCommand(cl->probe, on_slots, cl, "CLUSTER SLOTS") == REDIS_OK) {
         cl->refreshing = 1;
         return;

@@ -40,6 +40,7 @@ struct cluster_link {
     uint32_t n_acked;                       /* account channels acknowledged */
     redisAsyncContext *probe;               /* seed connection asking CLUSTER SLOTS */
     int next_seed;                          /* seed to try next */
+    char asked_host[256];                   /* host the last CLUSTER SLOTS went to */
     int refreshing;                         /* a CLUSTER SLOTS is in flight */
     uint32_t backoff_ms;                    /* delay before the next refresh attempt */
     int logged_down;                        /* a "down" line was logged */

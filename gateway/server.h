@@ -39,6 +39,7 @@ struct server {
     struct metrics metrics;         /* counters for /metrics */
     struct idgen ids;               /* connection ids */
     struct frame *heartbeat_reply;  /* the constant heartbeat answer, shared */
+    unsigned char *batch_buf;       /* LWS_PRE + CONN_BATCH_MAX, for write_batch */
     char *notify_lib;               /* lua/notify.lua with the flags filled in */
     char **origins;                 /* --allowed-origins split; NULL = any */
     size_t n_origins;               /* length of origins */

@@ -13,7 +13,12 @@
  * Every published body is "<kind> <CLOCK_MONOTONIC ns> <seq>": kind u is a
  * per-account sequence (each connection of the account expects 0,1,2...),
  * kind b a global broadcast sequence. A number lower than expected counts as
- * a duplicate; lost = expected - (delivered - duplicates). */
+ * a duplicate; lost = expected - (delivered - duplicates).
+ *
+ * With --redis-cluster the parent reads the slot map once (CLUSTER SLOTS),
+ * keeps one publisher connection per primary and SPUBLISHes each message to
+ * the owner of its channel's slot; it also reports each primary's CPU (INFO
+ * cpu) over the measured interval. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -35,7 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keyslot.h"
+
 #define MAXPROCS 64
+#define MAXNODES 64
 #define MAXPIDS 16
 #define HBUCKETS 4608
 
@@ -47,6 +55,7 @@ static struct {
     int port;
     char rhost[128];
     int rport;
+    const char *cluster; /* --redis-cluster seeds, NULL = one Redis */
     const char *prefix;
     int jwt;
     const char *secret;
@@ -636,7 +645,7 @@ static void worker(int w)
 
 /* ----------------------------------------------------------------- parent */
 
-static redisContext *R;
+static redisContext *R;  /* one Redis; in a cluster the first primary's */
 static uint64_t *PUBCNT; /* per account */
 static uint64_t pub_total, expect_u, expect_b, bseq;
 static char *PAD;
@@ -674,11 +683,156 @@ struct srvsample {
     double cpu_s; /* utime+stime of all server pids */
     long rss_kb;
     uint64_t t;
+    double rcpu[MAXNODES];   /* --redis-cluster: used_cpu_sys+user of each primary */
+    uint64_t rpub[MAXNODES]; /* messages published to each primary so far */
 };
+
+/* --redis-cluster: one publisher connection per primary and the owner of
+ * every slot, read once from CLUSTER SLOTS. */
+struct pnode {
+    char host[64];
+    int port;
+    redisContext *c;
+    long slots;
+    int queued; /* appended commands whose replies are not read yet */
+    uint64_t published, errors;
+};
+static struct pnode NODE[MAXNODES];
+static int NNODE;
+static int16_t SLOT[KEYSLOT_COUNT];
+
+static int hostport(const char *s, char *host, size_t hl, int *port);
+
+/* used_cpu_sys + used_cpu_user of a Redis (INFO cpu), s; -1 if unknown. */
+static double redis_cpu(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "INFO cpu");
+    double v = -1;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *sys = strstr(r->str, "used_cpu_sys:"), *user = strstr(r->str, "used_cpu_user:");
+        if (sys && user)
+            v = atof(sys + 13) + atof(user + 14);
+    }
+    freeReplyObject(r);
+    return v;
+}
+
+static int node_add(const char *host, int port)
+{
+    for (int i = 0; i < NNODE; i++)
+        if (NODE[i].port == port && !strcmp(NODE[i].host, host))
+            return i;
+    if (NNODE == MAXNODES) {
+        fprintf(stderr, "bench: more than %d primaries\n", MAXNODES);
+        return -1;
+    }
+    struct pnode *n = &NODE[NNODE];
+    snprintf(n->host, sizeof n->host, "%s", host);
+    n->port = port;
+    n->c = redisConnect(host, port);
+    if (!n->c || n->c->err) {
+        fprintf(stderr, "bench: redis %s:%d: %s\n", host, port, n->c ? n->c->errstr : "oom");
+        return -1;
+    }
+    return NNODE++;
+}
+
+/* Reads the slot map from the first seed that answers and connects to every
+ * primary in it. 0, or -1 (message printed). */
+static int cluster_connect(void)
+{
+    char *seeds = strdup(O.cluster), *save = NULL, shost[128] = "";
+    redisReply *r = NULL;
+    for (char *tok = strtok_r(seeds, ",", &save); tok && !r; tok = strtok_r(NULL, ",", &save)) {
+        int sport;
+        if (!strncmp(tok, "redis://", 8))
+            tok += 8;
+        if (hostport(tok, shost, sizeof shost, &sport))
+            continue;
+        redisContext *c = redisConnect(shost, sport);
+        if (c && !c->err)
+            r = redisCommand(c, "CLUSTER SLOTS");
+        redisFree(c);
+        if (r && (r->type != REDIS_REPLY_ARRAY || !r->elements)) {
+            fprintf(stderr, "bench: CLUSTER SLOTS on %s: %s\n", tok,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "no slots");
+            freeReplyObject(r);
+            r = NULL;
+        }
+    }
+    free(seeds);
+    if (!r) {
+        fprintf(stderr, "bench: no seed of --redis-cluster answered CLUSTER SLOTS\n");
+        return -1;
+    }
+    for (int s = 0; s < KEYSLOT_COUNT; s++)
+        SLOT[s] = -1;
+    int rc = 0;
+    for (size_t i = 0; i < r->elements && !rc; i++) {
+        redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+            e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
+            continue;
+        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+        const char *host = e->element[2]->element[0]->str;
+        int idx = node_add(*host ? host : shost, (int)e->element[2]->element[1]->integer);
+        if (idx < 0) {
+            rc = -1;
+            break;
+        }
+        for (long long s = lo < 0 ? 0 : lo; s <= hi && s < KEYSLOT_COUNT; s++) {
+            SLOT[s] = (int16_t)idx;
+            NODE[idx].slots++;
+        }
+    }
+    freeReplyObject(r);
+    for (int s = 0; s < KEYSLOT_COUNT && !rc; s++)
+        if (SLOT[s] < 0) {
+            fprintf(stderr, "bench: slot %d has no primary\n", s);
+            rc = -1;
+        }
+    if (!rc)
+        R = NODE[0].c;
+    return rc;
+}
+
+/* Per primary over [a, b]: address, slots, what it carried and its CPU. */
+static void report_redis(const struct srvsample *a, const struct srvsample *b)
+{
+    double secs = (double)(b->t - a->t) / 1e9, tot = 0, top = 0;
+    uint64_t pubs = 0;
+    printf("redis_primaries=%d\n", NNODE);
+    for (int i = 0; i < NNODE; i++) {
+        double cpu = b->rcpu[i] - a->rcpu[i];
+        uint64_t pub = b->rpub[i] - a->rpub[i];
+        printf("redis_primary%d=%s:%d\nredis_primary%d_slots=%ld\nredis_primary%d_published=%llu\n"
+               "redis_primary%d_cpu_s=%.3f\nredis_primary%d_cpu_pct=%.1f\n",
+               i + 1, NODE[i].host, NODE[i].port, i + 1, NODE[i].slots, i + 1,
+               (unsigned long long)pub, i + 1, cpu, i + 1, secs > 0 ? cpu / secs * 100 : 0);
+        if (pub)
+            printf("redis_primary%d_cpu_per_msg_us=%.2f\n", i + 1, cpu * 1e6 / (double)pub);
+        tot += cpu;
+        pubs += pub;
+        if (cpu > top)
+            top = cpu;
+    }
+    printf("redis_cpu_s=%.3f\nredis_cpu_pct=%.1f\nredis_cpu_busiest_primary_pct=%.1f\n", tot,
+           secs > 0 ? tot / secs * 100 : 0, secs > 0 ? top / secs * 100 : 0);
+    if (pubs)
+        printf("redis_cpu_per_msg_us=%.2f\n", tot * 1e6 / (double)pubs);
+    uint64_t errs = 0;
+    for (int i = 0; i < NNODE; i++)
+        errs += NODE[i].errors;
+    printf("publish_errors=%llu\n", (unsigned long long)errs);
+}
 
 static struct srvsample sample(void)
 {
-    struct srvsample s = {0, 0, now_ns()};
+    struct srvsample s = {.t = now_ns()};
     long hz = sysconf(_SC_CLK_TCK);
     for (int i = 0; i < O.nspid; i++) {
         char path[64], buf[4096];
@@ -703,6 +857,10 @@ static struct srvsample sample(void)
             fclose(f);
         }
     }
+    for (int i = 0; O.cluster && i < NNODE; i++) {
+        s.rcpu[i] = redis_cpu(NODE[i].c);
+        s.rpub[i] = NODE[i].published;
+    }
     return s;
 }
 
@@ -722,24 +880,35 @@ struct cmdstats {
     uint64_t calls[MAXCMD];
 };
 
+/* Summed over every primary with --redis-cluster. */
 static void cmdstats(struct cmdstats *cs)
 {
     cs->n = 0;
-    redisReply *r = redisCommand(R, "INFO commandstats");
-    if (!r)
-        return;
-    if (r->type == REDIS_REPLY_STRING) {
-        char *save, *line = strtok_r(r->str, "\r\n", &save);
-        for (; line && cs->n < MAXCMD; line = strtok_r(NULL, "\r\n", &save)) {
-            char nm[32];
-            unsigned long long calls;
-            if (sscanf(line, "cmdstat_%31[^:]:calls=%llu", nm, &calls) == 2) {
-                snprintf(cs->name[cs->n], sizeof cs->name[0], "%s", nm);
-                cs->calls[cs->n++] = calls;
+    for (int i = 0; i < (O.cluster ? NNODE : 1); i++) {
+        redisReply *r = redisCommand(O.cluster ? NODE[i].c : R, "INFO commandstats");
+        if (!r)
+            continue;
+        if (r->type == REDIS_REPLY_STRING) {
+            char *save, *line = strtok_r(r->str, "\r\n", &save);
+            for (; line; line = strtok_r(NULL, "\r\n", &save)) {
+                char nm[32];
+                unsigned long long calls;
+                if (sscanf(line, "cmdstat_%31[^:]:calls=%llu", nm, &calls) != 2)
+                    continue;
+                int k = 0;
+                while (k < cs->n && strcmp(cs->name[k], nm))
+                    k++;
+                if (k == cs->n) {
+                    if (cs->n == MAXCMD)
+                        continue;
+                    snprintf(cs->name[cs->n], sizeof cs->name[0], "%s", nm);
+                    cs->calls[cs->n++] = 0;
+                }
+                cs->calls[k] += calls;
             }
         }
+        freeReplyObject(r);
     }
-    freeReplyObject(r);
 }
 
 static void print_cmdrates(const struct cmdstats *a, const struct cmdstats *b, double secs)
@@ -771,11 +940,48 @@ static int pub_append(long a, int broadcast)
     else
         expect_u += (uint64_t)acct_conns(a);
     pub_total++;
+    if (O.cluster) {
+        struct pnode *nd = &NODE[SLOT[keyslot(ch, strlen(ch))]];
+        nd->queued++;
+        nd->published++;
+        return redisAppendCommand(nd->c, "SPUBLISH %s %b", ch, msg, (size_t)n);
+    }
     return redisAppendCommand(R, "PUBLISH %s %b", ch, msg, (size_t)n);
+}
+
+/* --redis-cluster: sends every primary its pipeline first (so they work in
+ * parallel), then reads all replies. */
+static int pub_flush_cluster(void)
+{
+    for (int i = 0; i < NNODE; i++) {
+        int done = 0;
+        while (NODE[i].queued && !done)
+            if (redisBufferWrite(NODE[i].c, &done) != REDIS_OK) {
+                fprintf(stderr, "bench: redis %s:%d: %s\n", NODE[i].host, NODE[i].port,
+                        NODE[i].c->errstr);
+                return -1;
+            }
+    }
+    for (int i = 0; i < NNODE; i++)
+        for (; NODE[i].queued; NODE[i].queued--) {
+            redisReply *rep;
+            if (redisGetReply(NODE[i].c, (void **)&rep) != REDIS_OK) {
+                fprintf(stderr, "bench: redis %s:%d: %s\n", NODE[i].host, NODE[i].port,
+                        NODE[i].c->errstr);
+                return -1;
+            }
+            if (rep->type == REDIS_REPLY_ERROR && !NODE[i].errors++)
+                fprintf(stderr, "bench: SPUBLISH on %s:%d: %s\n", NODE[i].host, NODE[i].port,
+                        rep->str);
+            freeReplyObject(rep);
+        }
+    return 0;
 }
 
 static int pub_flush(int n)
 {
+    if (O.cluster)
+        return pub_flush_cluster();
     for (int i = 0; i < n; i++) {
         void *rep;
         if (redisGetReply(R, &rep) != REDIS_OK) {
@@ -893,6 +1099,8 @@ static void usage(int code)
             "reconnect-storm\n"
             "  --url HOST:PORT         server [127.0.0.1:8080]\n"
             "  --redis HOST:PORT       Redis for PUBLISH [127.0.0.1:6379]\n"
+            "  --redis-cluster HOST:PORT[,...]  Redis Cluster seeds instead: SPUBLISH to the\n"
+            "                          primary owning each channel's slot; per-primary CPU\n"
             "  --redis-prefix P        [notify:]\n"
             "  --auth jwt|none         [jwt]; jwt needs --jwt-secret\n"
             "  --jwt-secret S\n"
@@ -934,6 +1142,7 @@ static void parse(int argc, char **argv)
 {
     static struct option lo[] = {{"url", 1, 0, 'u'},
                                  {"redis", 1, 0, 'r'},
+                                 {"redis-cluster", 1, 0, 'K'},
                                  {"redis-prefix", 1, 0, 'x'},
                                  {"auth", 1, 0, 'a'},
                                  {"jwt-secret", 1, 0, 's'},
@@ -965,7 +1174,7 @@ static void parse(int argc, char **argv)
         usage(0);
     O.scenario = argv[1];
     optind = 2;
-    int o;
+    int o, redis_given = 0;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (o) {
         case 'u':
@@ -977,7 +1186,20 @@ static void parse(int argc, char **argv)
                 optarg += 8;
             if (hostport(optarg, O.rhost, sizeof O.rhost, &O.rport))
                 goto bad;
+            redis_given = 1;
             break;
+        case 'K': {
+            char h[128];
+            int pt;
+            const char *first = strncmp(optarg, "redis://", 8) ? optarg : optarg + 8;
+            size_t fl = strcspn(first, ",");
+            char one[256];
+            snprintf(one, sizeof one, "%.*s", (int)(fl < sizeof one ? fl : sizeof one - 1), first);
+            if (hostport(one, h, sizeof h, &pt))
+                goto bad;
+            O.cluster = optarg;
+            break;
+        }
         case 'x':
             O.prefix = optarg;
             break;
@@ -1061,6 +1283,10 @@ static void parse(int argc, char **argv)
         fprintf(stderr, "bench: bad value: %s\n", optarg);
         exit(2);
     }
+    if (redis_given && O.cluster) {
+        fprintf(stderr, "bench: give --redis or --redis-cluster, not both\n");
+        exit(2);
+    }
     if (O.accounts <= 0)
         O.accounts = O.conns;
     if (O.conns <= 0 || O.procs < 1 || O.procs > MAXPROCS || O.src_ips < 1 || O.src_ips > 250 ||
@@ -1097,10 +1323,15 @@ int main(int argc, char **argv)
                 O.conns / O.procs + 1, (unsigned long long)rl.rlim_cur);
         return 2;
     }
-    R = redisConnect(O.rhost, O.rport);
-    if (!R || R->err) {
-        fprintf(stderr, "bench: redis %s:%d: %s\n", O.rhost, O.rport, R ? R->errstr : "oom");
-        return 1;
+    if (O.cluster) {
+        if (cluster_connect())
+            return 1;
+    } else {
+        R = redisConnect(O.rhost, O.rport);
+        if (!R || R->err) {
+            fprintf(stderr, "bench: redis %s:%d: %s\n", O.rhost, O.rport, R ? R->errstr : "oom");
+            return 1;
+        }
     }
     PUBCNT = calloc((size_t)O.accounts, sizeof *PUBCNT);
     int pad = O.msg_size - 80;
@@ -1155,6 +1386,8 @@ int main(int argc, char **argv)
                    cpu * 1e6 / secs / (double)t.established);
         printf("server_rss_end_kb=%ld\n", i1.rss_kb);
         print_cmdrates(&a, &b, secs);
+        if (O.cluster)
+            report_redis(&i0, &i1);
     } else if (sc == 1 || sc == 2) { /* unicast, unicast-max */
         reset_lat();
         uint64_t start = now_ns(), mstart = 0, dstart = 0;
@@ -1211,6 +1444,8 @@ int main(int argc, char **argv)
         if (dwin)
             printf("server_cpu_per_msg_us=%.2f\n", (m1.cpu_s - m0.cpu_s) * 1e6 / (double)dwin);
         printf("server_rss_end_kb=%ld\n", m1.rss_kb);
+        if (O.cluster)
+            report_redis(&m0, &m1);
         report_lat("lat");
     } else if (sc == 3) { /* broadcast */
         reset_lat();
@@ -1240,6 +1475,8 @@ int main(int argc, char **argv)
         printf("server_cpu_s=%.3f\n", cpu);
         if (t.delivered_b > d0)
             printf("server_cpu_per_msg_us=%.2f\n", cpu * 1e6 / (double)(t.delivered_b - d0));
+        if (O.cluster)
+            report_redis(&b0, &b1);
         report_lat("lat");
     } else if (sc == 4) { /* connect-storm: the connect phase above is the measurement */
         printf("storm_rate=%.0f\n", ct > 0 ? (double)t.established / ct : 0);
@@ -1293,6 +1530,10 @@ int main(int argc, char **argv)
     printf("bench_worker_cpu_s=%.3f\nbench_parent_cpu_s=%.3f\n", (double)t.cpu_us / 1e6,
            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
-    redisFree(R);
+    if (O.cluster)
+        for (int i = 0; i < NNODE; i++)
+            redisFree(NODE[i].c);
+    else
+        redisFree(R);
     return 0;
 }
