@@ -38,7 +38,7 @@
 
 static const char *haproxy_bin;
 static char base_dir[H_PATH_MAX]; /* made by the parent; one cluster dir per test in it */
-static int has_drain_delay; /* the daemon has --drain-delay (see drain test) */
+static int has_drain_delay;       /* the daemon has --drain-delay (see drain test) */
 
 struct cluster {
     char dir[H_PATH_MAX];
@@ -121,8 +121,8 @@ static void print_dir_logs(const char *dir);
 static void print_logs(void)
 {
     char cmd[H_PATH_MAX + 200];
-    snprintf(cmd, sizeof(cmd), "for f in %s/*/cluster.env; do [ -e \"$f\" ] && dirname \"$f\"; done",
-             base_dir);
+    snprintf(cmd, sizeof(cmd),
+             "for f in %s/*/cluster.env; do [ -e \"$f\" ] && dirname \"$f\"; done", base_dir);
     FILE *p = popen(cmd, "r");
     char dir[H_PATH_MAX];
     while (p && fgets(dir, sizeof(dir), p)) {
@@ -222,9 +222,9 @@ static void haproxy_status(int node, char *buf, size_t size)
 struct client {
     struct ws ws;
     char account[32];
-    int node;          /* index of the node holding it (from "local-N") */
+    int node;           /* index of the node holding it (from "local-N") */
     int msgs[MAX_MSGS]; /* how often live message k arrived */
-    int from;          /* first live message it must get (connected before it) */
+    int from;           /* first live message it must get (connected before it) */
 };
 
 static json_t *json_obj(const char *text)
@@ -271,8 +271,8 @@ static void publish(const char *account, int k)
 {
     char chan[96], msg[160];
     snprintf(chan, sizeof(chan), "notify:acct:{%s}", account);
-    snprintf(msg, sizeof(msg), "{\"type\":\"live\",\"content\":{\"body\":\"%d\",\"meta_data\":\"\"}}",
-             k);
+    snprintf(msg, sizeof(msg),
+             "{\"type\":\"live\",\"content\":{\"body\":\"%d\",\"meta_data\":\"\"}}", k);
     ck_assert_msg(h_redis_publish(&C.redis, chan, msg, strlen(msg)) >= 0, "PUBLISH failed");
 }
 
@@ -324,8 +324,7 @@ static void client_check(const struct client *c, int idx, int n)
                           "%d times, want once",
                           idx, c->account, c->node + 1, c->from, k, c->msgs[k]);
         else
-            ck_assert_msg(c->msgs[k] <= 1, "client %d got message %d %d times", idx, k,
-                          c->msgs[k]);
+            ck_assert_msg(c->msgs[k] <= 1, "client %d got message %d %d times", idx, k, c->msgs[k]);
     }
 }
 
@@ -345,8 +344,8 @@ static long long wait_zcount(const char *account, long long want, int timeout_ms
     char key[96];
     snprintf(key, sizeof(key), "notify:presence:{%s}", account);
     long long v, deadline = h_mono_ms() + timeout_ms;
-    while ((v = h_redis_int(&C.redis, "ZCOUNT %s %lld +inf", key,
-                            (long long)h_unix_s() * 1000)) != want &&
+    while ((v = h_redis_int(&C.redis, "ZCOUNT %s %lld +inf", key, (long long)h_unix_s() * 1000)) !=
+               want &&
            h_mono_ms() < deadline)
         h_sleep_ms(100);
     return v;
@@ -496,8 +495,9 @@ START_TEST(test_drain_leaves_pool_clients_move_nothing_lost)
                 ws_msg_free(&m);
             if (op == WS_PING || op == WS_PONG)
                 continue;
-            ck_assert_msg(op == WS_CLOSE, "client %d on the draining node: connection ended "
-                                          "without a close frame (op %d)",
+            ck_assert_msg(op == WS_CLOSE,
+                          "client %d on the draining node: connection ended "
+                          "without a close frame (op %d)",
                           i, op);
             ck_assert_msg(cl[i].ws.close_code == 1001, "client %d closed with %d, want 1001", i,
                           cl[i].ws.close_code);
@@ -516,8 +516,7 @@ START_TEST(test_drain_leaves_pool_clients_move_nothing_lost)
     trace("drain: haproxy DOWN after %lld ms, first close after %lld ms, %d moved", t_down - t0,
           t_first_close - t0, done);
     ck_assert_msg(t_down, "haproxy never took the draining node out of the pool");
-    ck_assert_msg(t_down - t0 < 5000, "haproxy took %lld ms to see the node draining",
-                  t_down - t0);
+    ck_assert_msg(t_down - t0 < 5000, "haproxy took %lld ms to see the node draining", t_down - t0);
     ck_assert_msg(done == on_victim, "%d of the %d clients of the draining node were moved", done,
                   on_victim);
     if (has_drain_delay)
