@@ -257,11 +257,15 @@ int server_init(struct server *srv, const struct config *cfg)
     srv->heartbeat_interval_ms = srv->heartbeat_timeout_ms / 2;
     if (srv->heartbeat_interval_ms < 1000)
         srv->heartbeat_interval_ms = 1000;
-    /* A ping must go out at least one check before the deadline, or a
-     * client that only answers pings would be closed between two checks. */
+    /* A ping must go out at least one check (plus a margin for a late
+     * tick and the pong's trip) before the deadline, or a client that only
+     * answers pings would be closed between two checks; any earlier would
+     * ping clients that heartbeat on their own. */
     uint64_t tick_ms = (uint64_t)cfg->heartbeat_check * 1000;
-    uint64_t latest = srv->heartbeat_timeout_ms > tick_ms ? srv->heartbeat_timeout_ms - tick_ms : 0;
-    srv->ping_after_ms = srv->heartbeat_interval_ms < latest ? srv->heartbeat_interval_ms : latest;
+    uint64_t margin = tick_ms / 2 < 1000 ? tick_ms / 2 : 1000;
+    srv->ping_after_ms = srv->heartbeat_timeout_ms > tick_ms + margin
+                             ? srv->heartbeat_timeout_ms - tick_ms - margin
+                             : 0;
     char err[256];
     int rc = uv_loop_init(&srv->loop);
     if (rc < 0) {

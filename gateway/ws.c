@@ -514,9 +514,8 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
     }
     /* Quiet long enough that the deadline could pass before the next
      * check: a ping with a payload, whose pong counts as liveness (an empty
-     * pong raises no lws callback). Half a tick of slack absorbs timers
-     * that fire a little early or late. */
-    if (silence + srv->heartbeat.tick_ms / 2 >= srv->ping_after_ms) {
+     * pong raises no lws callback). */
+    if (silence >= srv->ping_after_ms) {
         c->ping_due = 1;
         lws_callback_on_writable(c->wsi);
         /* Look again one ping interval from now (its pong will have moved
