@@ -14,6 +14,17 @@
 /* Accepts at most this many sockets per readable event, so a connect storm
  * cannot starve the rest of the loop. */
 #define ACCEPT_BATCH 64
+/* How long accepting pauses when the process is out of descriptors. */
+#define ACCEPT_PAUSE_MS 100
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void on_pause_over(uv_timer_t *t)
+{
+    struct listener *l = t->data;
+    if (l->polling)
+        uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
 
 static void on_readable(uv_poll_t *h, int status, int events)
 {
@@ -28,11 +39,16 @@ static void on_readable(uv_poll_t *h, int status, int events)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
-            /* EMFILE/ENFILE: the pending connection stays in the backlog;
-             * count it and try again at the next event. */
+            /* EMFILE/ENFILE: the pending connection stays in the backlog
+             * and the socket stays readable, so polling on would spin the
+             * loop; pause accepting until some descriptors are freed. */
             if (l->accept_errors++ % 1000 == 0)
                 log_warn("accept_failed", "error=\"%s\" count=%llu", strerror(errno),
                          (unsigned long long)l->accept_errors);
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                uv_poll_stop(&l->poll);
+                uv_timer_start(&l->pause_timer, on_pause_over, ACCEPT_PAUSE_MS, 0);
+            }
             return;
         }
         int one = 1;
@@ -90,6 +106,8 @@ int listener_open(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, 
     l->fd = fd;
     l->polling = 1;
     l->poll.data = l;
+    uv_timer_init(loop, &l->pause_timer);
+    l->pause_timer.data = l;
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
     return 0;
 fail:
@@ -111,6 +129,8 @@ void listener_close(struct listener *l)
     if (!l->polling)
         return;
     l->polling = 0;
+    uv_timer_stop(&l->pause_timer);
+    uv_close((uv_handle_t *)&l->pause_timer, NULL);
     uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, on_poll_closed);
 }

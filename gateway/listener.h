@@ -15,6 +15,7 @@
 struct listener {
     int fd;                  /* listening socket, -1 when closed */
     uv_poll_t poll;          /* readable = connections waiting */
+    uv_timer_t pause_timer;  /* resumes accepting after running out of descriptors */
     int polling;             /* poll handle initialised and not closed */
     struct lws_vhost *vhost; /* where accepted sockets are adopted */
     uint64_t accept_errors;  /* accept() failures other than EAGAIN */

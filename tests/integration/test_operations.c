@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -208,6 +209,66 @@ START_TEST(test_metrics_move_with_traffic)
 }
 END_TEST
 
+/* utime + stime of pid, in clock ticks. */
+static long long cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char *stat = h_read_file(path);
+    ck_assert_ptr_nonnull(stat);
+    const char *p = strrchr(stat, ')'); /* the command name may hold spaces */
+    long long utime = 0, stime = 0;
+    ck_assert_int_eq(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &utime, &stime), 2);
+    free(stat);
+    return utime + stime;
+}
+
+/* A process out of file descriptors (EMFILE on accept) must not spin on its
+ * readable listening socket, and must accept again once some are free. */
+START_TEST(test_out_of_descriptors)
+{
+    char listen[64], redis[64];
+    int port = h_free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    h_redis_url(&R, redis, sizeof(redis));
+    const char *argv[] = {"prlimit", "--nofile=64:64", GATEWAY_BIN, "--listen", listen, "--redis",
+                          redis,     "--auth",         "none",      NULL};
+    ck_assert_int_eq(h_proc_spawn(&GA.proc, argv, NULL), 0);
+    GA.port = port;
+    ck_assert_msg(h_http_wait_status(port, "/readyz", 200, 10000), "gateway not ready");
+
+    enum { N_FD = 80 };
+    int fds[N_FD];
+    for (int i = 0; i < N_FD; i++)
+        fds[i] = h_tcp_connect(port, 2000); /* the kernel's backlog takes them all */
+    h_sleep_ms(300);
+    long long t0 = cpu_ticks(GA.proc.pid);
+    h_sleep_ms(2000);
+    long long used = cpu_ticks(GA.proc.pid) - t0;
+    fprintf(stderr, "[operations] out of descriptors: %lld ticks of CPU in 2 s\n", used);
+    ck_assert_msg(used < 50, "the gateway spins while out of descriptors (%lld ticks in 2 s)",
+                  used);
+    for (int i = 0; i < N_FD; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    struct ws c;
+    long long deadline = h_mono_ms() + 5000;
+    int status = -1;
+    while (status != 101 && h_mono_ms() < deadline) {
+        status = ws_connect(&c, port, "/ws?user_id=fd1", NULL, 2000);
+        if (status != 101)
+            h_sleep_ms(100);
+    }
+    ck_assert_int_eq(status, 101);
+    char *reg = ws_recv_text(&c, 5000);
+    ck_assert_msg(reg && strstr(reg, "\"register\""), "no register reply after recovery");
+    free(reg);
+    ws_close(&c, 1000);
+    ck_assert(h_proc_running(&GA.proc));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gateway-operations");
@@ -215,6 +276,11 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_reuse_port_spreads_connections);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("descriptors");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_out_of_descriptors);
     suite_add_tcase(s, tc);
     tc = tcase_create("metrics");
     tcase_add_checked_fixture(tc, setup, teardown);
