@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "envelope.h"
 #include "log.h"
 #include "server.h"
 
@@ -111,6 +112,21 @@ int conn_send(struct conn *c, struct frame *f)
     if (c->q_len == 1)
         lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+int conn_send_envelope(struct conn *c, const char *type, const char *body, const char *meta)
+{
+    size_t len;
+    char *json = envelope_build(type, body, meta, &len);
+    struct frame *f = json ? frame_new(json, len) : NULL;
+    free(json);
+    if (!f) {
+        c->srv->metrics.dropped[DROP_NO_MEMORY]++;
+        return -1;
+    }
+    int rc = conn_send(c, f);
+    frame_unref(f);
+    return rc;
 }
 
 int conn_deliver(struct conn *c, struct frame *f)

@@ -67,6 +67,10 @@ struct conn {
  * the queue emptied). Returns 0 if queued, -1 if not. */
 int conn_send(struct conn *c, struct frame *f);
 
+/* Builds a server message (envelope.h) and queues it for c alone (register,
+ * heartbeat-free replies, errors, gaps). Returns 0, or -1 if not queued. */
+int conn_send_envelope(struct conn *c, const char *type, const char *body, const char *meta);
+
 /* Delivers a notification: held while a replay is in flight, skipped when
  * its history id is not newer than the last one this connection got, else
  * queued with conn_send(). Returns 0 when queued, held or skipped. */

@@ -83,18 +83,6 @@ struct replay_req {
     char conn_id[CONN_ID_LEN + 1]; /* whose replay */
 };
 
-static void send_gap(struct conn *c, const char *oldest)
-{
-    size_t len;
-    char *json = envelope_build("gap", oldest, "", &len);
-    struct frame *f = json ? frame_new(json, len) : NULL;
-    free(json);
-    if (f) {
-        conn_send(c, f);
-        frame_unref(f);
-    }
-}
-
 static void apply_replay(struct server *srv, struct conn *c, const redisReply *reply)
 {
     if (reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_INTEGER)
@@ -103,7 +91,7 @@ static void apply_replay(struct server *srv, struct conn *c, const redisReply *r
      * the stream; a catch-up from "a little before the outage" has none. */
     if (reply->element[0]->integer == 1 && c->replay_exact) {
         const redisReply *oldest = reply->element[1];
-        send_gap(c, oldest->type == REDIS_REPLY_STRING ? oldest->str : "");
+        conn_send_envelope(c, "gap", oldest->type == REDIS_REPLY_STRING ? oldest->str : "", "");
     }
     for (size_t i = 2; i + 1 < reply->elements; i += 2) {
         const redisReply *id = reply->element[i], *msg = reply->element[i + 1];

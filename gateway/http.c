@@ -50,9 +50,7 @@ int http_write_status(struct lws *wsi, int status, const char *body)
     return lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n ? -1 : 0;
 }
 
-/* Sends status, headers and the whole body; small bodies only (lws buffers
- * what the socket does not take at once). */
-static int respond(struct lws *wsi, int status, const char *type, const char *body, size_t len)
+int http_respond(struct lws *wsi, int status, const char *type, const char *body, size_t len)
 {
     unsigned char hdr[LWS_PRE + 512];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
@@ -74,7 +72,7 @@ static int respond(struct lws *wsi, int status, const char *type, const char *bo
 
 static int text_reply(struct lws *wsi, int status, const char *body)
 {
-    return respond(wsi, status, "text/plain; charset=utf-8", body, strlen(body));
+    return http_respond(wsi, status, "text/plain; charset=utf-8", body, strlen(body));
 }
 
 static int metrics(struct server *srv, struct lws *wsi)
@@ -86,7 +84,7 @@ static int metrics(struct server *srv, struct lws *wsi)
     if (!buf)
         return text_reply(wsi, 503, "out of memory\n");
     size_t len = metrics_render(&srv->metrics, &g, buf, need);
-    int rc = respond(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+    int rc = http_respond(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
     free(buf);
     return rc;
 }
@@ -104,7 +102,7 @@ static int demo_config(struct server *srv, struct lws *wsi)
     json_decref(o);
     if (!text)
         return text_reply(wsi, 503, "out of memory\n");
-    int rc = respond(wsi, 200, "application/json", text, strlen(text));
+    int rc = http_respond(wsi, 200, "application/json", text, strlen(text));
     free(text);
     return rc;
 }
@@ -113,10 +111,10 @@ static int demo(struct server *srv, struct lws *wsi, const char *uri, int *handl
 {
     *handled = 1;
     if (!strcmp(uri, "/") || !strcmp(uri, "/index.html"))
-        return respond(wsi, 200, "text/html; charset=utf-8", demo_html, strlen(demo_html));
+        return http_respond(wsi, 200, "text/html; charset=utf-8", demo_html, strlen(demo_html));
     if (!strcmp(uri, "/notify-client.js"))
-        return respond(wsi, 200, "text/javascript; charset=utf-8", demo_client_js,
-                       strlen(demo_client_js));
+        return http_respond(wsi, 200, "text/javascript; charset=utf-8", demo_client_js,
+                            strlen(demo_client_js));
     if (!strcmp(uri, "/demo-config.json"))
         return demo_config(srv, wsi);
     *handled = 0;

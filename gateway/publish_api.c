@@ -299,24 +299,10 @@ int publish_api_writeable(struct lws *wsi, struct publish_req *req)
 {
     if (!req->answer)
         return 0;
-    unsigned char hdr[LWS_PRE + 512];
-    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    size_t len = strlen(req->answer);
-    if (lws_add_http_common_headers(wsi, (unsigned int)req->status, "application/json", len, &p,
-                                    end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    unsigned char *out = malloc(LWS_PRE + len);
-    if (!out)
-        return -1;
-    memcpy(out + LWS_PRE, req->answer, len);
-    int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
-    free(out);
+    int rc = http_respond(wsi, req->status, "application/json", req->answer, strlen(req->answer));
     lws_set_opaque_user_data(wsi, NULL);
     req_free(req);
-    if (n < (int)len)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return rc;
 }
 
 void publish_api_detach(struct publish_req *req)

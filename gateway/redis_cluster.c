@@ -191,11 +191,6 @@ static struct csub *csub_by_channel(struct cluster_link *cl, const redisReply *c
     return cs;
 }
 
-static int kind_is(const redisReply *r, const char *s)
-{
-    return r->type == REDIS_REPLY_STRING && r->len == strlen(s) && !memcmp(r->str, s, r->len);
-}
-
 static void on_sub_reply(void *data, redisReply *reply)
 {
     struct cnode *n = data;
@@ -212,7 +207,7 @@ static void on_sub_reply(void *data, redisReply *reply)
         reply->element[1]->type != REDIS_REPLY_STRING)
         return;
     const redisReply *kind = reply->element[0], *chan = reply->element[1];
-    if (kind_is(kind, "smessage")) {
+    if (redis_reply_is(kind, "smessage")) {
         const redisReply *payload = reply->element[2];
         const char *account;
         size_t alen;
@@ -228,7 +223,7 @@ static void on_sub_reply(void *data, redisReply *reply)
     struct csub *cs = csub_by_channel(cl, chan);
     if (!cs)
         return; /* unsubscribed meanwhile */
-    if (kind_is(kind, "ssubscribe")) {
+    if (redis_reply_is(kind, "ssubscribe")) {
         if (cs->node != n->index || cs->acked)
             return;
         cs->acked = 1;
@@ -239,7 +234,7 @@ static void on_sub_reply(void *data, redisReply *reply)
             registry_find_account(&cl->srv->registry, cs->account, strlen(cs->account));
         if (a && !a->subscribed)
             ws_account_subscribed(cl->srv, a);
-    } else if (kind_is(kind, "sunsubscribe") && cs->node == n->index) {
+    } else if (redis_reply_is(kind, "sunsubscribe") && cs->node == n->index) {
         /* Pushed by the server: the slot moved (resharding or failover). */
         log_info("cluster_slot_moved", "node=%s:%d slot=%u", n->host, n->port, cs->slot);
         csub_lost(cl, cs);
@@ -340,21 +335,7 @@ static void on_cmd_connect(const redisAsyncContext *ac, int status)
 static redisAsyncContext *open_ctx(struct cluster_link *cl, const char *host, int port, void *data)
 {
     const struct redis_url *u = &cl->srv->cfg->redis_url;
-    redisAsyncContext *ac = redisAsyncConnect(host, port);
-    if (!ac)
-        return NULL;
-    if (ac->err || redis_uv_attach(ac, &cl->srv->loop) < 0) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = data;
-    if (u->password[0]) {
-        if (u->user[0])
-            redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", u->user, u->password);
-        else
-            redisAsyncCommand(ac, NULL, NULL, "AUTH %s", u->password);
-    }
-    return ac;
+    return redis_uv_connect(&cl->srv->loop, host, port, u->user, u->password, NULL, data);
 }
 
 static void node_connect(struct cluster_link *cl, struct cnode *n)

@@ -116,11 +116,6 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 /* ---- subscriber connection ---- */
 
-static int reply_is(const redisReply *r, const char *s)
-{
-    return r->type == REDIS_REPLY_STRING && r->len == strlen(s) && !memcmp(r->str, s, r->len);
-}
-
 /* One callback for every SUBSCRIBE: hiredis keeps a callback per channel
  * and the newest registration wins, so per-channel state lives in the
  * registry, not in hiredis (FACTS.md). */
@@ -142,7 +137,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     char bcast[RNAME_MAX];
     int blen = rnames_broadcast_channel(bcast, sizeof(bcast), l->srv->cfg->redis_prefix);
     int is_broadcast = blen == (int)chan->len && !memcmp(chan->str, bcast, chan->len);
-    if (reply_is(kind, "message")) {
+    if (redis_reply_is(kind, "message")) {
         redisReply *payload = reply->element[2];
         if (payload->type != REDIS_REPLY_STRING)
             return;
@@ -153,7 +148,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         else if (rnames_parse_account_channel(chan->str, chan->len, l->srv->cfg->redis_prefix,
                                               &account, &alen))
             deliver_account(l->srv, account, alen, payload->str, payload->len);
-    } else if (reply_is(kind, "subscribe")) {
+    } else if (redis_reply_is(kind, "subscribe")) {
         if (reply->element[2]->type == REDIS_REPLY_INTEGER && reply->element[2]->integer > 0)
             l->subscribed = (uint32_t)reply->element[2]->integer - 1;
         if (is_broadcast) {
@@ -170,7 +165,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
             if (l->sync_acks_left > 0 && --l->sync_acks_left == 0)
                 set_up_if_synced(l);
         }
-    } else if (reply_is(kind, "unsubscribe")) {
+    } else if (redis_reply_is(kind, "unsubscribe")) {
         if (reply->element[2]->type == REDIS_REPLY_INTEGER && reply->element[2]->integer > 0)
             l->subscribed = (uint32_t)reply->element[2]->integer - 1;
     }
@@ -345,26 +340,11 @@ static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
 static redisAsyncContext *open_ctx(struct single_link *l)
 {
     const struct redis_url *u = &l->srv->cfg->redis_url;
-    redisAsyncContext *ac = redisAsyncConnect(u->host, u->port);
-    if (!ac)
-        return NULL;
-    if (ac->err) {
-        log_debug("redis_connect_error", "error=\"%s\"", ac->errstr);
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = l;
-    if (redis_uv_attach(ac, &l->srv->loop) < 0) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (u->password[0]) {
-        if (u->user[0])
-            redisAsyncCommand(ac, on_auth, NULL, "AUTH %s %s", u->user, u->password);
-        else
-            redisAsyncCommand(ac, on_auth, NULL, "AUTH %s", u->password);
+    redisAsyncContext *ac =
+        redis_uv_connect(&l->srv->loop, u->host, u->port, u->user, u->password, on_auth, l);
+    if (ac) {
+        redisAsyncSetConnectCallback(ac, on_connect);
+        redisAsyncSetDisconnectCallback(ac, on_disconnect);
     }
     return ac;
 }

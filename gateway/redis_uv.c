@@ -1,6 +1,7 @@
 #include "redis_uv.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 /* Reads per readable event: 64 x 16 KiB = 1 MiB of replies at most. */
@@ -88,6 +89,32 @@ static void cleanup(void *data)
     struct redis_uv *p = data;
     p->ac = NULL;
     uv_close((uv_handle_t *)&p->poll, on_closed);
+}
+
+redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port, const char *user,
+                                    const char *password, redisCallbackFn *auth_cb, void *data)
+{
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
+    if (!ac)
+        return NULL;
+    if (ac->err || redis_uv_attach(ac, loop) < 0) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = data;
+    if (password[0]) {
+        if (user[0])
+            redisAsyncCommand(ac, auth_cb, NULL, "AUTH %s %s", user, password);
+        else
+            redisAsyncCommand(ac, auth_cb, NULL, "AUTH %s", password);
+    }
+    return ac;
+}
+
+int redis_reply_is(const redisReply *reply, const char *s)
+{
+    return reply->type == REDIS_REPLY_STRING && reply->len == strlen(s) &&
+           !memcmp(reply->str, s, reply->len);
 }
 
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)

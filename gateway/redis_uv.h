@@ -14,4 +14,13 @@
  * then still the caller's to free with redisAsyncFree). */
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
+/* Connects to host:port on loop, with data as ac->data, and queues AUTH
+ * (user may be "", password "" for none; auth_cb may be NULL) before any
+ * other command. Returns NULL when the context cannot even be created. */
+redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port, const char *user,
+                                    const char *password, redisCallbackFn *auth_cb, void *data);
+
+/* 1 when reply is the bulk string s (a pub/sub message kind, say). */
+int redis_reply_is(const redisReply *reply, const char *s);
+
 #endif

@@ -183,20 +183,6 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi)
 
 /* ---- registration ---- */
 
-static void send_envelope(struct conn *c, const char *type, const char *body, const char *meta)
-{
-    size_t len;
-    char *json = envelope_build(type, body, meta, &len);
-    struct frame *f = json ? frame_new(json, len) : NULL;
-    free(json);
-    if (!f) {
-        c->srv->metrics.dropped[DROP_NO_MEMORY]++;
-        return;
-    }
-    conn_send(c, f);
-    frame_unref(f);
-}
-
 static void send_register(struct conn *c)
 {
     struct server *srv = c->srv;
@@ -211,7 +197,7 @@ static void send_register(struct conn *c)
         return;
     }
     c->registered = 1;
-    send_envelope(c, "register", c->id, text);
+    conn_send_envelope(c, "register", c->id, text);
     free(text);
 }
 
@@ -336,7 +322,7 @@ static void client_error(struct conn *c, const char *reason)
         conn_close(c, 1008);
         return;
     }
-    send_envelope(c, "error", reason, "");
+    conn_send_envelope(c, "error", reason, "");
 }
 
 /* {"type":"refresh","content":{"body":"<jwt>"}}: a new token for the same
@@ -363,7 +349,7 @@ static void refresh_token(struct conn *c, const char *token)
     c->token_exp = exp;
     char meta[48];
     snprintf(meta, sizeof(meta), "{\"exp\":%lld}", (long long)exp);
-    send_envelope(c, "refresh", "ok", meta);
+    conn_send_envelope(c, "refresh", "ok", meta);
     schedule_expiry(srv, c);
 }
 
