@@ -292,7 +292,8 @@ int server_init(struct server *srv, const struct config *cfg)
     srv->heartbeat_reply = hb ? frame_new(hb, len) : NULL;
     free(hb);
     srv->batch_buf = malloc(LWS_PRE + CONN_BATCH_MAX);
-    if (!srv->heartbeat_reply || !srv->batch_buf)
+    srv->token_buf = malloc(SERVER_TOKEN_MAX);
+    if (!srv->heartbeat_reply || !srv->batch_buf || !srv->token_buf)
         return -1;
     registry_init(&srv->registry, (uint32_t)cfg->max_connections,
                   (uint32_t)cfg->max_connections_per_account);
@@ -341,6 +342,7 @@ int server_run(struct server *srv)
     registry_clear(&srv->registry);
     frame_unref(srv->heartbeat_reply);
     free(srv->batch_buf);
+    free(srv->token_buf);
     auth_free(&srv->auth);
     history_free(srv);
     for (size_t i = 0; i < srv->n_origins; i++)

@@ -23,6 +23,9 @@
 #include "redis.h"
 #include "registry.h"
 
+/* Largest token read from a header or the query (an RS256 token fits). */
+#define SERVER_TOKEN_MAX 8192
+
 struct server {
     const struct config *cfg;       /* parsed flags; read-only */
     uv_loop_t loop;                 /* the loop everything runs on */
@@ -40,6 +43,7 @@ struct server {
     struct idgen ids;               /* connection ids */
     struct frame *heartbeat_reply;  /* the constant heartbeat answer, shared */
     unsigned char *batch_buf;       /* LWS_PRE + CONN_BATCH_MAX, for write_batch */
+    char *token_buf;                /* SERVER_TOKEN_MAX, a handshake\'s token */
     char *notify_lib;               /* lua/notify.lua with the flags filled in */
     char **origins;                 /* --allowed-origins split; NULL = any */
     size_t n_origins;               /* length of origins */

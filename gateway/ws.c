@@ -1,6 +1,5 @@
 #include "ws.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +23,6 @@
 #define CLIENT_RATE 20
 #define CLIENT_BURST 40
 /* Big enough for an RS256 token in a header or the query. */
-#define TOKEN_MAX 8192
 
 static void schedule(struct server *srv, struct conn *c, uint64_t at);
 static void schedule_expiry(struct server *srv, struct conn *c);
@@ -142,15 +140,13 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi)
                           "user_id must be 1-128 bytes of [A-Za-z0-9_.@:-]\n", id);
         memcpy(account, id, strlen(id) + 1);
     } else {
-        char *buf = malloc(TOKEN_MAX);
-        if (!buf)
-            return reject(srv, wsi, REJECT_NODE_FULL, 503, "out of memory\n", "");
-        const char *token = find_token(wsi, buf, TOKEN_MAX);
+        char *buf = srv->token_buf; /* one thread: one buffer for every handshake */
+        const char *token = find_token(wsi, buf, SERVER_TOKEN_MAX);
         const char *why = "missing token";
         int rc = token ? auth_verify(&srv->auth, token, strlen(token), server_wall_ms() / 1000,
                                      account, &exp, &why)
                        : -1;
-        free(buf);
+
         if (rc < 0)
             return reject(srv, wsi, REJECT_UNAUTHORIZED, 401, "invalid or missing token\n", why);
     }
@@ -183,22 +179,29 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi)
 
 /* ---- registration ---- */
 
+/* Written with snprintf rather than a JSON library, once per connect:
+ * every value is validated to characters JSON never escapes (account and
+ * node ids, hex connection ids, numbers), so none needs escaping. */
 static void send_register(struct conn *c)
 {
     struct server *srv = c->srv;
-    json_t *meta = json_pack("{s:s, s:s, s:s, s:I, s:I}", "account", c->acct->id, "node",
-                             srv->cfg->node_id, "connection_id", c->id, "heartbeat_interval",
-                             (json_int_t)(srv->heartbeat_interval_ms / 1000), "heartbeat_timeout",
-                             (json_int_t)(srv->heartbeat_timeout_ms / 1000));
-    char *text = meta ? json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(meta);
-    if (!text) {
+    char text[1024];
+    int n =
+        snprintf(text, sizeof(text),
+                 "{\"type\":\"register\",\"content\":{\"body\":\"%s\",\"meta_data\":"
+                 "\"{\\\"account\\\":\\\"%s\\\",\\\"node\\\":\\\"%s\\\",\\\"connection_id\\\":"
+                 "\\\"%s\\\",\\\"heartbeat_interval\\\":%llu,\\\"heartbeat_timeout\\\":%llu}\"}}",
+                 c->id, c->acct->id, srv->cfg->node_id, c->id,
+                 (unsigned long long)(srv->heartbeat_interval_ms / 1000),
+                 (unsigned long long)(srv->heartbeat_timeout_ms / 1000));
+    struct frame *f = n > 0 && (size_t)n < sizeof(text) ? frame_new(text, (size_t)n) : NULL;
+    if (!f) {
         conn_close(c, 1011);
         return;
     }
     c->registered = 1;
-    conn_send_envelope(c, "register", c->id, text);
-    free(text);
+    conn_send(c, f);
+    frame_unref(f);
 }
 
 /* The account's channel is subscribed (or Redis is down and waiting would
