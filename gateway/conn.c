@@ -17,26 +17,35 @@
 /* Ping payload: lws raises RECEIVE_PONG only for pongs that carry data. */
 static const char ping_payload[] = "hb";
 
+/* Every close code the server sends: its reason text and its metric. */
+static const struct {
+    uint16_t code;
+    const char *text;
+    enum close_reason reason;
+} close_kinds[] = {
+    {1001, "node draining", CLOSE_DRAINING},
+    {1008, "policy violation", CLOSE_POLICY},
+    {1009, "message too big", CLOSE_TOO_BIG},
+    {1011, "internal error", CLOSE_CLIENT},
+    {1013, "slow consumer", CLOSE_SLOW_CONSUMER},
+    {4401, "token expired", CLOSE_TOKEN_EXPIRED},
+    {4408, "heartbeat timeout", CLOSE_HEARTBEAT_TIMEOUT},
+};
+
 const char *conn_close_text(uint16_t code)
 {
-    switch (code) {
-    case 1001:
-        return "node draining";
-    case 1008:
-        return "policy violation";
-    case 1009:
-        return "message too big";
-    case 1011:
-        return "internal error";
-    case 1013:
-        return "slow consumer";
-    case 4401:
-        return "token expired";
-    case 4408:
-        return "heartbeat timeout";
-    default:
-        return "";
-    }
+    for (size_t i = 0; i < sizeof(close_kinds) / sizeof(close_kinds[0]); i++)
+        if (close_kinds[i].code == code)
+            return close_kinds[i].text;
+    return "";
+}
+
+enum close_reason conn_close_reason(uint16_t code)
+{
+    for (size_t i = 0; i < sizeof(close_kinds) / sizeof(close_kinds[0]); i++)
+        if (close_kinds[i].code == code)
+            return close_kinds[i].reason;
+    return CLOSE_CLIENT; /* 0: the client closed or vanished */
 }
 
 static void drop_queue(struct conn *c)

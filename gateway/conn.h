@@ -15,6 +15,7 @@
 #include "frame.h"
 #include "heartbeat.h"
 #include "ids.h"
+#include "metrics.h"
 
 struct server;
 struct account;
@@ -79,8 +80,9 @@ int conn_deliver(struct conn *c, struct frame *f);
 /* The replay is over: delivers the held frames (deduplicated) in order. */
 void conn_release_held(struct conn *c);
 
-/* The reason text sent with a close code. */
+/* The reason text sent with a close code, and the metric it counts in. */
 const char *conn_close_text(uint16_t code);
+enum close_reason conn_close_reason(uint16_t code);
 
 /* Closes the connection with code and reason at its next writable callback;
  * queued frames are dropped at once. The first close asked for wins. */

@@ -155,14 +155,12 @@ static void on_node_reply(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 /* A node-registry command; argv[1] is its key. */
-static void node_command(struct presence *p, redisCallbackFn *cb, void *priv, int argc,
-                         const char **argv)
+static void node_command(struct presence *p, int argc, const char **argv)
 {
     size_t lens[16];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    redis_link_command(&p->srv->redis, argv[1], lens[1], cb ? cb : on_node_reply, priv, argc, argv,
-                       lens);
+    redis_link_command(&p->srv->redis, argv[1], lens[1], on_node_reply, NULL, argc, argv, lens);
 }
 
 static void node_refresh(struct presence *p)
@@ -191,10 +189,10 @@ static void node_refresh(struct presence *p)
     const char *hset[] = {"HSET",  node,          "addr", addr,      "started_at",
                           started, "connections", conns,  "version", NOTIFY_VERSION};
     const char *pexpire[] = {"PEXPIRE", node, ttl};
-    node_command(p, NULL, NULL, 4, zadd);
-    node_command(p, NULL, NULL, 4, prune);
-    node_command(p, NULL, NULL, 10, hset);
-    node_command(p, NULL, NULL, 3, pexpire);
+    node_command(p, 4, zadd);
+    node_command(p, 4, prune);
+    node_command(p, 10, hset);
+    node_command(p, 3, pexpire);
 }
 
 static int shard_of_account(struct presence *p, const char *account)

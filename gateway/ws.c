@@ -24,7 +24,6 @@
 #define CLIENT_BURST 40
 /* Big enough for an RS256 token in a header or the query. */
 
-static void schedule(struct server *srv, struct conn *c, uint64_t at);
 static void schedule_expiry(struct server *srv, struct conn *c);
 
 static struct server *server_of(struct lws *wsi)
@@ -281,7 +280,7 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
         return -1;
     srv->metrics.accepted++;
     c->last_seen = uv_now(&srv->loop);
-    schedule(srv, c, c->last_seen + srv->ping_after_ms);
+    hb_schedule(&srv->heartbeat, c, c->last_seen + srv->ping_after_ms);
     schedule_expiry(srv, c);
     presence_add(&srv->presence, c->acct->id, c->id);
     int sub =
@@ -360,12 +359,8 @@ static void refresh_token(struct conn *c, const char *token)
 static int rate_limited(struct conn *c, uint64_t now)
 {
     uint64_t cap = (uint64_t)CLIENT_BURST * 1000;
-    if (!c->rl_at)
-        c->rl_tokens = (uint32_t)cap;
-    else
-        c->rl_tokens = (uint32_t)((c->rl_tokens + (now - c->rl_at) * CLIENT_RATE) > cap
-                                      ? cap
-                                      : c->rl_tokens + (now - c->rl_at) * CLIENT_RATE);
+    uint64_t tokens = c->rl_at ? c->rl_tokens + (now - c->rl_at) * CLIENT_RATE : cap;
+    c->rl_tokens = (uint32_t)(tokens > cap ? cap : tokens);
     c->rl_at = now;
     if (c->rl_tokens < 1000)
         return 1;
@@ -460,12 +455,6 @@ static int receive(struct conn *c, const char *in, size_t len)
 
 /* ---- heartbeat ---- */
 
-/* Schedules c's next silence check at loop time at. */
-static void schedule(struct server *srv, struct conn *c, uint64_t at)
-{
-    hb_schedule(&srv->heartbeat, c, at);
-}
-
 /* Puts c in the expiry wheel for its token's exp (one-second ticks, so
  * the close comes within a second of exp, whatever --heartbeat-check). */
 static void schedule_expiry(struct server *srv, struct conn *c)
@@ -511,38 +500,18 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
          * last_seen), or at the deadline if that comes first. */
         uint64_t next = now + srv->ping_after_ms,
                  deadline = c->last_seen + srv->heartbeat_timeout_ms;
-        schedule(srv, c, next < deadline ? next : deadline);
+        hb_schedule(&srv->heartbeat, c, next < deadline ? next : deadline);
     } else {
-        schedule(srv, c, c->last_seen + srv->ping_after_ms);
+        hb_schedule(&srv->heartbeat, c, c->last_seen + srv->ping_after_ms);
     }
 }
 
 /* ---- teardown ---- */
 
-static enum close_reason close_reason_of(uint16_t code)
-{
-    switch (code) {
-    case 4408:
-        return CLOSE_HEARTBEAT_TIMEOUT;
-    case 1009:
-        return CLOSE_TOO_BIG;
-    case 1008:
-        return CLOSE_POLICY;
-    case 1013:
-        return CLOSE_SLOW_CONSUMER;
-    case 1001:
-        return CLOSE_DRAINING;
-    case 4401:
-        return CLOSE_TOKEN_EXPIRED;
-    default:
-        return CLOSE_CLIENT;
-    }
-}
-
 static void closed(struct server *srv, struct conn *c)
 {
     if (c->acct) {
-        srv->metrics.closed[close_reason_of(c->close_code)]++;
+        srv->metrics.closed[conn_close_reason(c->close_code)]++;
         hb_cancel(&srv->heartbeat, c);
         hb_cancel(&srv->expiry, c);
         presence_remove(&srv->presence, c->acct->id, c->id);
