@@ -1,21 +1,31 @@
 #include "conn.h"
 
+#include <errno.h>
+#include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "envelope.h"
+#include "http.h"
+#include "httphead.h"
 #include "log.h"
 #include "server.h"
+#include "ws.h"
 
-/* lws-write.h keeps LWS_WRITE_CLOSE (4) out of its public enum ("handled
- * by lws_close_reason()"), but lws_write() still frames it as a close. */
-#define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
-
-/* Seconds a closing connection waits for the client's own close. */
-#define CLOSE_LINGER_S 2
-
-/* Ping payload: lws raises RECEIVE_PONG only for pongs that carry data. */
-static const char ping_payload[] = "hb";
+/* Longest request head taken (a browser's cookies plus an 8 KB token). */
+#define HEAD_MAX 16384
+/* A socket whose first bytes do not yet tell whose request it is looks
+ * again this much later (instead of spinning on a readable socket). */
+#define ROUTE_RETRY_MS 20
+/* A request head must be complete within this; the client's close frame
+ * must come within CLOSE_LINGER_MS of ours (then the socket closes anyway). */
+#define HEAD_TIMEOUT_MS 10000
+#define CLOSE_LINGER_MS 2000
+/* Frames gathered into one sendmsg(). */
+#define FLUSH_FRAMES 64
 
 /* Every close code the server sends: its reason text and its metric. */
 static const struct {
@@ -24,6 +34,8 @@ static const struct {
     enum close_reason reason;
 } close_kinds[] = {
     {1001, "node draining", CLOSE_DRAINING},
+    {1002, "protocol error", CLOSE_PROTOCOL},
+    {1007, "invalid UTF-8", CLOSE_PROTOCOL},
     {1008, "policy violation", CLOSE_POLICY},
     {1009, "message too big", CLOSE_TOO_BIG},
     {1011, "internal error", CLOSE_CLIENT},
@@ -48,36 +60,312 @@ enum close_reason conn_close_reason(uint16_t code)
     return CLOSE_CLIENT; /* 0: the client closed or vanished */
 }
 
-static void drop_queue(struct conn *c)
+/* ---- lists: sockets not (yet) registered, sockets with output ---- */
+
+static void pending_link(struct conn *c)
 {
+    struct server *srv = c->srv;
+    c->acct_prev = NULL;
+    c->acct_next = srv->pending;
+    if (srv->pending)
+        srv->pending->acct_prev = c;
+    srv->pending = c;
+}
+
+static void pending_unlink(struct conn *c)
+{
+    if (c->acct_prev)
+        c->acct_prev->acct_next = c->acct_next;
+    else if (c->srv->pending == c)
+        c->srv->pending = c->acct_next;
+    if (c->acct_next)
+        c->acct_next->acct_prev = c->acct_prev;
+    c->acct_prev = c->acct_next = NULL;
+}
+
+static void flush_unlink(struct conn *c)
+{
+    if (!c->flushing)
+        return;
+    if (c->flush_prev)
+        c->flush_prev->flush_next = c->flush_next;
+    else
+        c->srv->flush = c->flush_next;
+    if (c->flush_next)
+        c->flush_next->flush_prev = c->flush_prev;
+    c->flush_prev = c->flush_next = NULL;
+    c->flushing = 0;
+}
+
+/* Output is written once per loop turn (conn_flush_all), so everything
+ * queued for a socket meanwhile (a burst of broadcasts, a reply behind a
+ * notification) leaves in one sendmsg(). A socket that is full waits for
+ * POLLOUT instead. */
+static void flush_later(struct conn *c)
+{
+    if (c->flushing || c->want_write || c->hold || c->state == CONN_DEAD)
+        return;
+    struct server *srv = c->srv;
+    c->flushing = 1;
+    c->flush_prev = NULL;
+    c->flush_next = srv->flush;
+    if (srv->flush)
+        srv->flush->flush_prev = c;
+    srv->flush = c;
+}
+
+/* ---- lifetime ---- */
+
+static void on_io(uv_poll_t *h, int status, int events);
+
+static void on_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
     while (c->q_len) {
         frame_unref(c->q[c->q_head]);
         c->q_head = (c->q_head + 1) & (c->q_cap - 1);
         c->q_len--;
     }
-    if (c->q_bytes) /* a conn that never registered has no srv and no bytes */
-        c->srv->metrics.queued_bytes -= c->q_bytes;
-    c->q_bytes = 0;
-    c->q_head = 0;
-}
-
-static void drop_held(struct conn *c)
-{
     for (uint32_t i = 0; i < c->n_held; i++)
         frame_unref(c->held[i]);
     free(c->held);
-    c->held = NULL;
-    c->n_held = c->cap_held = 0;
+    free(c->q);
+    free(c->rx);
+    free(c->in);
+    free(c);
 }
 
-void conn_close(struct conn *c, uint16_t code)
+void conn_accept(struct server *srv, int fd)
 {
-    if (!c->wsi || c->close_code)
+    struct conn *c = calloc(1, sizeof(*c));
+    int rc = c ? uv_poll_init(&srv->loop, &c->poll, fd) : UV_ENOMEM;
+    if (rc < 0) {
+        log_warn("accept_dropped", "error=\"%s\"", uv_strerror(rc));
+        free(c);
+        close(fd);
         return;
-    c->close_code = code;
-    drop_queue(c);
-    drop_held(c);
-    lws_callback_on_writable(c->wsi);
+    }
+    c->srv = srv;
+    c->fd = fd;
+    c->poll.data = c;
+    c->hb.slot = c->exp.slot = -1;
+    c->state = CONN_HEAD;
+    pending_link(c);
+    hb_schedule(&srv->expiry, c, uv_now(&srv->loop) + HEAD_TIMEOUT_MS);
+    uv_poll_start(&c->poll, UV_READABLE, on_io);
+}
+
+void conn_destroy(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    struct server *srv = c->srv;
+    if (c->acct)
+        ws_on_gone(c); /* the registry, presence and the wheels let go */
+    else
+        pending_unlink(c);
+    hb_cancel(&srv->heartbeat, c);
+    hb_cancel(&srv->expiry, c);
+    flush_unlink(c);
+    srv->metrics.queued_bytes -= c->q_bytes;
+    c->q_bytes = 0;
+    c->state = CONN_DEAD;
+    /* uv_close takes the socket out of epoll at once; the memory goes in
+     * the close callback, after every callback of this turn has run. */
+    uv_close((uv_handle_t *)&c->poll, on_closed);
+    close(c->fd);
+    c->fd = -1;
+}
+
+void conn_destroy_all(struct server *srv)
+{
+    struct conn *c, *tmp;
+    HASH_ITER(hh, srv->registry.by_id, c, tmp)
+    {
+        conn_destroy(c);
+    }
+    while (srv->pending)
+        conn_destroy(srv->pending);
+}
+
+/* Not GET /ws: lws serves it (HTTP routes, demo, POST /publish) and reads
+ * the request itself, since routing only peeked at it. (lws's "readbuf"
+ * adoption would take bytes we had read, but it serves them from inside
+ * the call and, on a foreign libuv loop, leaves the rest of a body unread
+ * until the socket happens to become readable again.) */
+static void hand_to_lws(struct conn *c)
+{
+    struct server *srv = c->srv;
+    int fd = c->fd;
+    pending_unlink(c);
+    hb_cancel(&srv->expiry, c);
+    c->state = CONN_DEAD;
+    uv_close((uv_handle_t *)&c->poll, on_closed); /* out of epoll before lws polls fd */
+    if (!lws_adopt_socket_vhost(srv->vhost, fd))
+        log_warn("adopt_failed", "fd=%d", fd); /* lws closed fd */
+}
+
+static void on_route_retry(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    for (struct conn *c = srv->pending; c; c = c->acct_next)
+        if (c->route_wait) {
+            c->route_wait = 0;
+            uv_poll_start(&c->poll, UV_READABLE, on_io);
+        }
+    srv->route_waiting = 0;
+}
+
+/* Whose request is it? "GET /ws" then '?' or ' ' is ours (returns 1);
+ * anything else goes to lws untouched. */
+static int route(struct conn *c)
+{
+    static const char ours[] = "GET /ws";
+    struct server *srv = c->srv;
+    char peek[8];
+    ssize_t n = recv(c->fd, peek, sizeof(peek), MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        conn_destroy(c);
+        return 0;
+    }
+    size_t k = n < 7 ? (size_t)n : 7;
+    if (memcmp(peek, ours, k) != 0 || (n == 8 && peek[7] != ' ' && peek[7] != '?')) {
+        hand_to_lws(c);
+        return 0;
+    }
+    if (n < 8) {
+        /* A request line trickling in: look again shortly. */
+        uv_poll_stop(&c->poll);
+        c->route_wait = 1;
+        if (!srv->route_waiting++)
+            uv_timer_start(&srv->route_timer, on_route_retry, ROUTE_RETRY_MS, 0);
+        return 0;
+    }
+    c->routed = 1;
+    return 1;
+}
+
+/* ---- output ---- */
+
+static void arm_write(struct conn *c, int on)
+{
+    if (c->want_write == on || c->state == CONN_DEAD)
+        return;
+    c->want_write = (uint8_t)on;
+    uv_poll_start(&c->poll, on ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_io);
+}
+
+static size_t frame_header(struct frame *f, uint8_t *hdr)
+{
+    return f->opcode == FRAME_RAW ? 0 : wsframe_header(hdr, (enum ws_opcode)f->opcode, f->len);
+}
+
+/* w bytes went out: the frames they finish leave the queue. */
+static void consume(struct conn *c, size_t w, uint64_t now)
+{
+    struct server *srv = c->srv;
+    while (w && c->q_len) {
+        struct frame *f = c->q[c->q_head];
+        size_t whole = (f->opcode == FRAME_RAW ? 0 : wsframe_header_len(f->len)) + f->len;
+        size_t left = whole - c->q_off;
+        if (w < left) {
+            c->q_off += (uint32_t)w;
+            return;
+        }
+        w -= left;
+        c->q_off = 0;
+        if (f->arrived_ns) { /* a notification, not one of our replies */
+            srv->metrics.delivered++;
+            metrics_observe_latency(&srv->metrics, now - f->arrived_ns);
+        }
+        c->q_head = (c->q_head + 1) & (c->q_cap - 1);
+        c->q_len--;
+        c->q_bytes -= f->len;
+        srv->metrics.queued_bytes -= f->len;
+        frame_unref(f);
+    }
+}
+
+/* Everything queued was written: a closing socket moves on. */
+static void drained(struct conn *c)
+{
+    if (c->q_cap > 8) { /* a burst is over: give the big ring back */
+        free(c->q);
+        c->q = NULL;
+        c->q_cap = 0;
+        c->q_head = 0;
+    }
+    if (c->state != CONN_CLOSING || c->close_sent)
+        return;
+    c->close_sent = 1;
+    if (c->peer_closed) {
+        conn_destroy(c); /* our answer to the client's close is out */
+        return;
+    }
+    /* An HTTP refusal ends with our FIN; after a close frame the client
+     * answers with its own, then we close. Either way the socket stays
+     * open (reading and dropping) until the client closes or the linger
+     * passes: closing with unread input would reset the connection, and
+     * a reset makes the client's kernel throw our last bytes away. */
+    if (c->refused)
+        shutdown(c->fd, SHUT_WR);
+}
+
+static void flush(struct conn *c)
+{
+    uint8_t hdr[FLUSH_FRAMES][WS_HEADER_MAX];
+    struct iovec iov[2 * FLUSH_FRAMES];
+    while (c->q_len) {
+        size_t niov = 0, total = 0, skip = c->q_off;
+        for (uint32_t n = 0; n < c->q_len && n < FLUSH_FRAMES; n++) {
+            struct frame *f = c->q[(c->q_head + n) & (c->q_cap - 1)];
+            size_t hl = frame_header(f, hdr[n]);
+            if (skip < hl) {
+                iov[niov].iov_base = hdr[n] + skip;
+                iov[niov++].iov_len = hl - skip;
+                total += hl - skip;
+                skip = 0;
+            } else {
+                skip -= hl;
+            }
+            if (f->len > skip) {
+                iov[niov].iov_base = f->data + skip;
+                iov[niov++].iov_len = f->len - skip;
+                total += f->len - skip;
+            }
+            skip = 0;
+        }
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = niov};
+        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                arm_write(c, 1);
+                return;
+            }
+            conn_destroy(c); /* EPIPE, ECONNRESET: the client is gone */
+            return;
+        }
+        consume(c, (size_t)w, uv_hrtime());
+        if ((size_t)w < total) {
+            arm_write(c, 1);
+            return;
+        }
+    }
+    arm_write(c, 0);
+    drained(c);
+}
+
+void conn_flush_all(struct server *srv)
+{
+    while (srv->flush) {
+        struct conn *c = srv->flush;
+        flush_unlink(c);
+        flush(c);
+    }
 }
 
 static int grow(struct conn *c)
@@ -95,10 +383,125 @@ static int grow(struct conn *c)
     return 0;
 }
 
+/* Appends f to the queue, bounds aside. */
+static int enqueue(struct conn *c, struct frame *f)
+{
+    if (c->q_len == c->q_cap && grow(c) < 0) {
+        c->srv->metrics.dropped[DROP_NO_MEMORY]++;
+        return -1;
+    }
+    frame_ref(f);
+    c->q[(c->q_head + c->q_len) & (c->q_cap - 1)] = f;
+    c->q_len++;
+    c->q_bytes += f->len;
+    c->srv->metrics.queued_bytes += f->len;
+    flush_later(c);
+    return 0;
+}
+
+/* Drops queued frames, except one already partly written (the stream
+ * would be cut mid-frame) or the held 101 (the close must follow it). */
+static void drop_queue(struct conn *c)
+{
+    uint32_t keep = c->q_len && (c->q_off || c->q[c->q_head]->opcode == FRAME_RAW);
+    while (c->q_len > keep) {
+        uint32_t last = (c->q_head + c->q_len - 1) & (c->q_cap - 1);
+        c->q_bytes -= c->q[last]->len;
+        c->srv->metrics.queued_bytes -= c->q[last]->len;
+        frame_unref(c->q[last]);
+        c->q_len--;
+    }
+    for (uint32_t i = 0; i < c->n_held; i++)
+        frame_unref(c->held[i]);
+    free(c->held);
+    c->held = NULL;
+    c->n_held = c->cap_held = 0;
+}
+
+/* Queues the last bytes the socket will carry (a close frame or an HTTP
+ * refusal) and starts the linger. */
+static void finish_with(struct conn *c, struct frame *last)
+{
+    struct server *srv = c->srv;
+    drop_queue(c);
+    c->state = CONN_CLOSING;
+    c->hold = 0;
+    hb_cancel(&srv->heartbeat, c);
+    hb_schedule(&srv->expiry, c, uv_now(&srv->loop) + CLOSE_LINGER_MS);
+    if (!last || enqueue(c, last) < 0)
+        conn_destroy(c);
+}
+
+static void send_close(struct conn *c, uint16_t code, const char *text)
+{
+    uint8_t payload[2 + 64];
+    size_t tlen = strnlen(text, 64), len = code ? 2 + tlen : 0;
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    memcpy(payload + 2, text, tlen);
+    struct frame *f = frame_new_op(WS_OP_CLOSE, payload, len);
+    finish_with(c, f);
+    frame_unref(f);
+}
+
+void conn_close(struct conn *c, uint16_t code)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->close_code = code;
+    send_close(c, code, conn_close_text(code));
+}
+
+void conn_refuse(struct conn *c, int status, const char *body)
+{
+    if (c->state != CONN_HEAD)
+        return;
+    char buf[1024];
+    int n =
+        snprintf(buf, sizeof(buf),
+                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
+                 status, http_status_text(status), strlen(body),
+                 status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "", body);
+    c->refused = 1;
+    struct frame *f =
+        n > 0 && (size_t)n < sizeof(buf) ? frame_new_op(FRAME_RAW, buf, (size_t)n) : NULL;
+    finish_with(c, f);
+    frame_unref(f);
+}
+
+int conn_upgrade(struct conn *c, const char *accept_key, int with_protocol)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                     accept_key, with_protocol ? "Sec-WebSocket-Protocol: notify\r\n" : "");
+    struct frame *f = frame_new_op(FRAME_RAW, buf, (size_t)n);
+    if (!f)
+        return -1;
+    struct server *srv = c->srv;
+    c->state = CONN_OPEN;
+    c->hold = 1;
+    hb_cancel(&srv->expiry, c); /* the head timeout */
+    int rc = enqueue(c, f);
+    frame_unref(f);
+    return rc;
+}
+
+void conn_release_hold(struct conn *c)
+{
+    if (!c->hold)
+        return;
+    c->hold = 0;
+    if (c->q_len)
+        flush_later(c);
+}
+
 int conn_send(struct conn *c, struct frame *f)
 {
     struct server *srv = c->srv;
-    if (c->close_code)
+    if (c->state != CONN_OPEN)
         return -1;
     if (c->q_len >= (uint32_t)srv->cfg->max_queue_messages ||
         (uint64_t)c->q_bytes + f->len > (uint64_t)srv->cfg->max_queue_bytes) {
@@ -109,18 +512,7 @@ int conn_send(struct conn *c, struct frame *f)
         conn_close(c, 1013);
         return -1;
     }
-    if (c->q_len == c->q_cap && grow(c) < 0) {
-        srv->metrics.dropped[DROP_NO_MEMORY]++;
-        return -1;
-    }
-    frame_ref(f);
-    c->q[(c->q_head + c->q_len) & (c->q_cap - 1)] = f;
-    c->q_len++;
-    c->q_bytes += f->len;
-    srv->metrics.queued_bytes += f->len;
-    if (c->q_len == 1)
-        lws_callback_on_writable(c->wsi);
-    return 0;
+    return enqueue(c, f);
 }
 
 int conn_send_envelope(struct conn *c, const char *type, const char *body, const char *meta)
@@ -140,7 +532,7 @@ int conn_send_envelope(struct conn *c, const char *type, const char *body, const
 
 int conn_deliver(struct conn *c, struct frame *f)
 {
-    if (c->close_code)
+    if (c->state != CONN_OPEN)
         return -1;
     if (c->replaying) {
         if (c->n_held >= (uint32_t)c->srv->cfg->max_queue_messages) {
@@ -185,156 +577,239 @@ void conn_release_held(struct conn *c)
     free(held);
 }
 
-/* Bytes of the WebSocket header of an unmasked server frame of len bytes. */
-static size_t ws_header_len(size_t len)
+int conn_timeout(struct conn *c)
 {
-    return len < 126 ? 2 : len < 65536 ? 4 : 10;
+    if (c->state == CONN_OPEN)
+        return 0;
+    if (c->state == CONN_HEAD)
+        c->srv->metrics.rejected[REJECT_TIMEOUT]++;
+    conn_destroy(c);
+    return 1;
 }
 
-static unsigned char *ws_header(unsigned char *p, size_t len)
+/* ---- input ---- */
+
+/* Keeps the unparsed tail of buf for the next read. */
+static void keep_input(struct conn *c, const uint8_t *p, size_t len)
 {
-    *p++ = 0x81; /* FIN, text */
-    if (len < 126) {
-        *p++ = (unsigned char)len;
-    } else if (len < 65536) {
-        *p++ = 126;
-        *p++ = (unsigned char)(len >> 8);
-        *p++ = (unsigned char)len;
-    } else {
-        *p++ = 127;
-        for (int i = 7; i >= 0; i--)
-            *p++ = (unsigned char)((uint64_t)len >> (8 * i));
+    c->in = malloc(len);
+    if (!c->in) {
+        conn_destroy(c);
+        return;
     }
-    return p;
+    memcpy(c->in, p, len);
+    c->in_len = (uint32_t)len;
 }
 
-/* Several queued frames in one write: each framed by us, the lot handed to
- * lws as raw bytes, so a burst costs one send() per socket instead of one
- * per frame (and one lws_send_pipe_choked() poll per frame). Safe because
- * the vhost negotiates no extension (no permessage-deflate): a text frame
- * on the wire is exactly header + payload, and every frame we write is a
- * complete one (FIN set), so lws's own framing state is never mid-message. */
-static int write_batch(struct conn *c)
+static void protocol_error(struct conn *c, uint16_t code)
 {
-    size_t total = 0;
-    uint32_t n = 0;
-    while (n < c->q_len) {
-        struct frame *f = c->q[(c->q_head + n) & (c->q_cap - 1)];
-        size_t need = ws_header_len(f->len) + f->len;
-        if (total + need > CONN_BATCH_MAX)
-            break;
-        total += need;
-        n++;
+    if (c->state == CONN_OPEN)
+        conn_close(c, code);
+    else
+        conn_destroy(c);
+}
+
+static void append_rx(struct conn *c, const uint8_t *p, size_t len)
+{
+    if (!c->rx && !(c->rx = malloc((size_t)c->srv->cfg->max_message_bytes))) {
+        conn_destroy(c);
+        return;
     }
-    /* One scratch buffer for the whole server: the loop has one thread,
-     * and lws copies whatever the socket does not take at once. */
-    unsigned char *buf = c->srv->batch_buf;
-    unsigned char *p = buf + LWS_PRE;
-    for (uint32_t i = 0; i < n; i++) {
-        struct frame *f = c->q[(c->q_head + i) & (c->q_cap - 1)];
-        p = ws_header(p, f->len);
-        memcpy(p, frame_payload(f), f->len);
-        p += f->len;
+    memcpy(c->rx + c->rx_len, p, len);
+    c->rx_len += (uint32_t)len;
+}
+
+static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
+{
+    struct server *srv = c->srv;
+    size_t len = (size_t)fr->payload_len;
+    if (c->state == CONN_CLOSING) {
+        /* Only the client's answer to our close matters now. */
+        if (fr->opcode == WS_OP_CLOSE)
+            conn_destroy(c);
+        return;
     }
-    int rc = lws_write(c->wsi, buf + LWS_PRE, total, LWS_WRITE_RAW);
-    if (rc < (int)total)
-        return -1;
-    uint64_t now = uv_hrtime();
-    for (uint32_t i = 0; i < n; i++) {
-        struct frame *f = c->q[c->q_head];
-        if (f->arrived_ns) {
-            c->srv->metrics.delivered++;
-            metrics_observe_latency(&c->srv->metrics, now - f->arrived_ns);
+    switch (fr->opcode) {
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        if (c->rx_op) {
+            protocol_error(c, 1002); /* a new message inside a fragmented one */
+            return;
         }
-        c->q_head = (c->q_head + 1) & (c->q_cap - 1);
-        c->q_len--;
-        c->q_bytes -= f->len;
-        c->srv->metrics.queued_bytes -= f->len;
-        frame_unref(f);
+        if (fr->fin) {
+            ws_on_message(c, fr->opcode == WS_OP_BINARY, (const char *)p, len);
+            return;
+        }
+        c->rx_op = fr->opcode;
+        append_rx(c, p, len);
+        return;
+    case WS_OP_CONT:
+        if (!c->rx_op) {
+            protocol_error(c, 1002);
+            return;
+        }
+        append_rx(c, p, len);
+        if (fr->fin && c->state == CONN_OPEN) {
+            int binary = c->rx_op == WS_OP_BINARY;
+            c->rx_op = 0;
+            ws_on_message(c, binary, c->rx, c->rx_len);
+            free(c->rx);
+            c->rx = NULL;
+            c->rx_len = 0;
+        }
+        return;
+    case WS_OP_PING: {
+        c->last_seen = uv_now(&srv->loop);
+        struct frame *pong = frame_new_op(WS_OP_PONG, p, len);
+        if (pong)
+            conn_send(c, pong);
+        frame_unref(pong);
+        return;
     }
-    if (c->q_len)
-        lws_callback_on_writable(c->wsi);
-    return 0;
+    case WS_OP_PONG:
+        c->last_seen = uv_now(&srv->loop);
+        return;
+    case WS_OP_CLOSE: {
+        uint16_t code = wsframe_close_code(p, len);
+        if (!code) {
+            protocol_error(c, 1002);
+            return;
+        }
+        /* The client closes: answer with its code, then close the socket
+         * (the server closes TCP first, RFC 6455 7.1.1). */
+        c->peer_closed = 1;
+        send_close(c, code == 1005 ? 0 : code, "");
+        return;
+    }
+    default:
+        protocol_error(c, 1002);
+    }
 }
 
-int conn_on_writable(struct conn *c)
+static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
 {
-    if (c->lws_closing || c->close_sent)
-        return 0; /* the close frame is on its way */
-    if (c->close_code) {
-        const char *text = conn_close_text(c->close_code);
-        /* The close frame is written here: in lws 4.1, lws_close_reason()
-         * followed by returning -1 from the writable callback drops the
-         * socket without sending it (seen with a raw client). The socket
-         * then stays open, reading and dropping what the client still
-         * sends, until the client closes or CLOSE_LINGER_S passes: closing
-         * with unread input would reset the connection, and a reset makes
-         * the client's kernel throw the close frame away unread. */
-        unsigned char buf[LWS_PRE + 2 + 64];
-        size_t tlen = strlen(text);
-        buf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
-        buf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
-        memcpy(buf + LWS_PRE + 2, text, tlen);
-        if (lws_write(c->wsi, buf + LWS_PRE, 2 + tlen, WS_WRITE_CLOSE) < 0)
-            return -1;
-        c->close_sent = 1;
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_LINGER_S);
+    uint64_t max = (uint64_t)c->srv->cfg->max_message_bytes;
+    size_t pos = 0;
+    while (pos < len && c->state != CONN_DEAD) {
+        struct wsframe fr;
+        enum wsframe_result r = wsframe_parse(buf + pos, len - pos, &fr);
+        if (r == WSFRAME_INCOMPLETE)
+            break;
+        if (r != WSFRAME_OK) {
+            protocol_error(c, 1002);
+            return;
+        }
+        if (fr.opcode < WS_OP_CLOSE && (uint64_t)c->rx_len + fr.payload_len > max) {
+            protocol_error(c, 1009);
+            return;
+        }
+        if (len - pos - fr.header_len < fr.payload_len)
+            break; /* the payload is still on its way */
+        uint8_t *p = buf + pos + fr.header_len;
+        wsframe_unmask(p, (size_t)fr.payload_len, fr.mask, 0);
+        pos += fr.header_len + (size_t)fr.payload_len;
+        on_frame(c, &fr, p);
+    }
+    if (pos < len && c->state != CONN_DEAD)
+        keep_input(c, buf + pos, len - pos);
+}
+
+/* Reads into the server's buffer after what was kept from the last read;
+ * returns the bytes now in it, or 0 when there is nothing (more) to do. */
+static size_t read_some(struct conn *c, size_t limit)
+{
+    uint8_t *buf = c->srv->rbuf;
+    size_t have = c->in_len;
+    if (have)
+        memcpy(buf, c->in, have);
+    ssize_t n = read(c->fd, buf + have, limit - have);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        conn_destroy(c); /* the client went away (or reset) */
         return 0;
     }
-    if (c->ping_due) {
-        unsigned char buf[LWS_PRE + sizeof(ping_payload)];
-        memcpy(buf + LWS_PRE, ping_payload, sizeof(ping_payload) - 1);
-        c->ping_due = 0;
-        if (lws_write(c->wsi, buf + LWS_PRE, sizeof(ping_payload) - 1, LWS_WRITE_PING) < 0)
-            return -1;
-        if (lws_send_pipe_choked(c->wsi)) {
-            if (c->q_len)
-                lws_callback_on_writable(c->wsi);
-            return 0;
-        }
-    }
-    /* A burst: frames that fit the batch buffer go out in one write. */
-    if (c->q_len > 1 &&
-        ws_header_len(c->q[c->q_head]->len) + c->q[c->q_head]->len <= CONN_BATCH_MAX)
-        return write_batch(c);
-    /* Several frames per callback while the socket takes them: under load
-     * this saves a callback (and an epoll round) per frame. */
-    while (c->q_len) {
-        struct frame *f = c->q[c->q_head];
-        if (lws_write(c->wsi, frame_payload(f), f->len, LWS_WRITE_TEXT) < (int)f->len)
-            return -1;
-        if (f->arrived_ns) { /* a notification, not one of our replies */
-            c->srv->metrics.delivered++;
-            metrics_observe_latency(&c->srv->metrics, uv_hrtime() - f->arrived_ns);
-        }
-        c->q_head = (c->q_head + 1) & (c->q_cap - 1);
-        c->q_len--;
-        c->q_bytes -= f->len;
-        c->srv->metrics.queued_bytes -= f->len;
-        frame_unref(f);
-        if (c->q_len && lws_send_pipe_choked(c->wsi)) {
-            lws_callback_on_writable(c->wsi);
-            break;
-        }
-    }
-    if (!c->q_len && c->q_cap > 8) {
-        /* A burst is over: give the big ring back. */
-        free(c->q);
-        c->q = NULL;
-        c->q_cap = 0;
-        c->q_head = 0;
-    }
-    return 0;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
+    return have + (size_t)n;
 }
 
-void conn_free_buffers(struct conn *c)
+static void read_head(struct conn *c)
 {
-    drop_queue(c);
-    drop_held(c);
-    free(c->q);
-    c->q = NULL;
-    c->q_cap = 0;
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_len = 0;
+    struct server *srv = c->srv;
+    if (!c->routed && !route(c))
+        return;
+    size_t have = read_some(c, HEAD_MAX);
+    if (!have)
+        return;
+    uint8_t *buf = srv->rbuf;
+    struct httphead h;
+    size_t head_len = 0;
+    switch (httphead_parse((const char *)buf, have, &h, &head_len)) {
+    case HTTPHEAD_INCOMPLETE:
+        if (have < HEAD_MAX) {
+            keep_input(c, buf, have);
+            return;
+        }
+        srv->metrics.rejected[REJECT_MALFORMED]++;
+        conn_refuse(c, 431, "request head too large\n");
+        return;
+    case HTTPHEAD_BAD:
+        srv->metrics.rejected[REJECT_MALFORMED]++;
+        conn_refuse(c, 400, "malformed request\n");
+        return;
+    case HTTPHEAD_TOO_MANY:
+        srv->metrics.rejected[REJECT_MALFORMED]++;
+        conn_refuse(c, 431, "too many headers\n");
+        return;
+    case HTTPHEAD_OK:
+        break;
+    }
+    pending_unlink(c);
+    ws_on_head(c, &h);
+    if (c->state == CONN_DEAD)
+        return;
+    if (!c->acct)
+        pending_link(c); /* refused: lingering until closed */
+    if (c->state == CONN_OPEN && have > head_len)
+        parse_frames(c, buf + head_len, have - head_len);
+}
+
+static void on_io(uv_poll_t *h, int status, int events)
+{
+    struct conn *c = h->data;
+    if (status < 0) {
+        conn_destroy(c);
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        flush(c); /* disarms POLLOUT once the queue is empty */
+        if (c->state == CONN_DEAD)
+            return;
+    }
+    if (!(events & UV_READABLE))
+        return;
+    switch (c->state) {
+    case CONN_HEAD:
+        read_head(c);
+        return;
+    case CONN_OPEN:
+    case CONN_CLOSING:
+        if (c->refused) { /* an HTTP refusal: drop what the client still sends */
+            char sink[4096];
+            ssize_t n = read(c->fd, sink, sizeof(sink));
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                conn_destroy(c);
+            return;
+        }
+        {
+            size_t have = read_some(c, c->srv->rbuf_size);
+            if (have)
+                parse_frames(c, c->srv->rbuf, have);
+        }
+        return;
+    default:
+        return;
+    }
 }

@@ -1,40 +1,59 @@
-/* conn: one WebSocket connection's state and its outgoing queue.
+/* conn: one client socket, from its first byte to its close.
  *
- * The struct lives in lws's per-session memory: lws allocates it zeroed
- * before the handshake and frees it after LWS_CALLBACK_CLOSED, so nothing
- * here may outlive that callback. Everything that can point at a conn
- * (registry, heartbeat wheel) drops it in conn_release(), called from CLOSED.
+ * The gateway speaks WebSocket on its own sockets: lws's per-connection
+ * state (about 2 KB) and its writable round trip (two epoll_ctl calls per
+ * delivered message) were the largest costs left in BENCHMARKS.md. A conn
+ * reads the request head, hands anything that is not GET /ws to lws (plain
+ * HTTP: /healthz, /metrics, /publish, the demo), and otherwise reads client
+ * frames and writes queued frames itself with one sendmsg() per socket per
+ * loop turn. What the frames mean is ws.c's business.
  *
- * Frames are shared (frame.h): the queue holds references, never copies. */
+ * Frames are shared (frame.h): the queue holds references, never copies.
+ * The conn is freed in its poll handle's close callback, after everything
+ * that can point at it (registry, wheels, flush list) has dropped it. */
 #ifndef NOTIFY_CONN_H
 #define NOTIFY_CONN_H
 
 #include <stdint.h>
 #include <uthash.h>
+#include <uv.h>
 
 #include "frame.h"
 #include "heartbeat.h"
 #include "ids.h"
 #include "metrics.h"
+#include "streamid.h"
 
 struct server;
 struct account;
 
+enum conn_state {
+    CONN_HEAD,    /* reading the HTTP request head */
+    CONN_OPEN,    /* upgraded: frames both ways */
+    CONN_CLOSING, /* our close frame or HTTP refusal is queued or sent */
+    CONN_DEAD,    /* socket closed; freed at the end of this loop turn */
+};
+
 struct conn {
-    struct lws *wsi;        /* lws's handle; NULL before the upgrade */
-    struct server *srv;     /* the one server */
-    struct account *acct;   /* registry entry; NULL until registered */
-    struct conn *acct_prev; /* the account's connections, doubly linked */
-    struct conn *acct_next;
+    uv_poll_t poll;          /* the socket, readable (and writable when full) */
+    struct server *srv;      /* the one server */
+    struct account *acct;    /* registry entry; NULL until registered */
+    struct conn *acct_prev;  /* the account's connections (before: the */
+    struct conn *acct_next;  /* server's list of unregistered sockets) */
+    struct conn *flush_prev; /* srv->flush: written at the end of the loop turn */
+    struct conn *flush_next;
     UT_hash_handle hh;             /* registry: connection id -> conn */
     struct wheel_link hb;          /* heartbeat wheel: next silence check */
-    struct wheel_link exp;         /* expiry wheel: token exp (JWT only) */
+    struct wheel_link exp;         /* 1 s wheel: token exp, handshake and close timeouts */
     uint64_t last_seen;            /* loop ms of the last sign of life */
     struct frame **q;              /* ring of queued frames, allocated lazily */
     uint32_t q_head;               /* index of the oldest queued frame */
     uint32_t q_len;                /* frames queued */
     uint32_t q_cap;                /* ring capacity (a power of two) */
     uint32_t q_bytes;              /* payload bytes queued */
+    uint32_t q_off;                /* bytes of the oldest frame (header included) already sent */
+    uint8_t *in;                   /* bytes read but not yet parsed (a partial head or frame) */
+    uint32_t in_len;               /* bytes in in */
     char *rx;                      /* a fragmented client message being assembled */
     uint32_t rx_len;               /* bytes in rx */
     uint32_t errors;               /* error replies in the current window */
@@ -48,10 +67,18 @@ struct conn {
     struct frame **held;           /* live notifications held during a replay */
     uint32_t n_held;               /* frames in held */
     uint32_t cap_held;             /* capacity of held */
-    uint16_t close_code;           /* non-zero: close with it when writable */
-    uint8_t ping_due;              /* send a ping at the next writable */
-    uint8_t lws_closing;           /* closed from RECEIVE: lws runs the close handshake */
-    uint8_t close_sent;            /* our close frame is out; lingering for the client */
+    int fd;                        /* the socket */
+    uint16_t close_code;           /* our close code; 0 = the client closed or vanished */
+    uint8_t state;                 /* enum conn_state */
+    uint8_t rx_op;                 /* opcode of the message in rx; 0 = none */
+    uint8_t flushing;              /* on srv->flush */
+    uint8_t want_write;            /* POLLOUT armed: the socket was full */
+    uint8_t hold;                  /* 101 queued, not written before the register reply */
+    uint8_t routed;                /* the request is GET /ws (ours) */
+    uint8_t route_wait;            /* too few bytes to route yet: polling paused */
+    uint8_t refused;               /* answered with an HTTP error status */
+    uint8_t close_sent;            /* our close frame is out: lingering for the client's */
+    uint8_t peer_closed;           /* the client sent its close: ours answers it */
     uint8_t registered;            /* the register reply was queued */
     uint8_t has_last_id;           /* last_id is set */
     uint8_t replay_pending;        /* history must be replayed once subscribed */
@@ -60,12 +87,27 @@ struct conn {
     char id[CONN_ID_LEN + 1];      /* unique across nodes and restarts */
 };
 
-/* Largest write of several frames at once (server->batch_buf holds it). */
-#define CONN_BATCH_MAX (64 * 1024)
+/* Starts serving an accepted socket (nonblocking): its request head is
+ * read, then it is either upgraded here or handed to lws. On failure the
+ * socket is closed. */
+void conn_accept(struct server *srv, int fd);
 
-/* Queues a reference to f and asks lws for a writable callback. When the
- * queue is over its bounds the connection is closed with 1013 instead (and
- * the queue emptied). Returns 0 if queued, -1 if not. */
+/* Queues the HTTP 101 answer. It is written together with the register
+ * reply (conn_release_hold), so a client costs one write to open. */
+int conn_upgrade(struct conn *c, const char *accept_key, int with_protocol);
+
+/* Lets the held 101 (and whatever was queued behind it) go out. */
+void conn_release_hold(struct conn *c);
+
+/* Answers the request head with an HTTP status and a short text body and
+ * closes the socket once it is sent (and the client has had a moment to
+ * read it). */
+void conn_refuse(struct conn *c, int status, const char *body);
+
+/* Queues a reference to f; it goes out at the end of this loop turn,
+ * together with whatever else was queued for c. When the queue is over its
+ * bounds the connection is closed with 1013 instead (and the queue
+ * emptied). Returns 0 if queued, -1 if not. */
 int conn_send(struct conn *c, struct frame *f);
 
 /* Builds a server message (envelope.h) and queues it for c alone (register,
@@ -84,16 +126,24 @@ void conn_release_held(struct conn *c);
 const char *conn_close_text(uint16_t code);
 enum close_reason conn_close_reason(uint16_t code);
 
-/* Closes the connection with code and reason at its next writable callback;
- * queued frames are dropped at once. The first close asked for wins. */
+/* Closes the connection with code and its reason text: queued frames are
+ * dropped, the close frame is sent, and the socket closes when the client
+ * answers (or after a short linger). The first close asked for wins. */
 void conn_close(struct conn *c, uint16_t code);
 
-/* Writes queued frames (and a due ping or close) from the writable
- * callback. Returns -1 when lws must close the connection. */
-int conn_on_writable(struct conn *c);
+/* Closes the socket now, without a close frame (teardown, a dead peer, a
+ * handshake or close that timed out). */
+void conn_destroy(struct conn *c);
 
-/* Frees everything the conn owns (queue, buffers); called once, from
- * CLOSED, after the registry and heartbeat wheel have dropped it. */
-void conn_free_buffers(struct conn *c);
+/* Writes what every connection queued during this loop turn (run by a
+ * prepare handle, just before the loop waits). */
+void conn_flush_all(struct server *srv);
+
+/* The 1 s wheel's timeouts that belong to the socket (a head that never
+ * completes, a close the client never answers). Returns 1 if it handled c. */
+int conn_timeout(struct conn *c);
+
+/* Closes every socket at once (teardown). */
+void conn_destroy_all(struct server *srv);
 
 #endif

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct frame *frame_new(const void *payload, size_t len)
+struct frame *frame_new_op(uint8_t opcode, const void *payload, size_t len)
 {
     if (len > UINT32_MAX)
         return NULL;
@@ -13,9 +13,16 @@ struct frame *frame_new(const void *payload, size_t len)
     f->refs = 1;
     f->len = (uint32_t)len;
     f->has_id = 0;
+    f->opcode = opcode;
     f->arrived_ns = 0;
-    memcpy(frame_payload(f), payload, len);
+    if (len)
+        memcpy(f->data, payload, len);
     return f;
+}
+
+struct frame *frame_new(const void *payload, size_t len)
+{
+    return frame_new_op(WS_OP_TEXT, payload, len);
 }
 
 void frame_unref(struct frame *f)

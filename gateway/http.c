@@ -8,9 +8,11 @@
 
 #include "demo_client_js.h"
 #include "demo_html.h"
+#include "opaque.h"
+#include "publish_api.h"
 #include "server.h"
 
-static const char *status_text(int status)
+const char *http_status_text(int status)
 {
     switch (status) {
     case 200:
@@ -27,8 +29,12 @@ static const char *status_text(int status)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 426:
+        return "Upgrade Required";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 503:
         return "Service Unavailable";
     default:
@@ -44,7 +50,7 @@ int http_write_status(struct lws *wsi, int status, const char *body)
     int n = snprintf(p, sizeof(buf) - LWS_PRE,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, status_text(status), blen, body);
+                     status, http_status_text(status), blen, body);
     if (n < 0 || (size_t)n >= sizeof(buf) - LWS_PRE)
         return -1;
     return lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n ? -1 : 0;
@@ -147,3 +153,58 @@ int http_handle(struct server *srv, struct lws *wsi, const char *uri)
         return text_reply(wsi, 400, "WebSocket upgrade required\n");
     return text_reply(wsi, 404, "not found\n");
 }
+
+static struct server *server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+static struct publish_req *publish_of(struct lws *wsi)
+{
+    enum opaque_kind *kind = lws_get_opaque_user_data(wsi);
+    return kind && *kind == OPAQUE_PUBLISH ? (struct publish_req *)kind : NULL;
+}
+
+/* Upgrades reach lws only on paths other than /ws (conn.c keeps GET /ws). */
+static int refuse_upgrade(struct server *srv, struct lws *wsi)
+{
+    srv->metrics.rejected[REJECT_NOT_FOUND]++;
+    http_write_status(wsi, 404, "not found: connect to /ws\n");
+    return 1; /* lws closes the connection after our answer */
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct publish_req *req;
+    (void)user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        if (in && !strcmp(in, "/publish"))
+            return publish_api_begin(server_of(wsi), wsi);
+        return http_handle(server_of(wsi), wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_HTTP_BODY:
+        return (req = publish_of(wsi)) ? publish_api_body(server_of(wsi), wsi, req, in, len) : -1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return (req = publish_of(wsi)) ? publish_api_complete(server_of(wsi), wsi, req) : -1;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return (req = publish_of(wsi)) ? publish_api_writeable(wsi, req) : 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return refuse_upgrade(server_of(wsi), wsi);
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_WSI_DESTROY: {
+        req = publish_of(wsi);
+        lws_set_opaque_user_data(wsi, NULL);
+        if (req)
+            publish_api_detach(req);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+const struct lws_protocols http_protocols[] = {
+    {"http", callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};

@@ -1,11 +1,19 @@
 /* http: the plain HTTP routes served on the WebSocket port (contract
- * section 7): GET /healthz, GET /readyz, GET /metrics. */
+ * section 7): GET /healthz, GET /readyz, GET /metrics, POST /publish (with
+ * publish_api.c) and the demo. Served by lws: conn.c hands it every
+ * request that is not GET /ws. */
 #ifndef NOTIFY_HTTP_H
 #define NOTIFY_HTTP_H
 
 #include <libwebsockets.h>
 
 struct server;
+
+/* The lws protocol list of the vhost: one HTTP-only protocol. */
+extern const struct lws_protocols http_protocols[];
+
+/* "Not Found" for 404 and so on. */
+const char *http_status_text(int status);
 
 /* Answers the request for uri on wsi (LWS_CALLBACK_HTTP). Returns what the
  * lws callback must return. */

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "log.h"
 
 /* Accepts at most this many sockets per readable event, so a connect storm
@@ -53,19 +54,16 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (!lws_adopt_socket_vhost(l->vhost, fd)) {
-            log_warn("adopt_failed", "fd=%d", fd);
-            close(fd);
-        }
+        conn_accept(l->srv, fd);
     }
 }
 
-int listener_open(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *host,
+int listener_open(struct listener *l, uv_loop_t *loop, struct server *srv, const char *host,
                   int port, int reuse_port, char *err, size_t errlen)
 {
     memset(l, 0, sizeof(*l));
     l->fd = -1;
-    l->vhost = vhost;
+    l->srv = srv;
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

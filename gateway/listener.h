@@ -4,26 +4,27 @@
  * port leaves a half-made context. Opening the socket ourselves gives
  * SO_REUSEPORT (several processes on one port, the kernel spreading
  * connections), a clean error when the port is taken, and a single place
- * to stop accepting when draining. Each accepted socket is handed to lws
- * with lws_adopt_socket_vhost(). */
+ * to stop accepting when draining. Each accepted socket goes to
+ * conn_accept(). */
 #ifndef NOTIFY_LISTENER_H
 #define NOTIFY_LISTENER_H
 
-#include <libwebsockets.h>
 #include <uv.h>
 
 struct listener {
-    int fd;                  /* listening socket, -1 when closed */
-    uv_poll_t poll;          /* readable = connections waiting */
-    uv_timer_t pause_timer;  /* resumes accepting after running out of descriptors */
-    int polling;             /* poll handle initialised and not closed */
-    struct lws_vhost *vhost; /* where accepted sockets are adopted */
-    uint64_t accept_errors;  /* accept() failures other than EAGAIN */
+    int fd;                 /* listening socket, -1 when closed */
+    uv_poll_t poll;         /* readable = connections waiting */
+    uv_timer_t pause_timer; /* resumes accepting after running out of descriptors */
+    int polling;            /* poll handle initialised and not closed */
+    struct server *srv;     /* where accepted sockets go */
+    uint64_t accept_errors; /* accept() failures other than EAGAIN */
 };
 
 /* Binds host:port (numeric or resolvable), listens and starts accepting.
  * Returns 0, or -1 with a reason in err. */
-int listener_open(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *host,
+struct server;
+
+int listener_open(struct listener *l, uv_loop_t *loop, struct server *srv, const char *host,
                   int port, int reuse_port, char *err, size_t errlen);
 
 /* Stops accepting and closes the socket; safe to call twice. */

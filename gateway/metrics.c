@@ -3,13 +3,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static const char *reject_names[REJECT__COUNT] = {"bad_request", "unauthorized", "forbidden",
-                                                  "not_found",   "account_full", "node_full",
-                                                  "draining"};
+static const char *reject_names[REJECT__COUNT] = {
+    "bad_request", "unauthorized", "forbidden",        "not_found", "account_full",
+    "node_full",   "draining",     "upgrade_required", "malformed", "timeout"};
 static const char *drop_names[DROP__COUNT] = {"invalid_payload", "slow_consumer", "no_memory"};
-static const char *close_names[CLOSE__COUNT] = {"client",       "heartbeat_timeout", "too_big",
-                                                "policy",       "slow_consumer",     "draining",
-                                                "token_expired"};
+static const char *close_names[CLOSE__COUNT] = {"client",        "heartbeat_timeout", "too_big",
+                                                "policy",        "slow_consumer",     "draining",
+                                                "token_expired", "protocol_error"};
 
 /* Bounds in nanoseconds; the last bucket is +Inf. */
 static const uint64_t latency_bounds_ns[METRICS_LATENCY_BUCKETS - 1] = {

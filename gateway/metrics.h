@@ -15,6 +15,9 @@ enum reject_reason {
     REJECT_ACCOUNT_FULL, /* 429: per-account limit */
     REJECT_NODE_FULL,    /* 503: per-node limit */
     REJECT_DRAINING,     /* 503: shutting down */
+    REJECT_UPGRADE,      /* 426: GET /ws without a WebSocket upgrade (version 13) */
+    REJECT_MALFORMED,    /* 400/431: a request head we cannot read */
+    REJECT_TIMEOUT,      /* no complete request head within 10 s */
     REJECT__COUNT
 };
 
@@ -33,6 +36,7 @@ enum close_reason {
     CLOSE_SLOW_CONSUMER,     /* 1013 */
     CLOSE_DRAINING,          /* 1001 */
     CLOSE_TOKEN_EXPIRED,     /* 4401 */
+    CLOSE_PROTOCOL,          /* 1002: a frame RFC 6455 forbids */
     CLOSE__COUNT
 };
 

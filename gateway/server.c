@@ -8,6 +8,7 @@
 #include "envelope.h"
 #include "history.h"
 #include "log.h"
+#include "http.h"
 #include "ws.h"
 
 /* How long the last presence removals may take before we exit anyway. */
@@ -118,6 +119,11 @@ static void teardown(struct server *srv)
     uv_timer_stop(&srv->drain_timer);
     close_handle((uv_handle_t *)&srv->drain_timer);
     listener_close(&srv->listener);
+    conn_destroy_all(srv);
+    uv_prepare_stop(&srv->flush_prep);
+    close_handle((uv_handle_t *)&srv->flush_prep);
+    uv_timer_stop(&srv->route_timer);
+    close_handle((uv_handle_t *)&srv->route_timer);
     hb_close(&srv->heartbeat);
     hb_close(&srv->expiry);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
@@ -205,6 +211,11 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- start ---- */
 
+static void on_flush(uv_prepare_t *h)
+{
+    conn_flush_all(h->data);
+}
+
 static int start_lws(struct server *srv)
 {
     lws_set_log_level(log_enabled(LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : LLL_ERR, lws_log_emit);
@@ -228,7 +239,7 @@ static int start_lws(struct server *srv)
     }
     memset(&info, 0, sizeof(info));
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* sockets come from listener.c */
-    info.protocols = ws_protocols;
+    info.protocols = http_protocols;
     info.vhost_name = "notify";
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     /* lws's own keepalive keeps every connection in one sorted timer list,
@@ -291,15 +302,26 @@ int server_init(struct server *srv, const struct config *cfg)
     char *hb = envelope_build("heartbeat", "", "", &len);
     srv->heartbeat_reply = hb ? frame_new(hb, len) : NULL;
     free(hb);
-    srv->batch_buf = malloc(LWS_PRE + CONN_BATCH_MAX);
+    /* The ping's payload makes its pong recognisable in a capture. */
+    srv->ping = frame_new_op(WS_OP_PING, "hb", 2);
+    /* A partial frame is carried over to the next read, so the buffer holds
+     * the largest client frame plus a full read after it. */
+    srv->rbuf_size = (size_t)cfg->max_message_bytes + WS_HEADER_MAX + 4 + 64 * 1024;
+    srv->rbuf = malloc(srv->rbuf_size);
     srv->token_buf = malloc(SERVER_TOKEN_MAX);
-    if (!srv->heartbeat_reply || !srv->batch_buf || !srv->token_buf)
+    if (!srv->heartbeat_reply || !srv->ping || !srv->rbuf || !srv->token_buf)
         return -1;
     registry_init(&srv->registry, (uint32_t)cfg->max_connections,
                   (uint32_t)cfg->max_connections_per_account);
     if (start_lws(srv) < 0)
         return -1;
-    if (listener_open(&srv->listener, &srv->loop, srv->vhost, cfg->listen_host, cfg->listen_port,
+    uv_prepare_init(&srv->loop, &srv->flush_prep);
+    srv->flush_prep.data = srv;
+    uv_prepare_start(&srv->flush_prep, on_flush);
+    uv_unref((uv_handle_t *)&srv->flush_prep);
+    uv_timer_init(&srv->loop, &srv->route_timer);
+    srv->route_timer.data = srv;
+    if (listener_open(&srv->listener, &srv->loop, srv, cfg->listen_host, cfg->listen_port,
                       cfg->reuse_port, err, sizeof(err)) < 0) {
         log_error("listen_failed", "listen=%s error=\"%s\"", cfg->listen, err);
         return -1;
@@ -341,7 +363,8 @@ int server_run(struct server *srv)
         log_warn("loop_close_busy", "error=\"%s\"", uv_strerror(rc));
     registry_clear(&srv->registry);
     frame_unref(srv->heartbeat_reply);
-    free(srv->batch_buf);
+    frame_unref(srv->ping);
+    free(srv->rbuf);
     free(srv->token_buf);
     auth_free(&srv->auth);
     history_free(srv);

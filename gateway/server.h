@@ -1,9 +1,9 @@
 /* server: the one struct that owns everything a node runs.
  *
- * One process, one thread, one libuv loop: lws (as a foreign loop), both
- * hiredis connections and our timers all run on srv->loop, so nothing is
- * locked. There is no other global state; modules get the server (or the
- * part they own) as an argument. */
+ * One process, one thread, one libuv loop: our WebSocket sockets, lws (as
+ * a foreign loop, for plain HTTP), the hiredis connections and our timers
+ * all run on srv->loop, so nothing is locked. There is no other global state; modules get the
+ * server (or the part they own) as an argument. */
 #ifndef NOTIFY_SERVER_H
 #define NOTIFY_SERVER_H
 
@@ -29,8 +29,8 @@
 struct server {
     const struct config *cfg;       /* parsed flags; read-only */
     uv_loop_t loop;                 /* the loop everything runs on */
-    struct lws_context *lws;        /* lws, on our loop */
-    struct lws_vhost *vhost;        /* the one vhost, fed by the listener */
+    struct lws_context *lws;        /* lws, on our loop, for plain HTTP */
+    struct lws_vhost *vhost;        /* the one vhost, fed by conn.c */
     struct listener listener;       /* our listening socket */
     struct registry registry;       /* connections and accounts */
     struct hb_wheel heartbeat;      /* silence detection and pings */
@@ -42,7 +42,14 @@ struct server {
     struct metrics metrics;         /* counters for /metrics */
     struct idgen ids;               /* connection ids */
     struct frame *heartbeat_reply;  /* the constant heartbeat answer, shared */
-    unsigned char *batch_buf;       /* LWS_PRE + CONN_BATCH_MAX, for write_batch */
+    struct frame *ping;             /* the server's ping, shared */
+    uint8_t *rbuf;                  /* every socket reads into this (one thread) */
+    size_t rbuf_size;               /* a whole client frame and then some */
+    struct conn *flush;             /* sockets with output queued this loop turn */
+    struct conn *pending;           /* sockets not registered: head, refused */
+    uv_prepare_t flush_prep;        /* writes srv->flush before the loop waits */
+    uv_timer_t route_timer;         /* sockets with a few bytes of request line look again */
+    uint32_t route_waiting;         /* how many (conn.c) */
     char *token_buf;                /* SERVER_TOKEN_MAX, a handshake\'s token */
     char *notify_lib;               /* lua/notify.lua with the flags filled in */
     char **origins;                 /* --allowed-origins split; NULL = any */

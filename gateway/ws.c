@@ -1,18 +1,20 @@
 #include "ws.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
-#include "deliver.h"
 #include "envelope.h"
 #include "history.h"
-#include "opaque.h"
-#include "publish_api.h"
-#include "http.h"
+#include "httphead.h"
 #include "log.h"
 #include "server.h"
 #include "streamid.h"
 #include "validate.h"
+#include "wsframe.h"
 
 /* More error replies than this within ERROR_WINDOW_MS closes with 1008. */
 #define ERROR_LIMIT 10
@@ -22,44 +24,46 @@
  * client sends a heartbeat every few seconds. */
 #define CLIENT_RATE 20
 #define CLIENT_BURST 40
-/* Big enough for an RS256 token in a header or the query. */
 
 static void schedule_expiry(struct server *srv, struct conn *c);
-
-static struct server *server_of(struct lws *wsi)
-{
-    return lws_context_user(lws_get_context(wsi));
-}
 
 /* ---- handshake ---- */
 
 /* The client's address: the peer, or behind a trusted proxy the address
  * the proxy appended last to X-Forwarded-For (earlier entries are whatever
  * the client claimed). */
-static const char *client_addr(const struct server *srv, struct lws *wsi, char *buf, size_t size)
+static const char *client_addr(const struct server *srv, const struct conn *c,
+                               const struct httphead *h, char *buf, size_t size)
 {
-    if (srv->cfg->trust_proxy) {
-        char xff[256];
-        int n = lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR);
-        if (n > 0) {
-            const char *last = strrchr(xff, ',');
-            last = last ? last + 1 : xff;
-            while (*last == ' ')
-                last++;
-            size_t len = strnlen(last, size - 1);
-            memcpy(buf, last, len);
-            buf[len] = '\0';
-            return buf;
-        }
+    size_t len;
+    const char *xff = srv->cfg->trust_proxy && h ? httphead_get(h, "X-Forwarded-For", &len) : NULL;
+    if (xff && len) {
+        const char *last = xff + len;
+        while (last > xff && last[-1] != ',')
+            last--;
+        while (last < xff + len && *last == ' ')
+            last++;
+        size_t n = (size_t)(xff + len - last);
+        n = n < size - 1 ? n : size - 1;
+        memcpy(buf, last, n);
+        buf[n] = '\0';
+        return buf;
     }
-    if (!lws_get_peer_simple(wsi, buf, size))
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    const void *addr = NULL;
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0)
+        addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                        : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!addr || !inet_ntop(ss.ss_family, addr, buf, (socklen_t)size))
         snprintf(buf, size, "-");
     return buf;
 }
 
-static int reject(struct server *srv, struct lws *wsi, enum reject_reason why, int status,
-                  const char *body, const char *detail)
+static void reject(struct conn *c, const struct httphead *h, enum reject_reason why, int status,
+                   const char *body, const char *detail)
 {
+    struct server *srv = c->srv;
     char q[160], addr[64];
     srv->metrics.rejected[why]++;
     /* At most one line a second: a flood of bad tokens must not become a
@@ -67,113 +71,118 @@ static int reject(struct server *srv, struct lws *wsi, enum reject_reason why, i
     uint64_t now = uv_now(&srv->loop);
     if (log_enabled(LOG_DEBUG) || now - srv->reject_logged_at >= 1000) {
         log_info("handshake_rejected", "status=%d reason=%s client=%s detail=%s suppressed=%llu",
-                 status, metrics_reject_name(why), client_addr(srv, wsi, addr, sizeof(addr)),
+                 status, metrics_reject_name(why), client_addr(srv, c, h, addr, sizeof(addr)),
                  log_quote(q, sizeof(q), detail), (unsigned long long)srv->reject_unlogged);
         srv->reject_logged_at = now;
         srv->reject_unlogged = 0;
     } else {
         srv->reject_unlogged++;
     }
-    http_write_status(wsi, status, body);
-    return 1; /* lws closes the connection after our answer */
+    conn_refuse(c, status, body);
 }
 
-static int origin_allowed(const struct server *srv, struct lws *wsi)
+static int origin_allowed(const struct server *srv, const struct httphead *h)
 {
     if (!srv->n_origins)
         return 1;
-    char origin[512];
-    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+    size_t len;
+    const char *origin = httphead_get(h, "Origin", &len);
+    if (!origin)
         return 0;
     for (size_t i = 0; i < srv->n_origins; i++)
-        if (!strcmp(origin, srv->origins[i]))
+        if (strlen(srv->origins[i]) == len && !memcmp(origin, srv->origins[i], len))
             return 1;
     return 0;
 }
 
-/* The token from "Authorization: Bearer" or, for browsers, ?token=. */
-static const char *find_token(struct lws *wsi, char *buf, size_t size)
+/* The token from "Authorization: Bearer" or, for browsers, ?token=, copied
+ * NUL-terminated into buf. */
+static const char *find_token(const struct httphead *h, char *buf, size_t size)
 {
-    int n = lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > 7 && !strncasecmp(buf, "Bearer ", 7)) {
-        const char *t = buf + 7;
-        while (*t == ' ')
-            t++;
-        return *t ? t : NULL;
+    size_t len;
+    const char *v = httphead_get(h, "Authorization", &len);
+    if (v && len > 7 && !strncasecmp(v, "Bearer ", 7)) {
+        v += 7;
+        len -= 7;
+        while (len && *v == ' ')
+            v++, len--;
+        if (!len || len >= size)
+            return NULL;
+        memcpy(buf, v, len);
+        buf[len] = '\0';
+        return buf;
     }
-    const char *t = lws_get_urlarg_by_name(wsi, "token=", buf, (int)size);
-    return t && *t ? t : NULL;
+    return httphead_query_arg(h, "token", buf, size) > 0 ? buf : NULL;
 }
 
-/* What the handshake learned, carried to ESTABLISHED: lws allocates the
- * per-connection struct conn only after the upgrade is confirmed, so this
- * rides on the wsi's opaque pointer and is freed at ESTABLISHED or, for a
- * handshake that never completes, at WSI_DESTROY. */
-struct handshake {
-    enum opaque_kind kind;            /* OPAQUE_HANDSHAKE */
-    int64_t exp;                      /* token exp, 0 without JWT */
-    struct stream_id since;           /* ?since=, when has_since */
-    int has_since;                    /* resume after since */
-    char account[ACCOUNT_ID_MAX + 1]; /* who connects */
-};
+static void connected(struct server *srv, struct conn *c, const struct httphead *h,
+                      const char *account, int64_t exp, const struct stream_id *since);
 
-static int confirm_upgrade(struct server *srv, struct lws *wsi)
+void ws_on_head(struct conn *c, const struct httphead *h)
 {
-    char uri[128];
-    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
-        return reject(srv, wsi, REJECT_NOT_FOUND, 404, "not found: connect to /ws\n", uri);
+    struct server *srv = c->srv;
+    size_t klen;
+    const char *key = httphead_get(h, "Sec-WebSocket-Key", &klen);
+    size_t vlen;
+    const char *version = httphead_get(h, "Sec-WebSocket-Version", &vlen);
+    if (h->method_len != 3 || memcmp(h->method, "GET", 3) != 0 ||
+        !httphead_has_token(h, "Upgrade", "websocket") ||
+        !httphead_has_token(h, "Connection", "upgrade") || !version || vlen != 2 ||
+        memcmp(version, "13", 2) != 0)
+        return reject(c, h, REJECT_UPGRADE, 426,
+                      "connect to /ws with a WebSocket upgrade (version 13)\n", "");
+    if (!key || !klen)
+        return reject(c, h, REJECT_BAD_REQUEST, 400, "missing Sec-WebSocket-Key\n", "");
     if (srv->draining)
-        return reject(srv, wsi, REJECT_DRAINING, 503, "node draining\n", "");
-    if (!origin_allowed(srv, wsi))
-        return reject(srv, wsi, REJECT_FORBIDDEN, 403, "origin not allowed\n", "");
+        return reject(c, h, REJECT_DRAINING, 503, "node draining\n", "");
+    if (!origin_allowed(srv, h))
+        return reject(c, h, REJECT_FORBIDDEN, 403, "origin not allowed\n", "");
 
     char account[ACCOUNT_ID_MAX + 1];
     int64_t exp = 0;
     if (srv->cfg->auth_mode == AUTH_NONE) {
-        char buf[512];
-        const char *id = lws_get_urlarg_by_name(wsi, "user_id=", buf, sizeof(buf));
-        if (!id || !*id)
-            return reject(srv, wsi, REJECT_BAD_REQUEST, 400, "missing user_id\n", "");
-        if (!validate_account_id(id, strlen(id)))
-            return reject(srv, wsi, REJECT_BAD_REQUEST, 400,
+        char id[512];
+        int n = httphead_query_arg(h, "user_id", id, sizeof(id));
+        if (n <= 0)
+            return reject(c, h, REJECT_BAD_REQUEST, 400, "missing user_id\n", "");
+        if (!validate_account_id(id, (size_t)n))
+            return reject(c, h, REJECT_BAD_REQUEST, 400,
                           "user_id must be 1-128 bytes of [A-Za-z0-9_.@:-]\n", id);
-        memcpy(account, id, strlen(id) + 1);
+        memcpy(account, id, (size_t)n + 1);
     } else {
         char *buf = srv->token_buf; /* one thread: one buffer for every handshake */
-        const char *token = find_token(wsi, buf, SERVER_TOKEN_MAX);
+        const char *token = find_token(h, buf, SERVER_TOKEN_MAX);
         const char *why = "missing token";
         int rc = token ? auth_verify(&srv->auth, token, strlen(token), server_wall_ms() / 1000,
                                      account, &exp, &why)
                        : -1;
-
         if (rc < 0)
-            return reject(srv, wsi, REJECT_UNAUTHORIZED, 401, "invalid or missing token\n", why);
+            return reject(c, h, REJECT_UNAUTHORIZED, 401, "invalid or missing token\n", why);
     }
     char sbuf[64];
     struct stream_id since = {0, 0};
-    const char *since_arg = lws_get_urlarg_by_name(wsi, "since=", sbuf, sizeof(sbuf));
-    if (since_arg && stream_id_parse(since_arg, strlen(since_arg), &since) < 0)
-        return reject(srv, wsi, REJECT_BAD_REQUEST, 400,
-                      "since must be a notification id <ms>-<seq>\n", since_arg);
+    int slen = httphead_query_arg(h, "since", sbuf, sizeof(sbuf));
+    if (slen != -1 && (slen < 0 || stream_id_parse(sbuf, (size_t)slen, &since) < 0))
+        return reject(c, h, REJECT_BAD_REQUEST, 400, "since must be a notification id <ms>-<seq>\n",
+                      slen > 0 ? sbuf : "");
     switch (registry_check(&srv->registry, account)) {
     case REGISTRY_NODE_FULL:
-        return reject(srv, wsi, REJECT_NODE_FULL, 503, "node full\n", account);
+        return reject(c, h, REJECT_NODE_FULL, 503, "node full\n", account);
     case REGISTRY_ACCOUNT_FULL:
-        return reject(srv, wsi, REJECT_ACCOUNT_FULL, 429, "too many connections for account\n",
+        return reject(c, h, REJECT_ACCOUNT_FULL, 429, "too many connections for account\n",
                       account);
     case REGISTRY_OK:
         break;
     }
-    struct handshake *hs = malloc(sizeof(*hs));
-    if (!hs)
-        return reject(srv, wsi, REJECT_NODE_FULL, 503, "out of memory\n", "");
-    hs->kind = OPAQUE_HANDSHAKE;
-    memcpy(hs->account, account, sizeof(hs->account));
-    hs->exp = exp;
-    hs->since = since;
-    hs->has_since = since_arg != NULL;
-    lws_set_opaque_user_data(wsi, hs);
-    return 0;
+    char accept_key[29];
+    if (wsframe_accept_key(key, klen, accept_key) < 0)
+        return reject(c, h, REJECT_BAD_REQUEST, 400, "bad Sec-WebSocket-Key\n", "");
+    if (conn_upgrade(c, accept_key, httphead_has_token(h, "Sec-WebSocket-Protocol", "notify")) <
+        0) {
+        conn_destroy(c);
+        return;
+    }
+    connected(srv, c, h, account, exp, slen >= 0 ? &since : NULL);
 }
 
 /* ---- registration ---- */
@@ -201,6 +210,7 @@ static void send_register(struct conn *c)
     c->registered = 1;
     conn_send(c, f);
     frame_unref(f);
+    conn_release_hold(c);
 }
 
 /* The account's channel is subscribed (or Redis is down and waiting would
@@ -258,26 +268,21 @@ void ws_on_redis_down(struct server *srv)
     }
 }
 
-static int established(struct server *srv, struct lws *wsi, struct conn *c)
+static void connected(struct server *srv, struct conn *c, const struct httphead *h,
+                      const char *account, int64_t exp, const struct stream_id *since)
 {
-    struct handshake *hs = lws_get_opaque_user_data(wsi);
-    if (!hs || !c)
-        return -1; /* cannot happen: every upgrade goes through confirm_upgrade */
-    lws_set_opaque_user_data(wsi, NULL);
-    c->wsi = wsi;
-    c->srv = srv;
-    c->hb.slot = c->exp.slot = -1;
-    c->token_exp = hs->exp;
+    c->token_exp = exp;
     c->connected_at = server_wall_ms();
-    if (hs->has_since) {
-        c->last_id = c->replay_since = hs->since;
+    if (since) {
+        c->last_id = c->replay_since = *since;
         c->has_last_id = c->replay_pending = c->replay_exact = 1;
     }
     idgen_next(&srv->ids, c->id, (uint64_t)server_wall_ms());
-    int added = registry_add(&srv->registry, c, hs->account);
-    free(hs);
-    if (added < 0)
-        return -1;
+    int added = registry_add(&srv->registry, c, account);
+    if (added < 0) {
+        conn_destroy(c);
+        return;
+    }
     srv->metrics.accepted++;
     c->last_seen = uv_now(&srv->loop);
     hb_schedule(&srv->heartbeat, c, c->last_seen + srv->ping_after_ms);
@@ -298,15 +303,14 @@ static int established(struct server *srv, struct lws *wsi, struct conn *c)
         }
         send_register(c);
     }
-    /* Otherwise the register reply, which promises that publishes reach
-     * this connection, waits for Redis to acknowledge the account's
-     * channel (ws_account_subscribed). */
+    /* Otherwise the 101 and the register reply, which promises that
+     * publishes reach this connection, wait for Redis to acknowledge the
+     * account's channel (ws_account_subscribed). */
     if (log_enabled(LOG_DEBUG)) {
         char addr[64];
         log_debug("connected", "conn=%s account=%s client=%s", c->id, c->acct->id,
-                  client_addr(srv, wsi, addr, sizeof(addr)));
+                  client_addr(srv, c, h, addr, sizeof(addr)));
     }
-    return 0;
 }
 
 /* ---- client frames ---- */
@@ -401,56 +405,14 @@ static void client_message(struct conn *c, const char *buf, size_t len)
     client_msg_clear(&msg);
 }
 
-/* A close decided while reading goes through lws's own close handshake
- * (close frame, then the peer's answer is read before the socket closes),
- * so a client still sending does not turn it into a TCP reset. */
-static int close_from_receive(struct conn *c, uint16_t code)
+void ws_on_message(struct conn *c, int binary, const char *buf, size_t len)
 {
-    const char *text = conn_close_text(code);
-    c->close_code = code;
-    c->lws_closing = 1;
-    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)text, strlen(text));
-    return -1;
-}
-
-static int receive(struct conn *c, const char *in, size_t len)
-{
-    struct lws *wsi = c->wsi;
-    /* Closing already: frames still arriving are dropped. Returning -1 here
-     * would cut the close handshake short and reset the socket with the
-     * close frame still unread by the client. */
-    if (c->close_code)
-        return 0;
-    size_t max = (size_t)c->srv->cfg->max_message_bytes;
-    size_t remaining = lws_remaining_packet_payload(wsi);
-    if ((size_t)c->rx_len + len + remaining > max)
-        return close_from_receive(c, 1009);
-    int final = lws_is_final_fragment(wsi) && remaining == 0;
-    if (final && c->rx_len == 0) {
-        if (lws_frame_is_binary(wsi))
-            client_error(c, "binary frames are not supported");
-        else
-            client_message(c, in, len);
-        return 0;
-    }
-    /* A message in several pieces: assemble it (bounded by max above). */
-    if (!c->rx) {
-        c->rx = malloc(max);
-        if (!c->rx)
-            return -1;
-    }
-    memcpy(c->rx + c->rx_len, in, len);
-    c->rx_len += (uint32_t)len;
-    if (final) {
-        if (lws_frame_is_binary(wsi))
-            client_error(c, "binary frames are not supported");
-        else
-            client_message(c, c->rx, c->rx_len);
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_len = 0;
-    }
-    return 0;
+    if (binary)
+        client_error(c, "binary frames are not supported");
+    else if (!validate_utf8(buf, len))
+        conn_close(c, 1007); /* RFC 6455 8.1: text must be UTF-8 */
+    else
+        client_message(c, buf, len);
 }
 
 /* ---- heartbeat ---- */
@@ -470,8 +432,8 @@ void ws_expiry_due(void *data, struct conn *c, uint64_t now)
 {
     struct server *srv = data;
     (void)now;
-    if (c->close_code)
-        return;
+    if (conn_timeout(c))
+        return; /* a head or a close that never came */
     if (server_wall_ms() / 1000 >= c->token_exp)
         conn_close(c, 4401);
     else
@@ -481,7 +443,7 @@ void ws_expiry_due(void *data, struct conn *c, uint64_t now)
 void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
 {
     struct server *srv = data;
-    if (c->close_code)
+    if (c->state != CONN_OPEN)
         return;
     uint64_t silence = now - c->last_seen;
     if (silence >= srv->heartbeat_timeout_ms) {
@@ -494,8 +456,7 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
      * check: a ping with a payload, whose pong counts as liveness (an empty
      * pong raises no lws callback). */
     if (silence >= srv->ping_after_ms) {
-        c->ping_due = 1;
-        lws_callback_on_writable(c->wsi);
+        conn_send(c, srv->ping);
         /* Look again one ping interval from now (its pong will have moved
          * last_seen), or at the deadline if that comes first. */
         uint64_t next = now + srv->ping_after_ms,
@@ -508,87 +469,20 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
 
 /* ---- teardown ---- */
 
-static void closed(struct server *srv, struct conn *c)
+void ws_on_gone(struct conn *c)
 {
-    if (c->acct) {
-        srv->metrics.closed[conn_close_reason(c->close_code)]++;
-        hb_cancel(&srv->heartbeat, c);
-        hb_cancel(&srv->expiry, c);
-        presence_remove(&srv->presence, c->acct->id, c->id);
-        char *gone = NULL;
-        if (registry_remove(&srv->registry, c, &gone) == 1 && gone) {
-            redis_link_unsubscribe(&srv->redis, gone);
-            free(gone);
-        }
-        log_debug("disconnected", "conn=%s code=%u", c->id, c->close_code);
+    struct server *srv = c->srv;
+    srv->metrics.closed[conn_close_reason(c->close_code)]++;
+    hb_cancel(&srv->heartbeat, c);
+    hb_cancel(&srv->expiry, c);
+    presence_remove(&srv->presence, c->acct->id, c->id);
+    char *gone = NULL;
+    if (registry_remove(&srv->registry, c, &gone) == 1 && gone) {
+        redis_link_unsubscribe(&srv->redis, gone);
+        free(gone);
     }
-    conn_free_buffers(c);
-    c->wsi = NULL;
+    c->acct = NULL;
+    log_debug("disconnected", "conn=%s code=%u", c->id, c->close_code);
     if (srv->draining)
         server_drain_progress(srv);
 }
-
-static struct publish_req *publish_of(struct lws *wsi)
-{
-    enum opaque_kind *kind = lws_get_opaque_user_data(wsi);
-    return kind && *kind == OPAQUE_PUBLISH ? (struct publish_req *)kind : NULL;
-}
-
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len)
-{
-    struct conn *c = user;
-    struct publish_req *req;
-    switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        if (in && !strcmp(in, "/publish"))
-            return publish_api_begin(server_of(wsi), wsi);
-        return http_handle(server_of(wsi), wsi, in ? (const char *)in : "");
-    case LWS_CALLBACK_HTTP_BODY:
-        return (req = publish_of(wsi)) ? publish_api_body(server_of(wsi), wsi, req, in, len) : -1;
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return (req = publish_of(wsi)) ? publish_api_complete(server_of(wsi), wsi, req) : -1;
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        return (req = publish_of(wsi)) ? publish_api_writeable(wsi, req) : 0;
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        if (!in || strcmp(in, "websocket") != 0)
-            return -1;
-        return confirm_upgrade(server_of(wsi), wsi);
-    case LWS_CALLBACK_ESTABLISHED:
-        return established(server_of(wsi), wsi, c);
-    case LWS_CALLBACK_RECEIVE:
-        return c && c->acct ? receive(c, in, len) : -1;
-    case LWS_CALLBACK_RECEIVE_PONG:
-        if (c && c->acct)
-            c->last_seen = uv_now(&c->srv->loop);
-        return 0;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return c && c->acct ? conn_on_writable(c) : 0;
-    case LWS_CALLBACK_CLOSED:
-        if (c)
-            closed(server_of(wsi), c);
-        return 0;
-    case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_WSI_DESTROY: {
-        enum opaque_kind *kind = lws_get_opaque_user_data(wsi);
-        lws_set_opaque_user_data(wsi, NULL);
-        if (kind && *kind == OPAQUE_PUBLISH)
-            publish_api_detach((struct publish_req *)kind);
-        else
-            free(kind);
-        return 0;
-    }
-    default:
-        return 0;
-    }
-}
-
-const struct lws_protocols ws_protocols[] = {
-    /* lws allocates rx_buffer_size per connection (FACTS.md: 5.8 KB RSS
-     * per idle connection with the default, 2.0 KB with 128). Clients send
-     * heartbeats of about 20 bytes; anything longer arrives in pieces and
-     * is assembled in receive(). tx_packet_size lifts the send limit that
-     * would otherwise follow rx_buffer_size. */
-    {"notify", callback, sizeof(struct conn), 128, 0, NULL, 65536},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
