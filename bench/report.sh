@@ -219,6 +219,13 @@ for s in rate-5000 rate-10000 unicast rate-40000; do
 done
 echo
 echo "Latencies in ms, PUBLISH to receipt."
+# The same runs as a plot (bench/plot.sh; skipped, with a note on stderr,
+# when gnuplot is missing).
+"$here/bench/plot.sh" "$R" "$here/bench/latency.svg" >&2 || true
+if [ -f "$here/bench/latency.svg" ]; then
+    echo
+    echo "![latency vs offered rate](bench/latency.svg)"
+fi
 
 cat <<EOF
 

@@ -624,9 +624,15 @@ static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
     struct server *srv = c->srv;
     size_t len = (size_t)fr->payload_len;
     if (c->state == CONN_CLOSING) {
-        /* Only the client's answer to our close matters now. */
-        if (fr->opcode == WS_OP_CLOSE)
-            conn_destroy(c);
+        /* Only the client's answer to our close matters now. It may come
+         * in the same read as the frame we are closing on, before our close
+         * is written: then the socket closes once ours is out (drained). */
+        if (fr->opcode == WS_OP_CLOSE) {
+            if (c->close_sent)
+                conn_destroy(c);
+            else
+                c->peer_closed = 1;
+        }
         return;
     }
     switch (fr->opcode) {
@@ -672,6 +678,9 @@ static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
     case WS_OP_CLOSE: {
         uint16_t code = wsframe_close_code(p, len);
         if (!code) {
+            /* A bad close is a close all the same: the client sends
+             * nothing more, so ours (1002) ends the connection. */
+            c->peer_closed = 1;
             protocol_error(c, 1002);
             return;
         }
@@ -740,20 +749,33 @@ static void read_head(struct conn *c)
     struct server *srv = c->srv;
     if (!c->routed && !route(c))
         return;
-    size_t have = read_some(c, HEAD_MAX);
-    if (!have)
+    /* A head that did not come whole is gathered in its own HEAD_MAX
+     * buffer, read into directly: one trickling in byte by byte costs no
+     * copies. */
+    uint8_t *buf = c->in ? c->in : srv->rbuf;
+    size_t have = c->in_len;
+    ssize_t n = read(c->fd, buf + have, HEAD_MAX - have);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
-    uint8_t *buf = srv->rbuf;
+    if (n <= 0) {
+        conn_destroy(c);
+        return;
+    }
+    have += (size_t)n;
     struct httphead h;
     size_t head_len = 0;
     switch (httphead_parse((const char *)buf, have, &h, &head_len)) {
     case HTTPHEAD_INCOMPLETE:
-        if (have < HEAD_MAX) {
-            keep_input(c, buf, have);
-            return;
+        if (have >= HEAD_MAX) {
+            srv->metrics.rejected[REJECT_MALFORMED]++;
+            conn_refuse(c, 431, "request head too large\n");
+        } else if (c->in || (c->in = malloc(HEAD_MAX))) {
+            if (buf != c->in)
+                memcpy(c->in, buf, have);
+            c->in_len = (uint32_t)have;
+        } else {
+            conn_destroy(c);
         }
-        srv->metrics.rejected[REJECT_MALFORMED]++;
-        conn_refuse(c, 431, "request head too large\n");
         return;
     case HTTPHEAD_BAD:
         srv->metrics.rejected[REJECT_MALFORMED]++;
@@ -766,14 +788,18 @@ static void read_head(struct conn *c)
     case HTTPHEAD_OK:
         break;
     }
+    /* The head buffer is ours from here: frames after the head may need a
+     * new c->in. */
+    uint8_t *own = c->in;
+    c->in = NULL;
+    c->in_len = 0;
     pending_unlink(c);
     ws_on_head(c, &h);
-    if (c->state == CONN_DEAD)
-        return;
-    if (!c->acct)
+    if (c->state != CONN_DEAD && !c->acct)
         pending_link(c); /* refused: lingering until closed */
     if (c->state == CONN_OPEN && have > head_len)
         parse_frames(c, buf + head_len, have - head_len);
+    free(own);
 }
 
 static void on_io(uv_poll_t *h, int status, int events)

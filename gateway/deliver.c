@@ -49,7 +49,7 @@ void deliver_account(struct server *srv, const char *account, size_t account_len
         f->has_id = 1;
     struct conn *c, *next;
     /* conn_deliver may close c (slow consumer) but never unlinks it here:
-     * unlinking happens in lws's CLOSED callback, later. */
+     * closing only queues a close frame; the socket goes later. */
     for (c = a->conns; c; c = next) {
         next = c->acct_next;
         conn_deliver(c, f);

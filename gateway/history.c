@@ -76,7 +76,7 @@ void history_load(struct server *srv)
 }
 
 /* Identifies the connection across the round trip: it may be gone (and its
- * memory reused by lws) when the answer comes, so it is looked up again by
+ * memory reused) when the answer comes, so it is looked up again by
  * its id, never kept as a pointer. */
 struct replay_req {
     struct server *srv;            /* owner */

@@ -28,7 +28,7 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     if (p->ac && (events & UV_READABLE)) {
         /* hiredis reads at most 16 KiB per call; under a burst of pub/sub
          * messages, one read per loop iteration leaves them waiting behind
-         * every socket lws services in between. Drain what the kernel has
+         * every socket serviced in between. Drain what the kernel has
          * (bounded, so one connection cannot starve the loop). */
         int pending = 0;
         for (int i = 0; i < READ_ROUNDS && p->ac; i++) {

@@ -453,8 +453,7 @@ void ws_heartbeat_due(void *data, struct conn *c, uint64_t now)
         return;
     }
     /* Quiet long enough that the deadline could pass before the next
-     * check: a ping with a payload, whose pong counts as liveness (an empty
-     * pong raises no lws callback). */
+     * check: a ping, whose pong counts as liveness. */
     if (silence >= srv->ping_after_ms) {
         conn_send(c, srv->ping);
         /* Look again one ping interval from now (its pong will have moved
