@@ -4,6 +4,7 @@
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -116,11 +117,23 @@ static void flush_later(struct conn *c)
 
 /* ---- lifetime ---- */
 
-static void on_io(uv_poll_t *h, int status, int events);
+static void on_io(struct conn *c, uint32_t events);
 
-static void on_closed(uv_handle_t *h)
+/* Every client socket is in one epoll set of ours, which libuv watches as
+ * a single descriptor (conn_poll_start). Through a uv_poll_t per socket,
+ * libuv spent four epoll_ctl calls on each connection (a probe ADD and DEL
+ * in uv_poll_init, the ADD, the DEL at close) plus an ioctl; here it is one
+ * ADD, and close() removes the socket. */
+static int watch(struct conn *c, int op, uint32_t events)
 {
-    struct conn *c = h->data;
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    return epoll_ctl(c->srv->conn_epfd, op, c->fd, &ev);
+}
+
+/* Frees a conn. Called only between batches of events (conn_reap), so no
+ * event still in hand can point at it. */
+static void conn_free(struct conn *c)
+{
     while (c->q_len) {
         frame_unref(c->q[c->q_head]);
         c->q_head = (c->q_head + 1) & (c->q_cap - 1);
@@ -135,24 +148,43 @@ static void on_closed(uv_handle_t *h)
     free(c);
 }
 
+static void conn_reap(struct server *srv)
+{
+    while (srv->dead) {
+        struct conn *c = srv->dead;
+        srv->dead = c->flush_next;
+        conn_free(c);
+    }
+}
+
+/* Marks c dead; it is freed by the next conn_reap. */
+static void bury(struct conn *c)
+{
+    c->state = CONN_DEAD;
+    c->flush_next = c->srv->dead;
+    c->srv->dead = c;
+}
+
 void conn_accept(struct server *srv, int fd)
 {
     struct conn *c = calloc(1, sizeof(*c));
-    int rc = c ? uv_poll_init(&srv->loop, &c->poll, fd) : UV_ENOMEM;
-    if (rc < 0) {
-        log_warn("accept_dropped", "error=\"%s\"", uv_strerror(rc));
-        free(c);
+    if (!c) {
+        log_warn("accept_dropped", "error=\"out of memory\"");
         close(fd);
         return;
     }
     c->srv = srv;
     c->fd = fd;
-    c->poll.data = c;
+    if (watch(c, EPOLL_CTL_ADD, EPOLLIN) < 0) {
+        log_warn("accept_dropped", "error=\"epoll_ctl: %s\"", strerror(errno));
+        free(c);
+        close(fd);
+        return;
+    }
     c->hb.slot = c->exp.slot = -1;
     c->state = CONN_HEAD;
     pending_link(c);
     hb_schedule(&srv->expiry, c, uv_now(&srv->loop) + HEAD_TIMEOUT_MS);
-    uv_poll_start(&c->poll, UV_READABLE, on_io);
 }
 
 void conn_destroy(struct conn *c)
@@ -169,12 +201,9 @@ void conn_destroy(struct conn *c)
     flush_unlink(c);
     srv->metrics.queued_bytes -= c->q_bytes;
     c->q_bytes = 0;
-    c->state = CONN_DEAD;
-    /* uv_close takes the socket out of epoll at once; the memory goes in
-     * the close callback, after every callback of this turn has run. */
-    uv_close((uv_handle_t *)&c->poll, on_closed);
-    close(c->fd);
+    close(c->fd); /* also takes it out of the epoll set */
     c->fd = -1;
+    bury(c);
 }
 
 void conn_destroy_all(struct server *srv)
@@ -186,6 +215,7 @@ void conn_destroy_all(struct server *srv)
     }
     while (srv->pending)
         conn_destroy(srv->pending);
+    conn_reap(srv);
 }
 
 /* Not GET /ws: lws serves it (HTTP routes, demo, POST /publish) and reads
@@ -199,8 +229,8 @@ static void hand_to_lws(struct conn *c)
     int fd = c->fd;
     pending_unlink(c);
     hb_cancel(&srv->expiry, c);
-    c->state = CONN_DEAD;
-    uv_close((uv_handle_t *)&c->poll, on_closed); /* out of epoll before lws polls fd */
+    watch(c, EPOLL_CTL_DEL, 0); /* ours no more: lws polls it through libuv */
+    bury(c);
     if (!lws_adopt_socket_vhost(srv->vhost, fd))
         log_warn("adopt_failed", "fd=%d", fd); /* lws closed fd */
 }
@@ -211,7 +241,7 @@ static void on_route_retry(uv_timer_t *t)
     for (struct conn *c = srv->pending; c; c = c->acct_next)
         if (c->route_wait) {
             c->route_wait = 0;
-            uv_poll_start(&c->poll, UV_READABLE, on_io);
+            watch(c, EPOLL_CTL_MOD, EPOLLIN);
         }
     srv->route_waiting = 0;
 }
@@ -237,7 +267,7 @@ static int route(struct conn *c)
     }
     if (n < 8) {
         /* A request line trickling in: look again shortly. */
-        uv_poll_stop(&c->poll);
+        watch(c, EPOLL_CTL_MOD, 0);
         c->route_wait = 1;
         if (!srv->route_waiting++)
             uv_timer_start(&srv->route_timer, on_route_retry, ROUTE_RETRY_MS, 0);
@@ -254,7 +284,7 @@ static void arm_write(struct conn *c, int on)
     if (c->want_write == on || c->state == CONN_DEAD)
         return;
     c->want_write = (uint8_t)on;
-    uv_poll_start(&c->poll, on ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_io);
+    watch(c, EPOLL_CTL_MOD, on ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 static size_t frame_header(struct frame *f, uint8_t *hdr)
@@ -366,6 +396,7 @@ void conn_flush_all(struct server *srv)
         flush_unlink(c);
         flush(c);
     }
+    conn_reap(srv); /* closed by timers, Redis callbacks or this flush */
 }
 
 static int grow(struct conn *c)
@@ -802,19 +833,15 @@ static void read_head(struct conn *c)
     free(own);
 }
 
-static void on_io(uv_poll_t *h, int status, int events)
+static void on_io(struct conn *c, uint32_t events)
 {
-    struct conn *c = h->data;
-    if (status < 0) {
-        conn_destroy(c);
-        return;
-    }
-    if (events & UV_WRITABLE) {
+    if (events & EPOLLOUT) {
         flush(c); /* disarms POLLOUT once the queue is empty */
         if (c->state == CONN_DEAD)
             return;
     }
-    if (!(events & UV_READABLE))
+    /* A hang-up or an error shows as a read of 0 or -1. */
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         return;
     switch (c->state) {
     case CONN_HEAD:
@@ -838,4 +865,55 @@ static void on_io(uv_poll_t *h, int status, int events)
     default:
         return;
     }
+}
+
+/* Events per epoll_wait: a connect storm or a broadcast's replies are
+ * taken in batches, and libuv calls again while the set stays readable. */
+#define EVENT_BATCH 256
+
+static void on_conn_events(uv_poll_t *h, int status, int events)
+{
+    struct server *srv = h->data;
+    (void)events;
+    if (status < 0) {
+        log_error("conn_poll_failed", "error=\"%s\"", uv_strerror(status));
+        return;
+    }
+    struct epoll_event ev[EVENT_BATCH];
+    int n = epoll_wait(srv->conn_epfd, ev, EVENT_BATCH, 0);
+    for (int i = 0; i < n; i++) {
+        struct conn *c = ev[i].data.ptr;
+        if (c->state != CONN_DEAD) /* closed earlier in this batch */
+            on_io(c, ev[i].events);
+    }
+    conn_reap(srv);
+}
+
+int conn_poll_start(struct server *srv)
+{
+    srv->conn_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (srv->conn_epfd < 0)
+        return -errno;
+    int rc = uv_poll_init(&srv->loop, &srv->conn_poll, srv->conn_epfd);
+    if (rc < 0) {
+        close(srv->conn_epfd);
+        srv->conn_epfd = -1;
+        return rc;
+    }
+    srv->conn_poll.data = srv;
+    return uv_poll_start(&srv->conn_poll, UV_READABLE, on_conn_events);
+}
+
+static void on_conn_poll_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    close(srv->conn_epfd);
+    srv->conn_epfd = -1;
+}
+
+void conn_poll_stop(struct server *srv)
+{
+    conn_destroy_all(srv);
+    if (srv->conn_epfd >= 0 && !uv_is_closing((uv_handle_t *)&srv->conn_poll))
+        uv_close((uv_handle_t *)&srv->conn_poll, on_conn_poll_closed);
 }

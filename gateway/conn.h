@@ -9,8 +9,9 @@
  * loop turn. What the frames mean is ws.c's business.
  *
  * Frames are shared (frame.h): the queue holds references, never copies.
- * The conn is freed in its poll handle's close callback, after everything
- * that can point at it (registry, wheels, flush list) has dropped it. */
+ * Every client socket is in one epoll set of ours (conn_poll_start). A
+ * closed conn is freed between batches of events, after everything that
+ * can point at it (registry, wheels, flush list) has dropped it. */
 #ifndef NOTIFY_CONN_H
 #define NOTIFY_CONN_H
 
@@ -35,13 +36,13 @@ enum conn_state {
 };
 
 struct conn {
-    uv_poll_t poll;          /* the socket, readable (and writable when full) */
-    struct server *srv;      /* the one server */
-    struct account *acct;    /* registry entry; NULL until registered */
-    struct conn *acct_prev;  /* the account's connections (before: the */
-    struct conn *acct_next;  /* server's list of unregistered sockets) */
-    struct conn *flush_prev; /* srv->flush: written at the end of the loop turn */
-    struct conn *flush_next;
+    uv_poll_t poll;                /* the socket, readable (and writable when full) */
+    struct server *srv;            /* the one server */
+    struct account *acct;          /* registry entry; NULL until registered */
+    struct conn *acct_prev;        /* the account's connections (before: the */
+    struct conn *acct_next;        /* server's list of unregistered sockets) */
+    struct conn *flush_prev;       /* srv->flush: written at the end of the loop turn */
+    struct conn *flush_next;       /* (once dead: srv->dead, freed between event batches) */
     UT_hash_handle hh;             /* registry: connection id -> conn */
     struct wheel_link hb;          /* heartbeat wheel: next silence check */
     struct wheel_link exp;         /* 1 s wheel: token exp, handshake and close timeouts */
@@ -145,5 +146,12 @@ int conn_timeout(struct conn *c);
 
 /* Closes every socket at once (teardown). */
 void conn_destroy_all(struct server *srv);
+
+/* Creates the epoll set of client sockets and has the loop watch it.
+ * Returns 0 or a negative errno/libuv code. */
+int conn_poll_start(struct server *srv);
+
+/* Closes every socket and the set (teardown). */
+void conn_poll_stop(struct server *srv);
 
 #endif

@@ -119,7 +119,7 @@ static void teardown(struct server *srv)
     uv_timer_stop(&srv->drain_timer);
     close_handle((uv_handle_t *)&srv->drain_timer);
     listener_close(&srv->listener);
-    conn_destroy_all(srv);
+    conn_poll_stop(srv);
     uv_prepare_stop(&srv->flush_prep);
     close_handle((uv_handle_t *)&srv->flush_prep);
     uv_timer_stop(&srv->route_timer);
@@ -262,6 +262,7 @@ static int start_lws(struct server *srv)
 int server_init(struct server *srv, const struct config *cfg)
 {
     memset(srv, 0, sizeof(*srv));
+    srv->conn_epfd = -1;
     srv->cfg = cfg;
     srv->started_at = server_wall_ms() / 1000;
     srv->heartbeat_timeout_ms = (uint64_t)cfg->heartbeat_timeout * 1000;
@@ -321,6 +322,10 @@ int server_init(struct server *srv, const struct config *cfg)
     uv_unref((uv_handle_t *)&srv->flush_prep);
     uv_timer_init(&srv->loop, &srv->route_timer);
     srv->route_timer.data = srv;
+    if ((rc = conn_poll_start(srv)) < 0) {
+        log_error("epoll_failed", "error=\"%s\"", uv_strerror(rc));
+        return -1;
+    }
     if (listener_open(&srv->listener, &srv->loop, srv, cfg->listen_host, cfg->listen_port,
                       cfg->reuse_port, err, sizeof(err)) < 0) {
         log_error("listen_failed", "listen=%s error=\"%s\"", cfg->listen, err);

@@ -47,6 +47,9 @@ struct server {
     size_t rbuf_size;               /* a whole client frame and then some */
     struct conn *flush;             /* sockets with output queued this loop turn */
     struct conn *pending;           /* sockets not registered: head, refused */
+    struct conn *dead;              /* closed sockets, freed between event batches */
+    int conn_epfd;                  /* epoll set of every client socket (conn.c) */
+    uv_poll_t conn_poll;            /* the loop's watch on conn_epfd */
     uv_prepare_t flush_prep;        /* writes srv->flush before the loop waits */
     uv_timer_t route_timer;         /* sockets with a few bytes of request line look again */
     uint32_t route_waiting;         /* how many (conn.c) */
