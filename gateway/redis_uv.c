@@ -1,11 +1,17 @@
 #include "redis_uv.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
+#include <unistd.h>
 
-/* Reads per readable event: 64 x 16 KiB = 1 MiB of replies at most. */
-#define READ_ROUNDS 64
+/* Reads per readable event: 16 x 64 KiB = 1 MiB of replies at most. */
+#define READ_ROUNDS 16
+#define READ_CHUNK (64 * 1024)
+
+/* Exported by hiredis 0.14 (async.c) but not declared in async.h: runs the
+ * callbacks of every complete reply in the context's reader. */
+void redisProcessCallbacks(redisAsyncContext *ac);
 
 /* The glue between one context and its uv_poll. hiredis calls cleanup when
  * it frees the context; the poll handle is then closed and this struct
@@ -26,15 +32,31 @@ static void on_poll(uv_poll_t *handle, int status, int events)
         events = (p->events & UV_WRITABLE) ? UV_WRITABLE : UV_READABLE;
     }
     if (p->ac && (events & UV_READABLE)) {
-        /* hiredis reads at most 16 KiB per call; under a burst of pub/sub
-         * messages, one read per loop iteration leaves them waiting behind
-         * every socket serviced in between. Drain what the kernel has
-         * (bounded, so one connection cannot starve the loop). */
-        int pending = 0;
-        for (int i = 0; i < READ_ROUNDS && p->ac; i++) {
-            redisAsyncHandleRead(p->ac);
-            if (!p->ac || ioctl(p->ac->c.fd, FIONREAD, &pending) < 0 || pending <= 0)
-                break;
+        if (!(p->ac->c.flags & REDIS_CONNECTED)) {
+            redisAsyncHandleRead(p->ac); /* hiredis finishes connecting */
+        } else {
+            /* We read and hiredis parses: it reads 16 KiB per call, and
+             * under a burst of pub/sub messages one read per loop turn
+             * leaves them waiting behind every socket serviced in between;
+             * asking the kernel how much is left (FIONREAD) cost a syscall
+             * per event. 64 KiB reads, until one comes back short (bounded,
+             * so one connection cannot starve the loop). */
+            char buf[READ_CHUNK];
+            for (int i = 0; i < READ_ROUNDS && p->ac; i++) {
+                ssize_t n = read(p->ac->c.fd, buf, sizeof(buf));
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                    break;
+                if (n <= 0) {
+                    redisAsyncHandleRead(p->ac); /* hiredis meets the EOF or error itself */
+                    break;
+                }
+                /* A reader in error refuses the bytes; processing then
+                 * meets the error and disconnects, as hiredis's own read. */
+                redisReaderFeed(p->ac->c.reader, buf, (size_t)n);
+                redisProcessCallbacks(p->ac); /* may free the context (p->ac = NULL) */
+                if ((size_t)n < sizeof(buf))
+                    break;
+            }
         }
     }
     if (p->ac && (events & UV_WRITABLE))
