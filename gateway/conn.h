@@ -79,13 +79,13 @@ struct conn {
     uint8_t route_wait;            /* too few bytes to route yet: polling paused */
     uint8_t refused;               /* answered with an HTTP error status */
     uint8_t close_sent;            /* our close frame is out: lingering for the client's */
-    uint8_t peer_closed;           /* the client sent its close: ours answers it */
-    uint8_t registered;            /* the register reply was queued */
-    uint8_t has_last_id;           /* last_id is set */
-    uint8_t replay_pending;        /* history must be replayed once subscribed */
-    uint8_t replaying;             /* a replay is in flight: live frames are held */
-    uint8_t replay_exact;          /* replay_since is an id the client saw (gaps matter) */
-    char id[CONN_ID_LEN + 1];      /* unique across nodes and restarts */
+    uint8_t peer_closed;      /* the client sent its close: the socket closes once ours is out */
+    uint8_t registered;       /* the register reply was queued */
+    uint8_t has_last_id;      /* last_id is set */
+    uint8_t replay_pending;   /* history must be replayed once subscribed */
+    uint8_t replaying;        /* a replay is in flight: live frames are held */
+    uint8_t replay_exact;     /* replay_since is an id the client saw (gaps matter) */
+    char id[CONN_ID_LEN + 1]; /* unique across nodes and restarts */
 };
 
 /* Starts serving an accepted socket (nonblocking): its request head is

@@ -1071,6 +1071,26 @@ void h_http_resp_free(struct h_http_resp *resp)
     resp->headers = resp->body = NULL;
 }
 
+long h_read_http_head(int fd, int timeout_ms, char **out, size_t *len)
+{
+    struct bytes b = {0};
+    long hlen = read_headers(fd, &b, h_mono_ms() + timeout_ms);
+    if (hlen < 0) {
+        free(b.p);
+        *out = NULL;
+        *len = 0;
+        return -1;
+    }
+    *out = b.p;
+    *len = b.len;
+    return hlen;
+}
+
+int h_http_header(const char *head, const char *name, char *out, size_t size)
+{
+    return header_value(head, name, out, size);
+}
+
 int h_http_get(int port, const char *path, char **body)
 {
     struct h_http_resp r;
@@ -1213,45 +1233,81 @@ fail:
     return -1;
 }
 
+int ws_adopt(struct ws *c, int fd, const void *pending, size_t len)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+    c->auto_pong = 1;
+    size_t cap = len + 8192;
+    c->buf = malloc(cap);
+    if (!c->buf)
+        return -1;
+    if (len)
+        memcpy(c->buf, pending, len);
+    c->len = len;
+    c->cap = cap;
+    c->fd = fd;
+    c->status = 101;
+    return 0;
+}
+
 int ws_send(struct ws *c, int opcode, const void *data, size_t len)
 {
     return ws_send_frame(c, 1, opcode, data, len);
 }
 
-int ws_send_frame(struct ws *c, int fin, int opcode, const void *data, size_t len)
+unsigned char *ws_frame_encode(int b0, int masked, const void *data, size_t len, size_t *out_len)
 {
-    if (c->fd < 0)
-        return -1;
     unsigned char hdr[14];
     size_t h = 0;
-    hdr[h++] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x0f));
+    unsigned char mbit = masked ? 0x80 : 0;
+    hdr[h++] = (unsigned char)b0;
     if (len < 126) {
-        hdr[h++] = (unsigned char)(0x80 | len);
+        hdr[h++] = (unsigned char)(mbit | len);
     } else if (len <= 0xffff) {
-        hdr[h++] = 0x80 | 126;
+        hdr[h++] = mbit | 126;
         hdr[h++] = (unsigned char)(len >> 8);
         hdr[h++] = (unsigned char)len;
     } else {
-        hdr[h++] = 0x80 | 127;
+        hdr[h++] = mbit | 127;
         for (int i = 7; i >= 0; i--)
             hdr[h++] = (unsigned char)((uint64_t)len >> (8 * i));
     }
-    unsigned char mask[4];
-    random_bytes(mask, 4);
-    memcpy(hdr + h, mask, 4);
-    h += 4;
+    unsigned char mask[4] = {0, 0, 0, 0};
+    if (masked) {
+        random_bytes(mask, 4);
+        memcpy(hdr + h, mask, 4);
+        h += 4;
+    }
     unsigned char *frame = malloc(h + len);
     if (!frame)
-        return -1;
+        return NULL;
     memcpy(frame, hdr, h);
     const unsigned char *d = data;
     for (size_t i = 0; i < len; i++)
         frame[h + i] = d[i] ^ mask[i & 3];
-    int rc = write_all(c->fd, frame, h + len, h_mono_ms() + 5000);
+    *out_len = h + len;
+    return frame;
+}
+
+int ws_send_raw_frame(struct ws *c, int b0, int masked, const void *data, size_t len)
+{
+    if (c->fd < 0)
+        return -1;
+    size_t n;
+    unsigned char *frame = ws_frame_encode(b0, masked, data, len, &n);
+    if (!frame)
+        return -1;
+    int rc = write_all(c->fd, frame, n, h_mono_ms() + 5000);
     free(frame);
-    if (opcode == WS_CLOSE && rc == 0)
+    if ((b0 & 0x0f) == WS_CLOSE && rc == 0)
         c->sent_close = 1;
     return rc;
+}
+
+int ws_send_frame(struct ws *c, int fin, int opcode, const void *data, size_t len)
+{
+    return ws_send_raw_frame(c, (fin ? 0x80 : 0) | (opcode & 0x0f), 1, data, len);
 }
 
 int ws_send_text(struct ws *c, const char *text)

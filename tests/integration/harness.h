@@ -224,6 +224,17 @@ struct h_http_resp {
     size_t body_len;
 };
 
+/* Reads from fd until a whole HTTP head ("...\r\n\r\n") has arrived.
+ * Returns the head's length, with *out (malloc'd, NUL-terminated) holding
+ * every byte read, the head and whatever came after it (*len in all); -1 on
+ * EOF, error or timeout (*out NULL). For answers h_http cannot take: a 101,
+ * a reply to a hand-written request. */
+long h_read_http_head(int fd, int timeout_ms, char **out, size_t *len);
+
+/* Copies the value of the first header called name (case-insensitive,
+ * whitespace trimmed) in a raw head into out; 1 if found, 0 if not. */
+int h_http_header(const char *head, const char *name, char *out, size_t size);
+
 /* Sends one HTTP/1.1 request to 127.0.0.1:port (Connection: close).
  * headers: extra "Name: value\r\n" lines or NULL; body may be NULL. Returns
  * the status and fills resp (free with h_http_resp_free), -1 on I/O error or
@@ -305,12 +316,28 @@ struct ws_msg {
  * status is 101 the socket is closed again. c->auto_pong starts at 1. */
 int ws_connect(struct ws *c, int port, const char *path, const char *headers, int timeout_ms);
 
+/* Makes c a client on fd, a connection whose upgrade the caller did by
+ * hand (e.g. with h_read_http_head); pending: the len bytes read after the
+ * 101 head (the first frames, maybe). c owns fd from here. Returns 0, or -1
+ * (fd untouched). */
+int ws_adopt(struct ws *c, int fd, const void *pending, size_t len);
+
 /* Sends one masked frame with FIN set. Returns 0, or -1 on error. */
 int ws_send(struct ws *c, int opcode, const void *data, size_t len);
 
 /* Sends one masked frame with the given FIN bit (for fragments: opcode 0 is
  * a continuation). Returns 0, or -1 on error. */
 int ws_send_frame(struct ws *c, int fin, int opcode, const void *data, size_t len);
+
+/* Encodes one client frame whose first byte is b0 as given (FIN, RSV1-3,
+ * opcode: anything, valid or not), masked with a random key, or unmasked
+ * (mask bit clear) when masked is 0. Returns the malloc'd bytes (*out_len
+ * of them) or NULL. For frames a well-behaved client never sends, or for
+ * several frames written at once. */
+unsigned char *ws_frame_encode(int b0, int masked, const void *data, size_t len, size_t *out_len);
+
+/* ws_frame_encode, written to c's socket. Returns 0, or -1 on error. */
+int ws_send_raw_frame(struct ws *c, int b0, int masked, const void *data, size_t len);
 
 /* ws_send of a NUL-terminated text. */
 int ws_send_text(struct ws *c, const char *text);
