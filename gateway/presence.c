@@ -202,44 +202,61 @@ static int shard_of_account(struct presence *p, const char *account)
     return redis_link_shard_of(&p->srv->redis, key, klen > 0 ? (size_t)klen : 0);
 }
 
-struct refresh_item {
-    int shard;               /* of the account's presence key */
-    const struct account *a; /* whose connections */
-};
+/* Ticks per refresh period: every tick re-scores the next 1/REFRESH_TICKS
+ * of the accounts (registry_walk_next), so the work comes in small pieces
+ * ten times a second (ttl 30) rather than all at once. */
+#define REFRESH_TICKS 100
 
-static int by_shard(const void *x, const void *y)
+/* Re-scores the live connections of account a with plain pipelined
+ * commands: a ZADD per connection, ZREMRANGEBYSCORE (members left by
+ * crashed nodes) and PEXPIREAT. Not an EVAL: a script blocks Redis for its
+ * whole run (5 ms for 1,000 members, every PUBLISH waiting behind it),
+ * while pipelined commands are read and run 16 KB at a time, other clients
+ * served in between, and cost Redis 1.5 us per connection instead of 9
+ * (INFO commandstats, BENCHMARKS.md). Setting the key's expiry to this
+ * member's score is right for every member of the key: each live one is
+ * re-scored every ttl/3 to now + ttl, so the last refresh always carries
+ * the latest expiry. Returns -1 when Redis is away. */
+static int refresh_account(struct presence *p, const struct account *a, const char *score,
+                           size_t slen, const char *after, size_t alen)
 {
-    const struct refresh_item *a = x, *b = y;
-    return (a->shard > b->shard) - (a->shard < b->shard);
+    struct server *srv = p->srv;
+    char key[RNAME_MAX], member[300];
+    int klen = rnames_presence(key, sizeof(key), srv->cfg->redis_prefix, a->id);
+    if (klen < 0)
+        return 0; /* cannot happen with validated ids */
+    for (const struct conn *c = a->conns; c; c = c->acct_next) {
+        int mlen = snprintf(member, sizeof(member), "%s/%s", srv->cfg->node_id, c->id);
+        const char *zadd[] = {"ZADD", key, score, member};
+        const size_t zaddl[] = {4, (size_t)klen, slen, (size_t)mlen};
+        if (redis_link_command(&srv->redis, key, (size_t)klen, NULL, NULL, 4, zadd, zaddl) < 0)
+            return -1;
+    }
+    const char *prune[] = {"ZREMRANGEBYSCORE", key, "-inf", after};
+    const size_t prunel[] = {16, (size_t)klen, 4, alen};
+    const char *exp[] = {"PEXPIREAT", key, score};
+    const size_t expl[] = {9, (size_t)klen, slen};
+    if (redis_link_command(&srv->redis, key, (size_t)klen, NULL, NULL, 4, prune, prunel) < 0 ||
+        redis_link_command(&srv->redis, key, (size_t)klen, NULL, NULL, 3, exp, expl) < 0)
+        return -1;
+    return 0;
 }
 
-/* Re-scores every live connection, a batch per EVAL; accounts are sorted
- * by shard so that a batch fills up (with one Redis, all share shard 0). */
-static void refresh_all(struct presence *p)
+/* Re-scores n accounts from the registry's walk, or all of them (n = 0). */
+static void refresh(struct presence *p, uint32_t n)
 {
-    node_refresh(p);
     struct registry *r = &p->srv->registry;
-    struct eval_batch *b = batch_new();
-    struct refresh_item *items = r->n_accounts ? malloc(sizeof(*items) * r->n_accounts) : NULL;
-    if (!b || (r->n_accounts && !items))
-        goto out;
-    size_t n = 0;
-    struct account *a, *tmp;
-    HASH_ITER(hh, r->accounts, a, tmp)
-    {
-        items[n].shard = shard_of_account(p, a->id);
-        items[n++].a = a;
+    int64_t now = server_wall_ms();
+    char score[24], after[24];
+    int slen = snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, now));
+    int alen = snprintf(after, sizeof(after), "(%lld", (long long)now);
+    if (!n)
+        n = r->n_accounts;
+    for (uint32_t i = 0; i < n && i < r->n_accounts; i++) {
+        const struct account *a = registry_walk_next(r);
+        if (!a || refresh_account(p, a, score, (size_t)slen, after, (size_t)alen) < 0)
+            return; /* Redis is away: the resync after reconnecting covers it */
     }
-    if (n)
-        qsort(items, n, sizeof(*items), by_shard);
-    for (size_t i = 0; i < n; i++)
-        for (struct conn *c = items[i].a->conns; c; c = c->acct_next)
-            if (batch_push(p, b, 1, items[i].a->id, c->id) < 0)
-                goto out;
-    batch_send(p, b);
-out:
-    free(items);
-    batch_free(b);
 }
 
 static int op_order(const void *x, const void *y)
@@ -304,11 +321,20 @@ void presence_remove(struct presence *p, const char *account, const char *conn_i
     queue_op(p, 0, account, conn_id);
 }
 
+/* Every ttl/3 each connection is re-scored, 1/REFRESH_TICKS of the
+ * accounts per tick: one refresh of everything at once had Redis run 15
+ * EVALs of 1,000 members back to back at 15,000 connections, stalling
+ * every PUBLISH behind them (the p99 delivery latency at 20,000 msg/s
+ * doubled, BENCHMARKS.md). */
 static void on_refresh_timer(uv_timer_t *t)
 {
     struct presence *p = t->data;
-    if (redis_link_ready(&p->srv->redis))
-        refresh_all(p);
+    if (!redis_link_ready(&p->srv->redis))
+        return;
+    if (++p->ticks % REFRESH_TICKS == 0)
+        node_refresh(p);
+    uint32_t n = p->srv->registry.n_accounts;
+    refresh(p, (n + REFRESH_TICKS - 1) / REFRESH_TICKS);
 }
 
 void presence_resync(struct presence *p)
@@ -316,7 +342,8 @@ void presence_resync(struct presence *p)
     /* Changes queued while away first (removals of connections that died
      * meanwhile), then everything alive now. */
     flush_ops(&p->flush_timer);
-    refresh_all(p);
+    node_refresh(p);
+    refresh(p, 0);
 }
 
 int presence_init(struct presence *p, struct server *srv)
@@ -327,7 +354,7 @@ int presence_init(struct presence *p, struct server *srv)
         uv_timer_init(&srv->loop, &p->flush_timer) < 0)
         return -1;
     p->refresh_timer.data = p->flush_timer.data = p;
-    uint64_t every = (uint64_t)srv->cfg->presence_ttl * 1000 / 3;
+    uint64_t every = (uint64_t)srv->cfg->presence_ttl * 1000 / 3 / REFRESH_TICKS;
     return uv_timer_start(&p->refresh_timer, on_refresh_timer, every, every) < 0 ? -1 : 0;
 }
 

@@ -4,10 +4,11 @@
  * Every connection is a member "<node id>/<connection id>" of
  * notify:presence:{<account>} scored with its expiry (Unix ms); the key
  * expires with its newest member. Changes are queued and applied by one
- * EVAL (lua/presence.lua) per PRESENCE_BATCH changes; every ttl/3 seconds
- * all live connections are re-scored the same way. Redis therefore sees
- * about connections / (PRESENCE_BATCH * ttl/3) commands per second for
- * refreshes, whatever the number of connections. The node itself is a
+ * EVAL (lua/presence.lua) per PRESENCE_BATCH changes. Every ttl/3 seconds
+ * all live connections are re-scored with pipelined ZADD, ZREMRANGEBYSCORE
+ * and PEXPIREAT (no script: a script blocks Redis while it runs), a
+ * hundredth of the accounts at a time: Redis runs about 3 x connections /
+ * (ttl/3) cheap commands per second, interleaved with everything else. The node itself is a
  * member of notify:nodes plus the hash notify:node:<id>, refreshed on the
  * same timer. A node that dies without cleanup simply stops refreshing:
  * its entries expire within the TTL. */
@@ -31,6 +32,7 @@ struct presence {
     size_t n_ops;                        /* length of ops */
     size_t cap_ops;                      /* capacity of ops */
     uint64_t dropped_ops;                /* changes dropped while Redis was away too long */
+    uint64_t ticks;                      /* refresh ticks so far */
     int stopped;                         /* presence_stop() ran: timers closed */
     void (*on_stopped)(struct server *); /* set by presence_stop */
 };

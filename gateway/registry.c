@@ -82,12 +82,21 @@ int registry_remove(struct registry *r, struct conn *c, char **gone_id)
     c->acct_prev = c->acct_next = NULL;
     if (--a->n_conns > 0)
         return 0;
+    if (r->walk == a)
+        r->walk = a->hh.next;
     HASH_DELETE(hh, r->accounts, a);
     r->n_accounts--;
     if (gone_id)
         *gone_id = strdup(a->id);
     free(a);
     return 1;
+}
+
+struct account *registry_walk_next(struct registry *r)
+{
+    struct account *a = r->walk ? r->walk : r->accounts;
+    r->walk = a ? a->hh.next : NULL;
+    return a;
 }
 
 void registry_clear(struct registry *r)
@@ -99,6 +108,7 @@ void registry_clear(struct registry *r)
         free(a);
     }
     HASH_CLEAR(hh, r->by_id);
+    r->walk = NULL;
     r->n_accounts = 0;
     r->n_conns = 0;
 }

@@ -26,6 +26,7 @@ struct account {
 struct registry {
     struct conn *by_id;       /* every registered connection */
     struct account *accounts; /* every account with a connection here */
+    struct account *walk;     /* registry_walk_next's next account; NULL = from the start */
     uint32_t n_conns;         /* connections registered */
     uint32_t n_accounts;      /* accounts present */
     uint32_t max_conns;       /* 0 = no limit */
@@ -55,6 +56,13 @@ int registry_remove(struct registry *r, struct conn *c, char **gone_id);
 
 struct account *registry_find_account(const struct registry *r, const char *id, size_t len);
 struct conn *registry_find_conn(const struct registry *r, const char *id);
+
+/* A round-robin walk over the accounts, a few at a time (periodic work
+ * spread out without scanning the table each time): returns the account
+ * after the one returned last, starting over after the last one, or NULL
+ * when there is none. Removing an account moves the walk past it; an
+ * account added meanwhile is reached before the walk starts over. */
+struct account *registry_walk_next(struct registry *r);
 
 /* Frees every account entry (connections are not touched). */
 void registry_clear(struct registry *r);

@@ -4,11 +4,13 @@
 --   KEYS[i]          presence sorted set of change i (notify:presence:{acct})
 --   ARGV[1]          expiry score for additions, Unix ms (now + presence ttl)
 --   ARGV[2]          now, Unix ms
---   ARGV[1 + 2i]     '+' to add or refresh, '-' to remove
+--   ARGV[1 + 2i]     '+' to add, '-' to remove
 --   ARGV[2 + 2i]     member "<node id>/<connection id>"
 -- Afterwards each touched set loses its expired members (left by crashed
 -- nodes) and the key expires at its newest member's score, so it vanishes
 -- by itself once no node refreshes it. Returns the number of changes.
+-- (The periodic refresh of live connections is not done here but with
+-- pipelined ZADD/PEXPIREAT: a script blocks Redis while it runs.)
 local score, now = ARGV[1], ARGV[2]
 local touched = {}
 for i, key in ipairs(KEYS) do
