@@ -756,13 +756,13 @@ static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
 
 /* Reads into the server's buffer after what was kept from the last read;
  * returns the bytes now in it, or 0 when there is nothing (more) to do. */
-static size_t read_some(struct conn *c, size_t limit)
+static size_t read_frames_input(struct conn *c)
 {
     uint8_t *buf = c->srv->rbuf;
     size_t have = c->in_len;
     if (have)
         memcpy(buf, c->in, have);
-    ssize_t n = read(c->fd, buf + have, limit - have);
+    ssize_t n = read(c->fd, buf + have, c->srv->rbuf_size - have);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (n <= 0) {
@@ -857,7 +857,7 @@ static void on_io(struct conn *c, uint32_t events)
             return;
         }
         {
-            size_t have = read_some(c, c->srv->rbuf_size);
+            size_t have = read_frames_input(c);
             if (have)
                 parse_frames(c, c->srv->rbuf, have);
         }

@@ -21,6 +21,7 @@ struct redis_uv {
     redisAsyncContext *ac; /* NULL once hiredis has freed the context */
     uv_poll_t poll;        /* watches the context's socket */
     int events;            /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+    int armed;             /* what the poll handle watches now */
 };
 
 static void on_poll(uv_poll_t *handle, int status, int events)
@@ -63,10 +64,16 @@ static void on_poll(uv_poll_t *handle, int status, int events)
         redisAsyncHandleWrite(p->ac);
 }
 
+/* hiredis asks for writes once per queued command; libuv 1.44's
+ * uv_poll_start() removes the descriptor from epoll at once (and adds it
+ * back on the next poll) even when nothing changes, which cost a failing
+ * epoll_ctl per command (4,500 a second with presence refreshes at 15,000
+ * connections, seen with strace). Only real changes reach libuv. */
 static void update(struct redis_uv *p)
 {
-    if (uv_is_closing((uv_handle_t *)&p->poll))
+    if (uv_is_closing((uv_handle_t *)&p->poll) || p->events == p->armed)
         return;
+    p->armed = p->events;
     if (p->events)
         uv_poll_start(&p->poll, p->events, on_poll);
     else
