@@ -239,6 +239,20 @@ presence script are counted by Redis as well as the EVAL itself):
 EOF
 grep '^redis_' "$R/idle.gateway.txt" 2>/dev/null | sed 's/^redis_\(.*\)_per_s=\(.*\)/| \1 | \2 |/'
 
+if [ -f "$here/bench/results-rounds/summary.txt" ]; then
+    echo
+    echo "## The noisiest targets in repeated rounds (\`bench/rounds.sh\`)"
+    echo
+    echo "Idle CPU and, at 20,000 msg/s, CPU per delivery and the p99 move by a third"
+    echo "or more between runs on this shared machine. \`bench/rounds.sh\` measures"
+    echo "them in alternating gateway/forwarder pairs, each with a fresh Redis, and"
+    echo "takes the median of the per-round ratios (raw output: \`bench/results-rounds/\`):"
+    echo
+    echo '```'
+    cat "$here/bench/results-rounds/summary.txt"
+    echo '```'
+fi
+
 if [ -f "$here/bench/analysis.md" ]; then
     echo
     cat "$here/bench/analysis.md"

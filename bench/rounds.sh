@@ -76,6 +76,7 @@ run_one() { # scenario target round
 val() { grep -m1 "^$2=" "$1" | cut -d= -f2; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 
+exec > >(tee "$OUT/summary.txt")
 echo "# rounds.sh: $ROUNDS rounds, $N connections, $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for scen in $SCENARIOS; do
     for k in $(seq "$ROUNDS"); do
