@@ -39,6 +39,8 @@ args_of() {
     case $1 in
     idle) echo "--conns $N --heartbeat 10 --duration 30" ;;
     unicast) echo "--conns $N --rate 20000 --duration 10" ;;
+    unicast-max) echo "--conns $N --window 4096 --warmup 2 --duration 10" ;;
+    broadcast-burst) echo "--conns $N --count 5 --burst 10 --interval 1" ;;
     *) echo "rounds.sh: unknown scenario $1" >&2; exit 2 ;;
     esac
 }
@@ -64,7 +66,7 @@ run_one() { # scenario target round
     fi
     sleep 0.5
     # shellcheck disable=SC2046
-    "$BUILD/tools/bench" "$scen" --url "127.0.0.1:$sport" --redis "127.0.0.1:$rport" "${targs[@]}" \
+    "$BUILD/tools/bench" "${scen%-burst}" --url "127.0.0.1:$sport" --redis "127.0.0.1:$rport" "${targs[@]}" \
         --server-pid "$spid" --label "$target" $(args_of "$scen") >"$OUT/$scen.$target.r$k.txt"
     kill "$spid" "$rpid" 2>/dev/null
     wait "$spid" "$rpid" 2>/dev/null
@@ -76,7 +78,7 @@ run_one() { # scenario target round
 val() { grep -m1 "^$2=" "$1" | cut -d= -f2; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 
-exec > >(tee "$OUT/summary.txt")
+exec > >(tee "$OUT/summary-${SCENARIOS// /-}.txt")
 echo "# rounds.sh: $ROUNDS rounds, $N connections, $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for scen in $SCENARIOS; do
     for k in $(seq "$ROUNDS"); do
@@ -87,6 +89,8 @@ for scen in $SCENARIOS; do
     case $scen in
     idle) keys="server_cpu_idle_pct server_rss_per_conn_kb" ;;
     unicast) keys="server_cpu_per_msg_us lat_p50_ms lat_p99_ms lat_p999_ms" ;;
+    unicast-max) keys="delivery_rate server_cpu_per_msg_us" ;;
+    broadcast-burst) keys="lat_p99_ms server_cpu_per_msg_us" ;;
     esac
     for key in $keys; do
         ratios=()

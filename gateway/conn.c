@@ -321,7 +321,7 @@ static void consume(struct conn *c, size_t w, uint64_t now)
 /* Everything queued was written: a closing socket moves on. */
 static void drained(struct conn *c)
 {
-    if (c->q_cap > 8) { /* a burst is over: give the big ring back */
+    if (c->q_cap > 16) { /* a long burst is over: give the big ring back */
         free(c->q);
         c->q = NULL;
         c->q_cap = 0;
@@ -366,6 +366,19 @@ static void flush(struct conn *c)
                 total += f->len - skip;
             }
             skip = 0;
+        }
+        /* A burst of small frames (a header and a payload each) is copied
+         * into one buffer first: the kernel's per-segment work on twenty
+         * small iovecs cost more than the copy (broadcast bursts). */
+        if (niov > 2 && total <= CONN_GATHER_MAX) {
+            uint8_t *p = c->srv->wbuf;
+            for (size_t i = 0; i < niov; i++) {
+                memcpy(p, iov[i].iov_base, iov[i].iov_len);
+                p += iov[i].iov_len;
+            }
+            iov[0].iov_base = c->srv->wbuf;
+            iov[0].iov_len = total;
+            niov = 1;
         }
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = niov};
         ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -28,6 +28,9 @@
 struct server;
 struct account;
 
+/* Largest burst copied into one buffer before sendmsg (server->wbuf). */
+#define CONN_GATHER_MAX (16 * 1024)
+
 enum conn_state {
     CONN_HEAD,    /* reading the HTTP request head */
     CONN_OPEN,    /* upgraded: frames both ways */

@@ -309,8 +309,9 @@ int server_init(struct server *srv, const struct config *cfg)
      * the largest client frame plus a full read after it. */
     srv->rbuf_size = (size_t)cfg->max_message_bytes + WS_HEADER_MAX + 4 + 64 * 1024;
     srv->rbuf = malloc(srv->rbuf_size);
+    srv->wbuf = malloc(CONN_GATHER_MAX);
     srv->token_buf = malloc(SERVER_TOKEN_MAX);
-    if (!srv->heartbeat_reply || !srv->ping || !srv->rbuf || !srv->token_buf)
+    if (!srv->heartbeat_reply || !srv->ping || !srv->rbuf || !srv->wbuf || !srv->token_buf)
         return -1;
     registry_init(&srv->registry, (uint32_t)cfg->max_connections,
                   (uint32_t)cfg->max_connections_per_account);
@@ -370,6 +371,7 @@ int server_run(struct server *srv)
     frame_unref(srv->heartbeat_reply);
     frame_unref(srv->ping);
     free(srv->rbuf);
+    free(srv->wbuf);
     free(srv->token_buf);
     auth_free(&srv->auth);
     history_free(srv);

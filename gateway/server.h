@@ -45,6 +45,7 @@ struct server {
     struct frame *ping;             /* the server's ping, shared */
     uint8_t *rbuf;                  /* every socket reads into this (one thread) */
     size_t rbuf_size;               /* a whole client frame and then some */
+    uint8_t *wbuf;                  /* CONN_GATHER_MAX: a burst gathered for one write */
     struct conn *flush;             /* sockets with output queued this loop turn */
     struct conn *pending;           /* sockets not registered: head, refused */
     struct conn *dead;              /* closed sockets, freed between event batches */
