@@ -207,56 +207,152 @@ static int shard_of_account(struct presence *p, const char *account)
  * ten times a second (ttl 30) rather than all at once. */
 #define REFRESH_TICKS 100
 
-/* Re-scores the live connections of account a with plain pipelined
- * commands: a ZADD per connection, ZREMRANGEBYSCORE (members left by
- * crashed nodes) and PEXPIREAT. Not an EVAL: a script blocks Redis for its
- * whole run (5 ms for 1,000 members, every PUBLISH waiting behind it),
- * while pipelined commands are read and run 16 KB at a time, other clients
- * served in between, and cost Redis 1.5 us per connection instead of 9
- * (INFO commandstats, BENCHMARKS.md). Setting the key's expiry to this
- * member's score is right for every member of the key: each live one is
- * re-scored every ttl/3 to now + ttl, so the last refresh always carries
- * the latest expiry. Returns -1 when Redis is away. */
-static int refresh_account(struct presence *p, const struct account *a, const char *score,
-                           size_t slen, const char *after, size_t alen)
+/* RESP being built for one server: the refresh of several accounts. */
+struct resp_buf {
+    char *p;
+    size_t len, cap;
+    int failed; /* out of memory: the buffer is dropped */
+};
+
+static void resp_put(struct resp_buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16384;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void resp_cmd(struct resp_buf *b, int argc, const char **argv, const size_t *lens)
+{
+    char num[32];
+    resp_put(b, num, (size_t)snprintf(num, sizeof(num), "*%d\r\n", argc));
+    for (int i = 0; i < argc; i++) {
+        resp_put(b, num, (size_t)snprintf(num, sizeof(num), "$%zu\r\n", lens[i]));
+        resp_put(b, argv[i], lens[i]);
+        resp_put(b, "\r\n", 2);
+    }
+}
+
+/* Replies are switched off around a refresh: Redis writes none, and the
+ * gateway parses one (+OK of CLIENT REPLY ON) instead of three per account. */
+static const char reply_off[] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n";
+static const char reply_on[] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n";
+
+/* Appends the refresh of account a: a ZADD per connection, ZREMRANGEBYSCORE
+ * (members left by crashed nodes) and PEXPIREAT. Setting the key's expiry
+ * to this member's score is right for every member of the key: each live
+ * one is re-scored every ttl/3 to now + ttl, so the last refresh always
+ * carries the latest expiry. */
+static void refresh_account(struct presence *p, struct resp_buf *b, const struct account *a,
+                            const char *key, size_t klen, const char *score, size_t slen,
+                            const char *after, size_t alen)
 {
     struct server *srv = p->srv;
-    char key[RNAME_MAX], member[300];
-    int klen = rnames_presence(key, sizeof(key), srv->cfg->redis_prefix, a->id);
-    if (klen < 0)
-        return 0; /* cannot happen with validated ids */
+    char member[300];
     for (const struct conn *c = a->conns; c; c = c->acct_next) {
         int mlen = snprintf(member, sizeof(member), "%s/%s", srv->cfg->node_id, c->id);
         const char *zadd[] = {"ZADD", key, score, member};
-        const size_t zaddl[] = {4, (size_t)klen, slen, (size_t)mlen};
-        if (redis_link_command(&srv->redis, key, (size_t)klen, NULL, NULL, 4, zadd, zaddl) < 0)
-            return -1;
+        const size_t zaddl[] = {4, klen, slen, (size_t)mlen};
+        resp_cmd(b, 4, zadd, zaddl);
     }
     const char *prune[] = {"ZREMRANGEBYSCORE", key, "-inf", after};
-    const size_t prunel[] = {16, (size_t)klen, 4, alen};
+    const size_t prunel[] = {16, klen, 4, alen};
+    resp_cmd(b, 4, prune, prunel);
     const char *exp[] = {"PEXPIREAT", key, score};
-    const size_t expl[] = {9, (size_t)klen, slen};
-    if (redis_link_command(&srv->redis, key, (size_t)klen, NULL, NULL, 4, prune, prunel) < 0 ||
-        redis_link_command(&srv->redis, key, (size_t)klen, NULL, NULL, 3, exp, expl) < 0)
-        return -1;
-    return 0;
+    const size_t expl[] = {9, klen, slen};
+    resp_cmd(b, 3, exp, expl);
 }
 
-/* Re-scores n accounts from the registry's walk, or all of them (n = 0). */
+/* Accounts of one refresh buffer at most (a resync sends them all). */
+#define REFRESH_CHUNK 500
+
+struct refresh_item {
+    int shard;
+    const struct account *a;
+};
+
+static int by_shard(const void *x, const void *y)
+{
+    const struct refresh_item *a = x, *b = y;
+    return (a->shard > b->shard) - (a->shard < b->shard);
+}
+
+/* Sends one buffer to the server of key; returns -1 when it is away. */
+static int refresh_send(struct presence *p, struct resp_buf *b, const char *key, size_t klen)
+{
+    resp_put(b, reply_on, sizeof(reply_on) - 1);
+    int rc =
+        b->failed ? 0 : redis_link_formatted(&p->srv->redis, key, klen, NULL, NULL, b->p, b->len);
+    b->len = 0;
+    b->failed = 0;
+    resp_put(b, reply_off, sizeof(reply_off) - 1);
+    return rc;
+}
+
+/* Re-scores n accounts from the registry's walk, or all of them (n = 0),
+ * as plain commands, not an EVAL: a script blocks Redis for its whole run
+ * (5 ms for 1,000 members, every PUBLISH waiting behind it), while
+ * pipelined commands are read and run 16 KB at a time, other clients
+ * served in between, and cost Redis 1.5 us per connection instead of 9
+ * (INFO commandstats, BENCHMARKS.md). One buffer per server and chunk,
+ * with replies off. */
 static void refresh(struct presence *p, uint32_t n)
 {
-    struct registry *r = &p->srv->registry;
+    struct server *srv = p->srv;
+    struct registry *r = &srv->registry;
+    if (!n || n > r->n_accounts)
+        n = r->n_accounts;
+    if (!n)
+        return;
+    struct refresh_item *items = malloc(sizeof(*items) * n);
+    if (!items)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        items[i].a = registry_walk_next(r);
+        items[i].shard = shard_of_account(p, items[i].a->id);
+    }
+    qsort(items, n, sizeof(*items), by_shard);
     int64_t now = server_wall_ms();
-    char score[24], after[24];
+    char score[24], after[24], key[RNAME_MAX], first[RNAME_MAX];
     int slen = snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, now));
     int alen = snprintf(after, sizeof(after), "(%lld", (long long)now);
-    if (!n)
-        n = r->n_accounts;
-    for (uint32_t i = 0; i < n && i < r->n_accounts; i++) {
-        const struct account *a = registry_walk_next(r);
-        if (!a || refresh_account(p, a, score, (size_t)slen, after, (size_t)alen) < 0)
-            return; /* Redis is away: the resync after reconnecting covers it */
+    struct resp_buf b = {0};
+    resp_put(&b, reply_off, sizeof(reply_off) - 1);
+    size_t flen = 0, in_buf = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int klen = rnames_presence(key, sizeof(key), srv->cfg->redis_prefix, items[i].a->id);
+        if (klen < 0)
+            continue; /* cannot happen with validated ids */
+        if (in_buf && (items[i].shard != items[i - 1].shard || in_buf == REFRESH_CHUNK)) {
+            if (refresh_send(p, &b, first, flen) < 0)
+                goto out; /* Redis is away: the resync after reconnecting covers it */
+            in_buf = 0;
+        }
+        if (!in_buf) {
+            memcpy(first, key, (size_t)klen);
+            flen = (size_t)klen;
+        }
+        refresh_account(p, &b, items[i].a, key, (size_t)klen, score, (size_t)slen, after,
+                        (size_t)alen);
+        in_buf++;
     }
+    if (in_buf)
+        refresh_send(p, &b, first, flen);
+out:
+    free(b.p);
+    free(items);
 }
 
 static int op_order(const void *x, const void *y)

@@ -41,6 +41,8 @@ struct redis_ops {
                    void *privdata, int argc, const char **argv, const size_t *argvlen);
     int (*command_all)(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,
                        const char **argv, const size_t *argvlen);
+    int (*formatted)(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
+                     void *privdata, const char *cmd, size_t len);
     int (*shard_of)(const struct redis_link *l, const char *key, size_t keylen);
     void (*stop)(struct redis_link *l);
 };
@@ -100,6 +102,18 @@ static inline int redis_link_command(struct redis_link *l, const char *key, size
                                      const char **argv, const size_t *argvlen)
 {
     return l->ops->command(l, key, keylen, cb, privdata, argc, argv, argvlen);
+}
+
+/* Queues pre-formatted RESP on the server owning key, as hiredis's
+ * redisAsyncFormattedCommand: the bytes may hold several commands, but
+ * exactly one reply must come back (CLIENT REPLY OFF ... CLIENT REPLY ON),
+ * for cb. Nothing is redirected: a command sent to a server that no longer
+ * owns its key is lost. Returns 0, or -1 when that server is unreachable. */
+static inline int redis_link_formatted(struct redis_link *l, const char *key, size_t keylen,
+                                       redisCallbackFn *cb, void *privdata, const char *cmd,
+                                       size_t len)
+{
+    return l->ops->formatted(l, key, keylen, cb, privdata, cmd, len);
 }
 
 /* Queues a command on every server (FUNCTION LOAD); cb runs once per

@@ -635,6 +635,17 @@ static int op_command(struct redis_link *l, const char *key, size_t keylen, redi
     return 0;
 }
 
+static int op_formatted(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
+                        void *privdata, const char *cmd, size_t len)
+{
+    struct cluster_link *cl = impl(l);
+    int owner = cl->slot_node[keyslot(key, keylen)];
+    struct cnode *n = owner >= 0 ? cl->nodes[owner] : NULL;
+    if (!n || !n->cmd_ok)
+        return -1;
+    return redisAsyncFormattedCommand(n->cmd, cb, privdata, cmd, len) == REDIS_OK ? 0 : -1;
+}
+
 static int op_command_all(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,
                           const char **argv, const size_t *argvlen)
 {
@@ -741,6 +752,7 @@ const struct redis_ops redis_cluster_ops = {
     .subscribe = op_subscribe,
     .unsubscribe = op_unsubscribe,
     .command = op_command,
+    .formatted = op_formatted,
     .command_all = op_command_all,
     .shard_of = op_shard_of,
     .stop = op_stop,

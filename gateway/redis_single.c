@@ -504,6 +504,17 @@ static int op_command(struct redis_link *l, const char *key, size_t keylen, redi
     return single_command(impl(l), cb, privdata, argc, argv, argvlen);
 }
 
+static int op_formatted(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
+                        void *privdata, const char *cmd, size_t len)
+{
+    struct single_link *sl = impl(l);
+    (void)key;
+    (void)keylen;
+    if (!sl->cmd || !sl->cmd_handshake_ok)
+        return -1;
+    return redisAsyncFormattedCommand(sl->cmd, cb, privdata, cmd, len) == REDIS_OK ? 0 : -1;
+}
+
 static int op_command_all(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,
                           const char **argv, const size_t *argvlen)
 {
@@ -533,6 +544,7 @@ const struct redis_ops redis_single_ops = {
     .subscribe = op_subscribe,
     .unsubscribe = op_unsubscribe,
     .command = op_command,
+    .formatted = op_formatted,
     .command_all = op_command_all,
     .shard_of = op_shard_of,
     .stop = op_stop,
