@@ -287,6 +287,13 @@ static void arm_write(struct conn *c, int on)
     watch(c, EPOLL_CTL_MOD, on ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
+/* Bytes of WebSocket header before f's payload on the wire (none for raw
+ * bytes such as the 101). */
+static size_t frame_header_len(const struct frame *f)
+{
+    return f->opcode == FRAME_RAW ? 0 : wsframe_header_len(f->len);
+}
+
 static size_t frame_header(struct frame *f, uint8_t *hdr)
 {
     return f->opcode == FRAME_RAW ? 0 : wsframe_header(hdr, (enum ws_opcode)f->opcode, f->len);
@@ -298,7 +305,7 @@ static void consume(struct conn *c, size_t w, uint64_t now)
     struct server *srv = c->srv;
     while (w && c->q_len) {
         struct frame *f = c->q[c->q_head];
-        size_t whole = (f->opcode == FRAME_RAW ? 0 : wsframe_header_len(f->len)) + f->len;
+        size_t whole = frame_header_len(f) + f->len;
         size_t left = whole - c->q_off;
         if (w < left) {
             c->q_off += (uint32_t)w;
@@ -501,15 +508,11 @@ void conn_refuse(struct conn *c, int status, const char *body)
     if (c->state != CONN_HEAD)
         return;
     char buf[1024];
-    int n =
-        snprintf(buf, sizeof(buf),
-                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                 "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
-                 status, http_status_text(status), strlen(body),
-                 status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "", body);
+    int n = http_format_status(
+        buf, sizeof(buf), status,
+        status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "", body);
     c->refused = 1;
-    struct frame *f =
-        n > 0 && (size_t)n < sizeof(buf) ? frame_new_op(FRAME_RAW, buf, (size_t)n) : NULL;
+    struct frame *f = n > 0 ? frame_new_op(FRAME_RAW, buf, (size_t)n) : NULL;
     finish_with(c, f);
     frame_unref(f);
 }

@@ -42,16 +42,21 @@ const char *http_status_text(int status)
     }
 }
 
+int http_format_status(char *buf, size_t size, int status, const char *headers, const char *body)
+{
+    int n = snprintf(buf, size,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
+                     status, http_status_text(status), strlen(body), headers, body);
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
 int http_write_status(struct lws *wsi, int status, const char *body)
 {
     char buf[LWS_PRE + 1024];
     char *p = buf + LWS_PRE;
-    size_t blen = strlen(body);
-    int n = snprintf(p, sizeof(buf) - LWS_PRE,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, http_status_text(status), blen, body);
-    if (n < 0 || (size_t)n >= sizeof(buf) - LWS_PRE)
+    int n = http_format_status(p, sizeof(buf) - LWS_PRE, status, "", body);
+    if (n < 0)
         return -1;
     return lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n ? -1 : 0;
 }

@@ -24,6 +24,11 @@ int http_handle(struct server *srv, struct lws *wsi, const char *uri);
  * the transaction. Returns what the lws callback must return. */
 int http_respond(struct lws *wsi, int status, const char *type, const char *body, size_t len);
 
+/* Formats a complete "HTTP/1.1 <status>" response with a short text body,
+ * extra header lines (each ending in CRLF, or "") and Connection: close.
+ * Returns its length, or -1 if it does not fit in size. */
+int http_format_status(char *buf, size_t size, int status, const char *headers, const char *body);
+
 /* Writes a complete "HTTP/1.1 <status>" response with a short text body and
  * Connection: close (used to refuse WebSocket upgrades: lws's own helper
  * answers HTTP/1.0, which strict clients reject). Returns 0 or -1. */

@@ -7,8 +7,8 @@
  * EVAL (lua/presence.lua) per PRESENCE_BATCH changes. Every ttl/3 seconds
  * all live connections are re-scored with pipelined ZADD, ZREMRANGEBYSCORE
  * and PEXPIREAT (no script: a script blocks Redis while it runs), a
- * hundredth of the accounts at a time, with replies switched off: Redis runs about 3 x connections /
- * (ttl/3) cheap commands per second, interleaved with everything else. The node itself is a
+ * hundredth of the accounts at a time, with replies switched off: Redis runs about 3 x connections
+ * / (ttl/3) cheap commands per second, interleaved with everything else. The node itself is a
  * member of notify:nodes plus the hash notify:node:<id>, refreshed on the
  * same timer. A node that dies without cleanup simply stops refreshing:
  * its entries expire within the TTL. */

@@ -614,13 +614,20 @@ static void on_routed(redisAsyncContext *ac, void *r, void *privdata)
     free(rt);
 }
 
+/* The primary owning key's slot, if its command connection is up. */
+static struct cnode *owner_of(struct cluster_link *cl, const char *key, size_t keylen)
+{
+    int owner = cl->slot_node[keyslot(key, keylen)];
+    struct cnode *n = owner >= 0 ? cl->nodes[owner] : NULL;
+    return n && n->cmd_ok ? n : NULL;
+}
+
 static int op_command(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
                       void *privdata, int argc, const char **argv, const size_t *argvlen)
 {
     struct cluster_link *cl = impl(l);
-    int owner = cl->slot_node[keyslot(key, keylen)];
-    struct cnode *n = owner >= 0 ? cl->nodes[owner] : NULL;
-    if (!n || !n->cmd_ok)
+    struct cnode *n = owner_of(cl, key, keylen);
+    if (!n)
         return -1;
     struct routed *rt = malloc(sizeof(*rt));
     if (!rt)
@@ -638,10 +645,8 @@ static int op_command(struct redis_link *l, const char *key, size_t keylen, redi
 static int op_formatted(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
                         void *privdata, const char *cmd, size_t len)
 {
-    struct cluster_link *cl = impl(l);
-    int owner = cl->slot_node[keyslot(key, keylen)];
-    struct cnode *n = owner >= 0 ? cl->nodes[owner] : NULL;
-    if (!n || !n->cmd_ok)
+    struct cnode *n = owner_of(impl(l), key, keylen);
+    if (!n)
         return -1;
     return redisAsyncFormattedCommand(n->cmd, cb, privdata, cmd, len) == REDIS_OK ? 0 : -1;
 }
