@@ -1,13 +1,19 @@
 #!/bin/bash
-# Host scale: 100,000 idle connections over six gateway processes sharing
-# one port with --reuse-port (each under the 20,000 open-files limit), JWT,
-# presence (ttl 30), one private Redis; the bench holds the connections
-# from six worker processes and measures the six gateways together.
+# Host scale: 100,000 idle connections over six processes sharing one port
+# with --reuse-port (each under the 20,000 open-files limit), one private
+# Redis per run; the bench holds the connections from six worker processes
+# and measures the six servers together. Each round runs six gateways (JWT,
+# presence ttl 30, heartbeats) and six reference forwarders
+# (../shared/reference/forwarder.c, SO_REUSEPORT too) under the same load,
+# the order alternating per round, and the summary gives the medians.
 #
-#   bench/host.sh                       heartbeats every 10 s
-#   HB=30 TIMEOUT=60 bench/host.sh      heartbeats every 30 s
+#   bench/host.sh                       heartbeats every 10 s, one round
+#   HB=30 TIMEOUT=60 ROUNDS=3 bench/host.sh
+#   GW_FLAGS="--input-batch-ms 0" ...   more gateway flags (in the file names)
+#   TARGETS=gateway ...                 the gateways only
 #
-# Raw output: bench/results-host/idle-<N>-hb<HB>.txt
+# Raw output: bench/results-host/idle-<N>-hb<HB>[-flags].<target>.r<k>.txt,
+# summary in the same directory, idle-<N>-hb<HB>[-flags].summary.txt.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -16,52 +22,105 @@ PROCS=${PROCS:-6}
 HB=${HB:-10}
 TIMEOUT=${TIMEOUT:-20}
 DURATION=${DURATION:-30}
+ROUNDS=${ROUNDS:-1}
+TARGETS=${TARGETS:-gateway forwarder}
 BUILD=${BUILD:-build-bench}
 OUT=${OUT:-$here/bench/results-host}
+FWD_SRC=${FWD_SRC:-$here/../shared/reference/forwarder.c}
 SECRET=bench-secret-0123456789
 mkdir -p "$OUT"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
 cmake --build "$BUILD" -j2 --target notify-gateway bench >/dev/null || exit 1
+cc -O2 -o "$BUILD/forwarder" "$FWD_SRC" -lhiredis -lcrypto || exit 1
 
 tmp=$(mktemp -d /tmp/notify-host.XXXXXX)
 pids=()
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null
+stop_all() {
+    [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
     wait 2>/dev/null
-    rm -rf "$tmp"
+    pids=()
 }
-trap cleanup EXIT
+trap 'stop_all; rm -rf "$tmp"' EXIT
 freeport() { echo $((20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000)); }
+tag=$(echo "${GW_FLAGS:-}" | tr -c 'a-z0-9\n' '_' | tr -s _)
+base="$OUT/idle-$N-hb$HB${tag:+-$tag}"
 
-RPORT=$(freeport)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
-    --client-output-buffer-limit 'pubsub 0 0 0' --logfile "$tmp/redis.log" &
-pids+=($!)
-for i in $(seq 30); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-SPORT=$(freeport)
-gw_pids=()
-for i in $(seq "$PROCS"); do
-    build-bench/gateway/notify-gateway --listen "127.0.0.1:$SPORT" --reuse-port \
-        --redis "redis://127.0.0.1:$RPORT/0" --node-id "host-$i" --auth jwt --jwt-secret "$SECRET" \
-        --presence-ttl 30 --heartbeat-timeout "$TIMEOUT" --max-connections 19900 \
-        --log-level warn --drain-seconds 1 2>"$tmp/gw-$i.log" &
+run_one() { # target round
+    local target=$1 k=$2 rport sport out
+    rport=$(freeport)
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
+        --client-output-buffer-limit 'pubsub 0 0 0' --logfile "$tmp/redis.log" &
     pids+=($!)
-    gw_pids+=(--server-pid $!)
+    for i in $(seq 30); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    sport=$(freeport)
+    local spids=() targs flags
+    for i in $(seq "$PROCS"); do
+        if [ "$target" = gateway ]; then
+            "$BUILD/gateway/notify-gateway" --listen "127.0.0.1:$sport" --reuse-port \
+                --redis "redis://127.0.0.1:$rport/0" --node-id "host-$i" --auth jwt \
+                --jwt-secret "$SECRET" --presence-ttl 30 --heartbeat-timeout "$TIMEOUT" \
+                --max-connections 19900 --log-level warn --drain-seconds 1 ${GW_FLAGS:-} \
+                2>"$tmp/gw-$i.log" &
+        else
+            "$BUILD/forwarder" -p "$sport" -r "127.0.0.1:$rport" -c >/dev/null 2>&1 &
+        fi
+        pids+=($!)
+        spids+=(--server-pid $!)
+    done
+    if [ "$target" = gateway ]; then
+        targs=(--auth jwt --jwt-secret "$SECRET")
+        flags="--reuse-port --auth jwt --presence-ttl 30 --heartbeat-timeout $TIMEOUT --max-connections 19900 ${GW_FLAGS:-}"
+    else
+        targs=(--auth none --ready-on-upgrade)
+        flags="-c (SO_REUSEPORT)"
+    fi
+    sleep 1
+    out="$base.$target.r$k.txt"
+    {
+        echo "git=$(git describe --always --dirty)"
+        echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "server_flags=$flags (x$PROCS)"
+        "$BUILD/tools/bench" idle --url "127.0.0.1:$sport" --redis "127.0.0.1:$rport" "${targs[@]}" \
+            --conns "$N" --procs "$PROCS" --heartbeat "$HB" --duration "$DURATION" \
+            --inflight 500 "${spids[@]}" --label "six-${target}s"
+        echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)"
+        if [ "$target" = gateway ]; then
+            for i in $(seq "$PROCS"); do echo "gateway_$i=$(grep -c . "$tmp/gw-$i.log") log lines"; done
+        fi
+    } >"$out"
+    stop_all
+    sleep 2
+}
+
+val() { grep -m1 "^$2=" "$1" | cut -d= -f2; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+
+for k in $(seq "$ROUNDS"); do
+    # alternate which goes first, so drift favours neither
+    order=$TARGETS
+    [ $((k % 2)) -eq 0 ] && order=$(echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for target in $order; do run_one "$target" "$k"; done
 done
-sleep 1
-out="$OUT/idle-$N-hb$HB.txt"
-{
-    echo "git=$(git describe --always --dirty)"
-    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "gateway_flags=--reuse-port --auth jwt --presence-ttl 30 --heartbeat-timeout $TIMEOUT --max-connections 19900 (x$PROCS)"
-    "$BUILD/tools/bench" idle --url "127.0.0.1:$SPORT" --redis "127.0.0.1:$RPORT" --auth jwt \
-        --jwt-secret "$SECRET" --conns "$N" --procs "$PROCS" --heartbeat "$HB" \
-        --duration "$DURATION" --inflight 500 "${gw_pids[@]}" --label "six-gateways"
-    echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)"
-} >"$out"
-for i in $(seq "$PROCS"); do
-    echo "gateway_$i=$(grep -c . "$tmp/gw-$i.log") log lines"
-done >>"$out"
-cat "$out"
+
+exec > >(tee "$base.summary.txt")
+echo "# host.sh: $ROUNDS rounds, $N connections over $PROCS processes, heartbeats every $HB s," \
+    "$(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC')"
+for key in established server_rss_per_conn_kb connect_rate server_cpu_idle_pct; do
+    line="$key:"
+    for target in $TARGETS; do
+        vals=()
+        for k in $(seq "$ROUNDS"); do vals+=("$(val "$base.$target.r$k.txt" "$key")"); done
+        line="$line $target ${vals[*]} (median $(printf '%s\n' "${vals[@]}" | median))"
+    done
+    echo "$line"
+done
+if [ "$TARGETS" = "gateway forwarder" ]; then
+    ratios=()
+    for k in $(seq "$ROUNDS"); do
+        g=$(val "$base.gateway.r$k.txt" server_cpu_idle_pct)
+        f=$(val "$base.forwarder.r$k.txt" server_cpu_idle_pct)
+        ratios+=("$(awk -v g="$g" -v f="$f" 'BEGIN { if (f > 0) printf "%.2f", g / f; else print "-" }')")
+    done
+    echo "server_cpu_idle_pct ratio gateway/forwarder: ${ratios[*]} (median $(printf '%s\n' "${ratios[@]}" | median))"
+fi

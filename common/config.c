@@ -41,6 +41,8 @@ static const struct option_def options[] = {
      "seconds of silence before a connection is closed (4408)"},
     {"heartbeat-check", OPT_INT, F(heartbeat_check), "9", 1, 86400,
      "seconds between silence checks"},
+    {"input-batch-ms", OPT_INT, F(input_batch_ms), "10", 0, 1000,
+     "ms client input may wait to be read with others' (fewer wakeups; 0 = at once)"},
     {"presence-ttl", OPT_INT, F(presence_ttl), "30", 3, 86400,
      "seconds a presence entry lives without refresh"},
     {"max-connections", OPT_INT, F(max_connections), "0", 0, INT_MAX,

@@ -1,41 +1,55 @@
 #include "rnames.h"
 
-#include <stdio.h>
 #include <string.h>
 
-static int fit(int n, size_t size)
+/* Joins up to four pieces (NULL ends early) into buf. Names are built on
+ * hot paths (a subscribe per account, a presence key per refreshed
+ * account), where snprintf's format parsing showed in profiles. */
+static int join(char *buf, size_t size, const char *a, const char *b, const char *c, const char *d)
 {
-    return (n < 0 || (size_t)n >= size) ? -1 : n;
+    const char *parts[] = {a, b, c, d};
+    size_t n = 0;
+    for (size_t i = 0; i < 4 && parts[i]; i++) {
+        size_t len = strlen(parts[i]);
+        if (n + len >= size)
+            return -1;
+        memcpy(buf + n, parts[i], len);
+        n += len;
+    }
+    if (size == 0)
+        return -1;
+    buf[n] = '\0';
+    return (int)n;
 }
 
 int rnames_account_channel(char *buf, size_t size, const char *prefix, const char *account)
 {
-    return fit(snprintf(buf, size, "%sacct:{%s}", prefix, account), size);
+    return join(buf, size, prefix, "acct:{", account, "}");
 }
 
 int rnames_broadcast_channel(char *buf, size_t size, const char *prefix)
 {
-    return fit(snprintf(buf, size, "%sbroadcast", prefix), size);
+    return join(buf, size, prefix, "broadcast", NULL, NULL);
 }
 
 int rnames_presence(char *buf, size_t size, const char *prefix, const char *account)
 {
-    return fit(snprintf(buf, size, "%spresence:{%s}", prefix, account), size);
+    return join(buf, size, prefix, "presence:{", account, "}");
 }
 
 int rnames_stream(char *buf, size_t size, const char *prefix, const char *account)
 {
-    return fit(snprintf(buf, size, "%sstream:{%s}", prefix, account), size);
+    return join(buf, size, prefix, "stream:{", account, "}");
 }
 
 int rnames_nodes(char *buf, size_t size, const char *prefix)
 {
-    return fit(snprintf(buf, size, "%snodes", prefix), size);
+    return join(buf, size, prefix, "nodes", NULL, NULL);
 }
 
 int rnames_node(char *buf, size_t size, const char *prefix, const char *node_id)
 {
-    return fit(snprintf(buf, size, "%snode:%s", prefix, node_id), size);
+    return join(buf, size, prefix, "node:", node_id, NULL);
 }
 
 int rnames_parse_account_channel(const char *channel, size_t channel_len, const char *prefix,

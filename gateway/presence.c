@@ -207,17 +207,19 @@ static int shard_of_account(struct presence *p, const char *account)
  * ten times a second (ttl 30) rather than all at once. */
 #define REFRESH_TICKS 100
 
-/* RESP being built for one server: the refresh of several accounts. */
+/* RESP being built for one server: the refresh of several accounts. Its
+ * memory is the presence's own and kept from tick to tick. */
 struct resp_buf {
     char *p;
     size_t len, cap;
     int failed; /* out of memory: the buffer is dropped */
 };
 
-static void resp_put(struct resp_buf *b, const char *s, size_t n)
+/* Makes room for n more bytes; 0 when there is none. */
+static int resp_room(struct resp_buf *b, size_t n)
 {
     if (b->failed)
-        return;
+        return 0;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16384;
         while (cap < b->len + n)
@@ -225,24 +227,54 @@ static void resp_put(struct resp_buf *b, const char *s, size_t n)
         char *p = realloc(b->p, cap);
         if (!p) {
             b->failed = 1;
-            return;
+            return 0;
         }
         b->p = p;
         b->cap = cap;
     }
+    return 1;
+}
+
+static void resp_put(struct resp_buf *b, const char *s, size_t n)
+{
+    if (!resp_room(b, n))
+        return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
 }
 
+/* Appends "<tag><n>\r\n" (an array or bulk header) without printf: these
+ * headers are most of a refresh's formatting (perf). */
+static void resp_header(struct resp_buf *b, char tag, size_t n)
+{
+    char digits[24];
+    size_t d = 0;
+    do
+        digits[d++] = (char)('0' + n % 10);
+    while ((n /= 10) && d < sizeof(digits));
+    if (!resp_room(b, d + 3))
+        return;
+    char *o = b->p + b->len;
+    *o++ = tag;
+    while (d)
+        *o++ = digits[--d];
+    *o++ = '\r';
+    *o++ = '\n';
+    b->len = (size_t)(o - b->p);
+}
+
+static void resp_arg(struct resp_buf *b, const char *s, size_t n)
+{
+    resp_header(b, '$', n);
+    resp_put(b, s, n);
+    resp_put(b, "\r\n", 2);
+}
+
 static void resp_cmd(struct resp_buf *b, int argc, const char **argv, const size_t *lens)
 {
-    char num[32];
-    resp_put(b, num, (size_t)snprintf(num, sizeof(num), "*%d\r\n", argc));
-    for (int i = 0; i < argc; i++) {
-        resp_put(b, num, (size_t)snprintf(num, sizeof(num), "$%zu\r\n", lens[i]));
-        resp_put(b, argv[i], lens[i]);
-        resp_put(b, "\r\n", 2);
-    }
+    resp_header(b, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++)
+        resp_arg(b, argv[i], lens[i]);
 }
 
 /* Replies are switched off around a refresh: Redis writes none, and the
@@ -259,13 +291,18 @@ static void refresh_account(struct presence *p, struct resp_buf *b, const struct
                             const char *key, size_t klen, const char *score, size_t slen,
                             const char *after, size_t alen)
 {
-    struct server *srv = p->srv;
-    char member[300];
+    const char *node = p->srv->cfg->node_id;
+    size_t nlen = strlen(node);
     for (const struct conn *c = a->conns; c; c = c->acct_next) {
-        int mlen = snprintf(member, sizeof(member), "%s/%s", srv->cfg->node_id, c->id);
-        const char *zadd[] = {"ZADD", key, score, member};
-        const size_t zaddl[] = {4, klen, slen, (size_t)mlen};
-        resp_cmd(b, 4, zadd, zaddl);
+        size_t clen = strlen(c->id);
+        resp_put(b, "*4\r\n$4\r\nZADD\r\n", 14);
+        resp_arg(b, key, klen);
+        resp_arg(b, score, slen);
+        resp_header(b, '$', nlen + 1 + clen); /* member "<node id>/<conn id>" */
+        resp_put(b, node, nlen);
+        resp_put(b, "/", 1);
+        resp_put(b, c->id, clen);
+        resp_put(b, "\r\n", 2);
     }
     const char *prune[] = {"ZREMRANGEBYSCORE", key, "-inf", after};
     const size_t prunel[] = {16, klen, 4, alen};
@@ -316,9 +353,14 @@ static void refresh(struct presence *p, uint32_t n)
         n = r->n_accounts;
     if (!n)
         return;
-    struct refresh_item *items = malloc(sizeof(*items) * n);
-    if (!items)
-        return;
+    if (n > p->cap_items) {
+        struct refresh_item *bigger = realloc(p->items, sizeof(*bigger) * n);
+        if (!bigger)
+            return;
+        p->items = bigger;
+        p->cap_items = n;
+    }
+    struct refresh_item *items = p->items;
     for (uint32_t i = 0; i < n; i++) {
         items[i].a = registry_walk_next(r);
         items[i].shard = shard_of_account(p, items[i].a->id);
@@ -328,7 +370,7 @@ static void refresh(struct presence *p, uint32_t n)
     char score[24], after[24], key[RNAME_MAX], first[RNAME_MAX];
     int slen = snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, now));
     int alen = snprintf(after, sizeof(after), "(%lld", (long long)now);
-    struct resp_buf b = {0};
+    struct resp_buf b = {.p = p->out, .cap = p->out_cap};
     resp_put(&b, reply_off, sizeof(reply_off) - 1);
     size_t flen = 0, in_buf = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -351,8 +393,8 @@ static void refresh(struct presence *p, uint32_t n)
     if (in_buf)
         refresh_send(p, &b, first, flen);
 out:
-    free(b.p);
-    free(items);
+    p->out = b.p;
+    p->out_cap = b.cap;
 }
 
 static int op_order(const void *x, const void *y)
@@ -485,6 +527,10 @@ void presence_stop(struct presence *p, void (*done)(struct server *))
     free(p->ops);
     p->ops = NULL;
     p->n_ops = p->cap_ops = 0;
+    free(p->items);
+    p->items = NULL;
+    free(p->out);
+    p->out = NULL;
 
     const struct config *cfg = p->srv->cfg;
     char nodes[RNAME_MAX], node[RNAME_MAX];

@@ -23,6 +23,7 @@
 
 struct server;
 struct presence_op;
+struct refresh_item;
 
 struct presence {
     struct server *srv;                  /* owner */
@@ -33,6 +34,10 @@ struct presence {
     size_t cap_ops;                      /* capacity of ops */
     uint64_t dropped_ops;                /* changes dropped while Redis was away too long */
     uint64_t ticks;                      /* refresh ticks so far */
+    struct refresh_item *items;          /* a tick's accounts, sorted by server */
+    uint32_t cap_items;                  /* capacity of items */
+    char *out;                           /* a tick's RESP, kept between ticks */
+    size_t out_cap;                      /* capacity of out */
     int stopped;                         /* presence_stop() ran: timers closed */
     void (*on_stopped)(struct server *); /* set by presence_stop */
 };

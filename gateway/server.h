@@ -50,7 +50,10 @@ struct server {
     struct conn *pending;           /* sockets not registered: head, refused */
     struct conn *dead;              /* closed sockets, freed between event batches */
     int conn_epfd;                  /* epoll set of every client socket (conn.c) */
-    uv_poll_t conn_poll;            /* the loop's watch on conn_epfd */
+    int conn_gate;                  /* epoll set of conn_epfd alone, ONESHOT; -1 = none */
+    uv_poll_t conn_poll;            /* the loop's watch on conn_gate (or conn_epfd) */
+    uv_timer_t conn_gather;         /* --input-batch-ms: conn_epfd read again */
+    int conn_gathering;             /* conn_gate disarmed, conn_gather running */
     uv_prepare_t flush_prep;        /* writes srv->flush before the loop waits */
     uv_timer_t route_timer;         /* sockets with a few bytes of request line look again */
     uint32_t route_waiting;         /* how many (conn.c) */
