@@ -35,9 +35,11 @@ cc -O2 -o "$BUILD/forwarder" "$FWD_SRC" -lhiredis -lcrypto || exit 1
 
 tmp=$(mktemp -d /tmp/notify-host.XXXXXX)
 pids=()
-stop_all() {
-    [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
-    wait 2>/dev/null
+stop_all() { # waits for these only: a bare wait would also wait for the summary's tee
+    if [ ${#pids[@]} -gt 0 ]; then
+        kill "${pids[@]}" 2>/dev/null
+        wait "${pids[@]}" 2>/dev/null
+    fi
     pids=()
 }
 trap 'stop_all; rm -rf "$tmp"' EXIT

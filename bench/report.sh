@@ -256,6 +256,19 @@ if ls "$here"/bench/results-rounds/summary-*.txt >/dev/null 2>&1; then
     echo '```'
 fi
 
+if ls "$here"/bench/results-host/*.summary.txt >/dev/null 2>&1; then
+    echo
+    echo "## Host scale in repeated rounds (\`bench/host.sh\`)"
+    echo
+    echo "100,000 idle connections over six processes sharing the port, six gateways"
+    echo "and six reference forwarders in alternating rounds under the same load (raw"
+    echo "output: \`bench/results-host/\`; discussed under \"Host scale\" below):"
+    echo
+    echo '```'
+    cat "$here"/bench/results-host/*.summary.txt
+    echo '```'
+fi
+
 if [ -f "$here/bench/analysis.md" ]; then
     echo
     cat "$here/bench/analysis.md"

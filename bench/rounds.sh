@@ -6,6 +6,7 @@
 #
 #   bench/rounds.sh                       idle and unicast at 20,000/s, 5 rounds
 #   ROUNDS=3 SCENARIOS=unicast bench/rounds.sh
+#   SCENARIOS: idle unicast unicast-max broadcast-burst connect-storm
 #
 # Raw output: bench/results-rounds/<scenario>.<target>.r<k>.txt
 set -u
@@ -26,10 +27,9 @@ cc -O2 -o "$BUILD/forwarder" "$FWD_SRC" -lhiredis -lcrypto || exit 1
 tmp=$(mktemp -d /tmp/notify-rounds.XXXXXX)
 spid=""
 rpid=""
-cleanup() {
-    [ -n "$spid" ] && kill "$spid" 2>/dev/null
-    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null
-    wait 2>/dev/null
+cleanup() { # waits for these only: a bare wait would also wait for the summary's tee
+    [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -41,6 +41,7 @@ args_of() {
     unicast) echo "--conns $N --rate 20000 --duration 10" ;;
     unicast-max) echo "--conns $N --window 4096 --warmup 2 --duration 10" ;;
     broadcast-burst) echo "--conns $N --count 5 --burst 10 --interval 1" ;;
+    connect-storm) echo "--conns $N --inflight 1000" ;;
     *) echo "rounds.sh: unknown scenario $1" >&2; exit 2 ;;
     esac
 }
@@ -91,6 +92,7 @@ for scen in $SCENARIOS; do
     unicast) keys="server_cpu_per_msg_us lat_p50_ms lat_p99_ms lat_p999_ms" ;;
     unicast-max) keys="delivery_rate server_cpu_per_msg_us" ;;
     broadcast-burst) keys="lat_p99_ms server_cpu_per_msg_us" ;;
+    connect-storm) keys="connect_rate server_cpu_per_connect_us" ;;
     esac
     for key in $keys; do
         ratios=()

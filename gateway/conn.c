@@ -118,7 +118,7 @@ static void flush_later(struct conn *c)
 /* ---- lifetime ---- */
 
 static void on_io(struct conn *c, uint32_t events);
-static void gate_arm(struct server *srv);
+static void gate_set(struct server *srv, int open);
 
 /* Every client socket is in one epoll set of ours, which libuv watches as
  * a single descriptor (conn_poll_start). Through a uv_poll_t per socket,
@@ -187,7 +187,7 @@ void conn_accept(struct server *srv, int fd)
     pending_link(c);
     if (srv->conn_gathering) { /* its request is read as soon as it comes */
         uv_timer_stop(&srv->conn_gather);
-        gate_arm(srv);
+        gate_set(srv, 1);
     }
     hb_schedule(&srv->expiry, c, uv_now(&srv->loop) + HEAD_TIMEOUT_MS);
 }
@@ -920,26 +920,42 @@ static int conn_drain(struct server *srv)
  * connect storm runs as without gathering.
  *
  * Not watching is done through a gate: libuv watches an epoll set holding
- * only conn_epfd, registered EPOLLONESHOT. Taking the gate's event disarms
- * it, a MOD re-arms it. (uv_poll_stop/start would DEL and ADD conn_epfd in
- * libuv's set, and adding an epoll set to another makes the kernel walk
- * every socket in it for loops: 5% of the profile at 16,000 sockets.) */
-static void gate_arm(struct server *srv)
+ * only conn_epfd, and a MOD shuts it (no events) or opens it (EPOLLIN).
+ * (uv_poll_stop/start would DEL and ADD conn_epfd in libuv's set, and
+ * adding an epoll set to another makes the kernel walk every socket in it
+ * for loops: 5% of the profile at 16,000 sockets.) */
+/* Opens (EPOLLIN) or shuts (no events) the gate. */
+static void gate_set(struct server *srv, int open)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT};
-    srv->conn_gathering = 0;
+    struct epoll_event ev = {.events = open ? EPOLLIN : 0};
+    srv->conn_gathering = !open;
     if (epoll_ctl(srv->conn_gate, EPOLL_CTL_MOD, srv->conn_epfd, &ev) < 0)
         log_error("conn_gate_failed", "error=\"epoll_ctl: %s\"", strerror(errno));
+}
+
+static void on_gather(uv_timer_t *t);
+
+/* After a pass over the client set: gather for a while, unless the loop
+ * is busy (a full batch) or a connection is opening. */
+static void gather_or_watch(struct server *srv, int n)
+{
+    if (n < EVENT_BATCH && !srv->pending) {
+        if (!srv->conn_gathering)
+            gate_set(srv, 0);
+        uv_timer_start(&srv->conn_gather, on_gather, srv->cfg->input_batch_ms, 0);
+    } else if (srv->conn_gathering) {
+        gate_set(srv, 1);
+    }
 }
 
 static void on_gather(uv_timer_t *t)
 {
     struct server *srv = t->data;
     int n = conn_drain(srv);
-    if (n > 0 && n < EVENT_BATCH && !srv->pending)
-        uv_timer_start(&srv->conn_gather, on_gather, srv->cfg->input_batch_ms, 0);
+    if (n == 0 && srv->conn_gathering)
+        gate_set(srv, 1); /* quiet: sleep until the next arrival */
     else
-        gate_arm(srv);
+        gather_or_watch(srv, n);
 }
 
 static void on_conn_events(uv_poll_t *h, int status, int events)
@@ -951,13 +967,8 @@ static void on_conn_events(uv_poll_t *h, int status, int events)
         return;
     }
     int n = conn_drain(srv);
-    if (srv->conn_gate >= 0 && n < EVENT_BATCH && !srv->pending) {
-        struct epoll_event ev;
-        srv->conn_gathering = 1;
-        if (epoll_wait(srv->conn_gate, &ev, 1, 0) < 0) /* disarms the gate */
-            log_error("conn_gate_failed", "error=\"epoll_wait: %s\"", strerror(errno));
-        uv_timer_start(&srv->conn_gather, on_gather, srv->cfg->input_batch_ms, 0);
-    }
+    if (srv->conn_gate >= 0)
+        gather_or_watch(srv, n);
 }
 
 int conn_poll_start(struct server *srv)
@@ -968,7 +979,7 @@ int conn_poll_start(struct server *srv)
         return -errno;
     int watched = srv->conn_epfd, rc;
     if (srv->cfg->input_batch_ms > 0) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT};
+        struct epoll_event ev = {.events = EPOLLIN};
         if ((srv->conn_gate = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
             epoll_ctl(srv->conn_gate, EPOLL_CTL_ADD, srv->conn_epfd, &ev) < 0) {
             rc = -errno;

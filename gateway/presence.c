@@ -206,6 +206,8 @@ static int shard_of_account(struct presence *p, const char *account)
  * of the accounts (registry_walk_next), so the work comes in small pieces
  * ten times a second (ttl 30) rather than all at once. */
 #define REFRESH_TICKS 100
+/* Refresh passes per pass that also prunes expired members. */
+#define PRUNE_PASSES 10
 
 /* RESP being built for one server: the refresh of several accounts. Its
  * memory is the presence's own and kept from tick to tick. */
@@ -282,21 +284,24 @@ static void resp_cmd(struct resp_buf *b, int argc, const char **argv, const size
 static const char reply_off[] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n";
 static const char reply_on[] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n";
 
-/* Appends the refresh of account a: a ZADD per connection, ZREMRANGEBYSCORE
- * (members left by crashed nodes) and PEXPIREAT. Setting the key's expiry
- * to this member's score is right for every member of the key: each live
- * one is re-scored every ttl/3 to now + ttl, so the last refresh always
- * carries the latest expiry. */
+/* Appends the refresh of account a: one ZADD of all its connections here,
+ * PEXPIREAT and, when prune is set, ZREMRANGEBYSCORE (members left by
+ * crashed nodes). Setting the key's expiry to this refresh's score is right
+ * for every member of the key: each live one is re-scored every ttl/3 to
+ * now + ttl, so the last refresh always carries the latest expiry. */
 static void refresh_account(struct presence *p, struct resp_buf *b, const struct account *a,
                             const char *key, size_t klen, const char *score, size_t slen,
-                            const char *after, size_t alen)
+                            const char *after, size_t alen, int prune)
 {
     const char *node = p->srv->cfg->node_id;
-    size_t nlen = strlen(node);
+    size_t nlen = strlen(node), n = 0;
+    for (const struct conn *c = a->conns; c; c = c->acct_next)
+        n++;
+    resp_header(b, '*', 2 + 2 * n);
+    resp_arg(b, "ZADD", 4);
+    resp_arg(b, key, klen);
     for (const struct conn *c = a->conns; c; c = c->acct_next) {
         size_t clen = strlen(c->id);
-        resp_put(b, "*4\r\n$4\r\nZADD\r\n", 14);
-        resp_arg(b, key, klen);
         resp_arg(b, score, slen);
         resp_header(b, '$', nlen + 1 + clen); /* member "<node id>/<conn id>" */
         resp_put(b, node, nlen);
@@ -304,9 +309,11 @@ static void refresh_account(struct presence *p, struct resp_buf *b, const struct
         resp_put(b, c->id, clen);
         resp_put(b, "\r\n", 2);
     }
-    const char *prune[] = {"ZREMRANGEBYSCORE", key, "-inf", after};
-    const size_t prunel[] = {16, klen, 4, alen};
-    resp_cmd(b, 4, prune, prunel);
+    if (prune) {
+        const char *cmd[] = {"ZREMRANGEBYSCORE", key, "-inf", after};
+        const size_t lens[] = {16, klen, 4, alen};
+        resp_cmd(b, 4, cmd, lens);
+    }
     const char *exp[] = {"PEXPIREAT", key, score};
     const size_t expl[] = {9, klen, slen};
     resp_cmd(b, 3, exp, expl);
@@ -345,7 +352,7 @@ static int refresh_send(struct presence *p, struct resp_buf *b, const char *key,
  * served in between, and cost Redis 1.5 us per connection instead of 9
  * (INFO commandstats, BENCHMARKS.md). One buffer per server and chunk,
  * with replies off. */
-static void refresh(struct presence *p, uint32_t n)
+static void refresh(struct presence *p, uint32_t n, int prune)
 {
     struct server *srv = p->srv;
     struct registry *r = &srv->registry;
@@ -387,7 +394,7 @@ static void refresh(struct presence *p, uint32_t n)
             flen = (size_t)klen;
         }
         refresh_account(p, &b, items[i].a, key, (size_t)klen, score, (size_t)slen, after,
-                        (size_t)alen);
+                        (size_t)alen, prune);
         in_buf++;
     }
     if (in_buf)
@@ -472,7 +479,11 @@ static void on_refresh_timer(uv_timer_t *t)
     if (++p->ticks % REFRESH_TICKS == 0)
         node_refresh(p);
     uint32_t n = p->srv->registry.n_accounts;
-    refresh(p, (n + REFRESH_TICKS - 1) / REFRESH_TICKS);
+    /* Expired members do not count (ZCOUNT from now) and connects and
+     * disconnects prune their keys (presence.lua): pruning on every pass
+     * would be a third of the refresh's commands for nothing. */
+    int prune = (p->ticks / REFRESH_TICKS) % PRUNE_PASSES == 0;
+    refresh(p, (n + REFRESH_TICKS - 1) / REFRESH_TICKS, prune);
 }
 
 void presence_resync(struct presence *p)
@@ -481,7 +492,7 @@ void presence_resync(struct presence *p)
      * meanwhile), then everything alive now. */
     flush_ops(&p->flush_timer);
     node_refresh(p);
-    refresh(p, 0);
+    refresh(p, 0, 1);
 }
 
 int presence_init(struct presence *p, struct server *srv)

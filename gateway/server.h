@@ -27,40 +27,40 @@
 #define SERVER_TOKEN_MAX 8192
 
 struct server {
-    const struct config *cfg;       /* parsed flags; read-only */
-    uv_loop_t loop;                 /* the loop everything runs on */
-    struct lws_context *lws;        /* lws, on our loop, for plain HTTP */
-    struct lws_vhost *vhost;        /* the one vhost, fed by conn.c */
-    struct listener listener;       /* our listening socket */
-    struct registry registry;       /* connections and accounts */
-    struct hb_wheel heartbeat;      /* silence detection and pings */
-    struct hb_wheel expiry;         /* token expiry (4401), one-second ticks */
-    struct redis_link redis;        /* subscriber + command connections */
-    struct presence presence;       /* presence and node registry in Redis */
-    struct history history;         /* replays waiting for another try */
-    struct auth auth;               /* JWT verification key */
-    struct metrics metrics;         /* counters for /metrics */
-    struct idgen ids;               /* connection ids */
-    struct frame *heartbeat_reply;  /* the constant heartbeat answer, shared */
-    struct frame *ping;             /* the server's ping, shared */
-    uint8_t *rbuf;                  /* every socket reads into this (one thread) */
-    size_t rbuf_size;               /* a whole client frame and then some */
-    uint8_t *wbuf;                  /* CONN_GATHER_MAX: a burst gathered for one write */
-    struct conn *flush;             /* sockets with output queued this loop turn */
-    struct conn *pending;           /* sockets not registered: head, refused */
-    struct conn *dead;              /* closed sockets, freed between event batches */
-    int conn_epfd;                  /* epoll set of every client socket (conn.c) */
-    int conn_gate;                  /* epoll set of conn_epfd alone, ONESHOT; -1 = none */
-    uv_poll_t conn_poll;            /* the loop's watch on conn_gate (or conn_epfd) */
-    uv_timer_t conn_gather;         /* --input-batch-ms: conn_epfd read again */
-    int conn_gathering;             /* conn_gate disarmed, conn_gather running */
-    uv_prepare_t flush_prep;        /* writes srv->flush before the loop waits */
-    uv_timer_t route_timer;         /* sockets with a few bytes of request line look again */
-    uint32_t route_waiting;         /* how many (conn.c) */
-    char *token_buf;                /* SERVER_TOKEN_MAX, a handshake\'s token */
-    char *notify_lib;               /* lua/notify.lua with the flags filled in */
-    char **origins;                 /* --allowed-origins split; NULL = any */
-    size_t n_origins;               /* length of origins */
+    const struct config *cfg;      /* parsed flags; read-only */
+    uv_loop_t loop;                /* the loop everything runs on */
+    struct lws_context *lws;       /* lws, on our loop, for plain HTTP */
+    struct lws_vhost *vhost;       /* the one vhost, fed by conn.c */
+    struct listener listener;      /* our listening socket */
+    struct registry registry;      /* connections and accounts */
+    struct hb_wheel heartbeat;     /* silence detection and pings */
+    struct hb_wheel expiry;        /* token expiry (4401), one-second ticks */
+    struct redis_link redis;       /* subscriber + command connections */
+    struct presence presence;      /* presence and node registry in Redis */
+    struct history history;        /* replays waiting for another try */
+    struct auth auth;              /* JWT verification key */
+    struct metrics metrics;        /* counters for /metrics */
+    struct idgen ids;              /* connection ids */
+    struct frame *heartbeat_reply; /* the constant heartbeat answer, shared */
+    struct frame *ping;            /* the server's ping, shared */
+    uint8_t *rbuf;                 /* every socket reads into this (one thread) */
+    size_t rbuf_size;              /* a whole client frame and then some */
+    uint8_t *wbuf;                 /* CONN_GATHER_MAX: a burst gathered for one write */
+    struct conn *flush;            /* sockets with output queued this loop turn */
+    struct conn *pending;          /* sockets not registered: head, refused */
+    struct conn *dead;             /* closed sockets, freed between event batches */
+    int conn_epfd;                 /* epoll set of every client socket (conn.c) */
+    int conn_gate;           /* epoll set of conn_epfd alone, shut while gathering; -1 = none */
+    uv_poll_t conn_poll;     /* the loop's watch on conn_gate (or conn_epfd) */
+    uv_timer_t conn_gather;  /* --input-batch-ms: conn_epfd read again */
+    int conn_gathering;      /* conn_gate shut, conn_gather running */
+    uv_prepare_t flush_prep; /* writes srv->flush before the loop waits */
+    uv_timer_t route_timer;  /* sockets with a few bytes of request line look again */
+    uint32_t route_waiting;  /* how many (conn.c) */
+    char *token_buf;         /* SERVER_TOKEN_MAX, a handshake\'s token */
+    char *notify_lib;        /* lua/notify.lua with the flags filled in */
+    char **origins;          /* --allowed-origins split; NULL = any */
+    size_t n_origins;        /* length of origins */
     uint64_t heartbeat_interval_ms; /* advertised client heartbeat period */
     uint64_t heartbeat_timeout_ms;  /* silence before close 4408 */
     uint64_t ping_after_ms;         /* silence after which the server pings */

@@ -280,9 +280,15 @@ START_TEST(crash_of_one_node)
                   live_one_at, ttl);
     ck_assert_int_eq(live_count("bob"), 1);
     ck_assert_int_gt(zscore(pkey("bob"), mb), h_wall_ms());
-    /* the survivor's refresh prunes the dead member */
-    ck_assert_int_eq(zscore(pkey("bob"), ma), -1);
+    /* the survivor's refresh prunes the dead member, on one pass in ten
+     * (PRUNE_PASSES: until then it only stops counting) */
+    long long prune_deadline = killed + 10 * ttl * 1000LL / 3 + 3000;
+    while (zscore(pkey("bob"), ma) != -1 && h_mono_ms() < prune_deadline)
+        h_sleep_ms(100);
+    ck_assert_msg(zscore(pkey("bob"), ma) == -1, "the dead member not pruned %lld ms after",
+                  h_mono_ms() - killed);
     ck_assert_int_eq(members_of_node(pkey("bob"), NODE_A), 0);
+    ck_assert_int_eq(live_count("bob"), 1);
     fprintf(stderr,
             "presence: after kill -9 of one node, ZCOUNT live fell to 1 after %lld ms "
             "(ttl %d s, %d polls, EXISTS 1 throughout)\n",
@@ -489,8 +495,8 @@ static char *info_commandstats(void)
 
 /* Many connections, one per account: connecting costs about one EVAL per
  * 1000 connections; the periodic refresh runs no script at all (a script
- * blocks Redis), only cheap pipelined commands, three per connection and
- * period: ZADD, ZREMRANGEBYSCORE, PEXPIREAT. */
+ * blocks Redis), only cheap pipelined commands, two per account and
+ * period: ZADD, PEXPIREAT, and ZREMRANGEBYSCORE on one period in ten. */
 START_TEST(refresh_cost_is_batched)
 {
     const int ttl = 3; /* refresh every 1 s */
@@ -546,13 +552,13 @@ START_TEST(refresh_cost_is_batched)
     free(info);
     /* no script while nothing changes: refreshes are plain commands */
     ck_assert_msg(evals == 0, "%lld EVALs while no connection changed", evals);
-    /* every connection was refreshed in each period, once: one ZADD, one
-     * ZREMRANGEBYSCORE and one PEXPIREAT per connection (one account each) */
+    /* every connection was refreshed in each period, once: one ZADD and
+     * one PEXPIREAT per connection (one account each); pruning in at most
+     * one of these six periods */
     ck_assert_msg(zadds >= (long long)(periods - 2) * N, "only %lld ZADDs", zadds);
     ck_assert_msg(zadds <= (long long)(periods + 1) * N, "%lld ZADDs: more than one per period",
                   zadds);
-    ck_assert_msg(prunes >= (long long)(periods - 2) * N && prunes <= (long long)(periods + 1) * N,
-                  "%lld ZREMRANGEBYSCORE in %.1f periods", prunes, periods);
+    ck_assert_msg(prunes <= N, "%lld ZREMRANGEBYSCORE in %.1f periods", prunes, periods);
     ck_assert_msg(pexpireats >= (long long)(periods - 2) * N &&
                       pexpireats <= (long long)(periods + 1) * N,
                   "%lld PEXPIREAT in %.1f periods", pexpireats, periods);

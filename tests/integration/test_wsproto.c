@@ -3,7 +3,8 @@
  * answers byte for byte, requests that arrive in pieces, control frames,
  * the close handshake, protocol errors (1002), frames batched into one
  * write or one frame spread over many, a pipelined burst of notifications,
- * and the request head timeout. Each test runs against a real redis-server
+ * the request head timeout, and client input gathered while the node is
+ * idle (--input-batch-ms). Each test runs against a real redis-server
  * and the real notify-gateway (--auth none). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -817,6 +818,83 @@ START_TEST(test_head_timeout)
 }
 END_TEST
 
+/* ---- 9. client input gathered while idle (--input-batch-ms) ------------- */
+
+/* Client input may wait up to the window to be read with others'; a push
+ * or a handshake never waits for it, and nothing sent meanwhile is lost or
+ * reordered. A 1 s window (the largest) makes the difference unmistakable. */
+START_TEST(test_input_gathering)
+{
+    enum { WINDOW_MS = 1000 };
+    GW("--auth", "none", "--input-batch-ms", "1000");
+    struct ws a, b;
+    open_as(&a, "gather-a");
+    open_as(&b, "gather-b");
+
+    /* Input after a quiet spell is read at once; the gateway then gathers. */
+    h_sleep_ms(WINDOW_MS + 500);
+    long long t0 = h_mono_ms();
+    ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
+    expect_message(&a, "heartbeat", "", "first heartbeat");
+    ck_assert_msg(h_mono_ms() - t0 < WINDOW_MS / 2,
+                  "the first heartbeat after a quiet spell waited %lld ms", h_mono_ms() - t0);
+
+    /* While it gathers, a notification goes out at once... */
+    ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
+    t0 = h_mono_ms();
+    publish("gather-b", "not held");
+    expect_message(&b, "notification", "not held", "push while gathering");
+    long long push_ms = h_mono_ms() - t0;
+    ck_assert_msg(push_ms < WINDOW_MS / 2, "a push waited %lld ms behind gathered input", push_ms);
+
+    /* ...and so does a new connection's handshake. */
+    ck_assert_int_eq(ws_send_text(&b, HEARTBEAT), 0);
+    t0 = h_mono_ms();
+    struct ws c;
+    open_as(&c, "gather-c");
+    long long open_ms = h_mono_ms() - t0;
+    ck_assert_msg(open_ms < WINDOW_MS / 2, "a handshake waited %lld ms behind gathered input",
+                  open_ms);
+
+    /* Everything sent while gathering is answered once, in order, within
+     * the window (plus slack for a loaded machine). */
+    ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
+    ck_assert_int_eq(ws_send(&b, WS_PING, "p1", 2), 0);
+    ck_assert_int_eq(ws_send_text(&b, "not json"), 0);
+    ck_assert_int_eq(ws_send_text(&c, HEARTBEAT), 0);
+    t0 = h_mono_ms();
+    expect_message(&a, "heartbeat", "", "a: second heartbeat");
+    expect_message(&a, "heartbeat", "", "a: third heartbeat");
+    expect_message(&b, "heartbeat", "", "b: heartbeat");
+    struct ws_msg m;
+    ck_assert_int_eq(ws_recv(&b, &m, 5000), WS_PONG);
+    ck_assert_uint_eq(m.len, 2);
+    ck_assert(!memcmp(m.data, "p1", 2));
+    ws_msg_free(&m);
+    expect_message(&b, "error", NULL, "b: error after the pong");
+    expect_message(&c, "heartbeat", "", "c: heartbeat");
+    long long replies_ms = h_mono_ms() - t0;
+    ck_assert_msg(replies_ms < WINDOW_MS + 2000, "gathered input answered after %lld ms",
+                  replies_ms);
+    /* and the window did hold it back: that is what spares the wakeups */
+    ck_assert_msg(replies_ms >= WINDOW_MS / 4,
+                  "input sent right after a handshake answered in %lld ms: not gathered",
+                  replies_ms);
+    expect_quiet(&a, 200, "a after its replies");
+    expect_quiet(&c, 200, "c after its reply");
+
+    /* A close sent while gathering gets its close back. */
+    ck_assert_int_eq(ws_send_text(&c, HEARTBEAT), 0);
+    static const unsigned char bye[] = {0x03, 0xe8};
+    ck_assert_int_eq(ws_send(&a, WS_CLOSE, bye, sizeof(bye)), 0);
+    expect_close(&a, 1000, "close while gathering");
+    expect_message(&c, "heartbeat", "", "c: heartbeat beside a close");
+    ws_close(&a, 1000);
+    ws_close(&b, 1000);
+    ws_close(&c, 1000);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 static Suite *wsproto_suite(void)
@@ -850,6 +928,9 @@ static Suite *wsproto_suite(void)
 
     tc = h_tcase(s, "head-timeout", 40, setup, teardown);
     tcase_add_test(tc, test_head_timeout);
+
+    tc = h_tcase(s, "input-gathering", 30, setup, teardown);
+    tcase_add_test(tc, test_input_gathering);
 
     return s;
 }

@@ -132,6 +132,7 @@ START_TEST(defaults)
     ck_assert_ptr_null(c.api_key);
     ck_assert_int_eq(c.heartbeat_timeout, 20);
     ck_assert_int_eq(c.heartbeat_check, 9);
+    ck_assert_int_eq(c.input_batch_ms, 10);
     ck_assert_int_eq(c.presence_ttl, 30);
     ck_assert_int_eq(c.max_connections, 0);
     ck_assert_int_eq(c.max_connections_per_account, 64);
@@ -449,6 +450,8 @@ START_TEST(bounds_accepted)
         {"heartbeat-timeout", "86400"},
         {"heartbeat-check", "1"},
         {"heartbeat-check", "86400"},
+        {"input-batch-ms", "0"},
+        {"input-batch-ms", "1000"},
         {"presence-ttl", "3"},
         {"presence-ttl", "86400"},
         {"max-connections", "0"},
@@ -502,6 +505,9 @@ static const char *bad_values[][2] = {
     {"heartbeat-timeout", "99999999999999999999999"},
     {"heartbeat-check", "0"},
     {"heartbeat-check", "86401"},
+    {"input-batch-ms", "-1"},
+    {"input-batch-ms", "1001"},
+    {"input-batch-ms", "10ms"},
     {"presence-ttl", "2"},
     {"presence-ttl", "86401"},
     {"max-connections", "-1"},
@@ -678,6 +684,7 @@ START_TEST(help_and_version)
                                   "--api-key",
                                   "--heartbeat-timeout",
                                   "--heartbeat-check",
+                                  "--input-batch-ms",
                                   "--presence-ttl",
                                   "--max-connections",
                                   "--max-connections-per-account",
