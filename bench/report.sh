@@ -232,8 +232,9 @@ cat <<EOF
 ## Redis command rate for presence ($N connections, --presence-ttl 30)
 
 From INFO commandstats over the 30 s idle hold. The periodic refresh is
-pipelined ZADD, ZREMRANGEBYSCORE and PEXPIREAT per connection, a hundredth
-of the accounts every 100 ms; EVALs run only for connects and disconnects:
+pipelined ZADD (all of an account's connections) and PEXPIREAT per
+account, plus ZREMRANGEBYSCORE on one pass in ten, a hundredth of the
+accounts every 100 ms; EVALs run only for connects and disconnects:
 
 | command | calls/s |
 |---|---|

@@ -7,6 +7,7 @@
 #   bench/rounds.sh                       idle and unicast at 20,000/s, 5 rounds
 #   ROUNDS=3 SCENARIOS=unicast bench/rounds.sh
 #   SCENARIOS: idle unicast unicast-max broadcast-burst connect-storm
+#   GW_FLAGS="--input-batch-ms 0" ...     more gateway flags (in the file names)
 #
 # Raw output: bench/results-rounds/<scenario>.<target>.r<k>.txt
 set -u
@@ -17,6 +18,7 @@ ROUNDS=${ROUNDS:-5}
 SCENARIOS=${SCENARIOS:-"idle unicast"}
 BUILD=${BUILD:-build-bench}
 OUT=${OUT:-$here/bench/results-rounds}
+tag=$(echo "${GW_FLAGS:-}" | tr -c 'a-z0-9\n' '_' | tr -s _)
 FWD_SRC=${FWD_SRC:-$here/../shared/reference/forwarder.c}
 SECRET=bench-secret-0123456789
 mkdir -p "$OUT"
@@ -57,7 +59,7 @@ run_one() { # scenario target round
     if [ "$target" = gateway ]; then
         "$BUILD/gateway/notify-gateway" --listen "127.0.0.1:$sport" --redis "redis://127.0.0.1:$rport/0" \
             --auth jwt --jwt-secret "$SECRET" --presence-ttl 30 --heartbeat-timeout 20 \
-            --log-level warn --drain-seconds 1 2>"$tmp/gw.log" &
+            --log-level warn --drain-seconds 1 ${GW_FLAGS:-} 2>"$tmp/gw.log" &
         spid=$!
         targs=(--auth jwt --jwt-secret "$SECRET")
     else
@@ -68,7 +70,7 @@ run_one() { # scenario target round
     sleep 0.5
     # shellcheck disable=SC2046
     "$BUILD/tools/bench" "${scen%-burst}" --url "127.0.0.1:$sport" --redis "127.0.0.1:$rport" "${targs[@]}" \
-        --server-pid "$spid" --label "$target" $(args_of "$scen") >"$OUT/$scen.$target.r$k.txt"
+        --server-pid "$spid" --label "$target" $(args_of "$scen") >"$OUT/$scen${tag:+-$tag}.$target.r$k.txt"
     kill "$spid" "$rpid" 2>/dev/null
     wait "$spid" "$rpid" 2>/dev/null
     spid=""
@@ -79,8 +81,8 @@ run_one() { # scenario target round
 val() { grep -m1 "^$2=" "$1" | cut -d= -f2; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 
-exec > >(tee "$OUT/summary-${SCENARIOS// /-}.txt")
-echo "# rounds.sh: $ROUNDS rounds, $N connections, $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+exec > >(tee "$OUT/summary-${SCENARIOS// /-}${tag:+-$tag}.txt")
+echo "# rounds.sh: $ROUNDS rounds, $N connections,${GW_FLAGS:+ gateway flags $GW_FLAGS,} $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for scen in $SCENARIOS; do
     for k in $(seq "$ROUNDS"); do
         # alternate which server goes first, so drift favours neither
@@ -98,8 +100,8 @@ for scen in $SCENARIOS; do
         ratios=()
         line="$scen $key:"
         for k in $(seq "$ROUNDS"); do
-            g=$(val "$OUT/$scen.gateway.r$k.txt" "$key")
-            f=$(val "$OUT/$scen.forwarder.r$k.txt" "$key")
+            g=$(val "$OUT/$scen${tag:+-$tag}.gateway.r$k.txt" "$key")
+            f=$(val "$OUT/$scen${tag:+-$tag}.forwarder.r$k.txt" "$key")
             r=$(awk -v g="$g" -v f="$f" 'BEGIN { if (f > 0) printf "%.2f", g / f; else print "-" }')
             ratios+=("$r")
             line="$line r$k gw $g fw $f ($r)"

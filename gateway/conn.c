@@ -911,8 +911,9 @@ static int conn_drain(struct server *srv)
 /* Client input is sparse when a node is idle (a heartbeat every few ms at
  * host scale) and each wakeup of the process costs more than the read and
  * the reply it serves (bench/analysis.md). So after a wakeup for client
- * input the set is not watched for --input-batch-ms: what arrives meanwhile
- * is read in one pass, until a pass finds nothing and the watch resumes.
+ * input that came within --input-batch-ms of the previous one, the set is
+ * not watched for --input-batch-ms: what arrives meanwhile is read in one
+ * pass, until a pass finds nothing and the watch resumes.
  * Deliveries never wait: they start from the Redis socket, watched
  * directly, and are written in the same loop turn. A full batch means the
  * loop is busy anyway, so the set stays watched. So does it while a
@@ -967,7 +968,14 @@ static void on_conn_events(uv_poll_t *h, int status, int events)
         return;
     }
     int n = conn_drain(srv);
-    if (srv->conn_gate >= 0)
+    if (srv->conn_gate < 0)
+        return;
+    /* Input sparser than one wakeup per window is read as it comes:
+     * gathering it would only add a timer's wakeup to each arrival. */
+    uint64_t now = uv_now(&srv->loop);
+    int frequent = now - srv->conn_woken < (uint64_t)srv->cfg->input_batch_ms;
+    srv->conn_woken = now;
+    if (frequent)
         gather_or_watch(srv, n);
 }
 

@@ -5,13 +5,13 @@
  * notify:presence:{<account>} scored with its expiry (Unix ms); the key
  * expires with its newest member. Changes are queued and applied by one
  * EVAL (lua/presence.lua) per PRESENCE_BATCH changes. Every ttl/3 seconds
- * all live connections are re-scored with pipelined ZADD, ZREMRANGEBYSCORE
- * and PEXPIREAT (no script: a script blocks Redis while it runs), a
- * hundredth of the accounts at a time, with replies switched off: Redis runs about 3 x connections
- * / (ttl/3) cheap commands per second, interleaved with everything else. The node itself is a
- * member of notify:nodes plus the hash notify:node:<id>, refreshed on the
- * same timer. A node that dies without cleanup simply stops refreshing:
- * its entries expire within the TTL. */
+ * all live connections are re-scored with pipelined commands (no script:
+ * a script blocks Redis while it runs), a hundredth of the accounts at a
+ * time, with replies switched off: per account one ZADD of its connections
+ * and PEXPIREAT, plus ZREMRANGEBYSCORE on one pass in ten. The node itself
+ * is a member of notify:nodes plus the hash notify:node:<id>, refreshed on
+ * the same timer. A node that dies without cleanup simply stops
+ * refreshing: its entries expire within the TTL. */
 #ifndef NOTIFY_PRESENCE_H
 #define NOTIFY_PRESENCE_H
 

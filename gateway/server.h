@@ -54,6 +54,7 @@ struct server {
     uv_poll_t conn_poll;     /* the loop's watch on conn_gate (or conn_epfd) */
     uv_timer_t conn_gather;  /* --input-batch-ms: conn_epfd read again */
     int conn_gathering;      /* conn_gate shut, conn_gather running */
+    uint64_t conn_woken;     /* loop ms of the last wakeup for client input */
     uv_prepare_t flush_prep; /* writes srv->flush before the loop waits */
     uv_timer_t route_timer;  /* sockets with a few bytes of request line look again */
     uint32_t route_waiting;  /* how many (conn.c) */

@@ -831,7 +831,8 @@ START_TEST(test_input_gathering)
     open_as(&a, "gather-a");
     open_as(&b, "gather-b");
 
-    /* Input after a quiet spell is read at once; the gateway then gathers. */
+    /* Input after a quiet spell is read at once; input close behind it is
+     * gathered. */
     h_sleep_ms(WINDOW_MS + 500);
     long long t0 = h_mono_ms();
     ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
