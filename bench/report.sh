@@ -105,6 +105,13 @@ echo "| nothing lost or duplicated below saturation (gateway) | $lost | | | 0 | 
 
 cat <<EOF
 
+The verdicts in this table are of this one run. Several of these figures
+move by a third or more between runs on this shared machine; the verdicts
+that count are those of the repeated rounds, in "What is left" below.
+EOF
+
+cat <<EOF
+
 ## Scenarios in detail
 
 Each row is one bench run; the exact commands are listed at the end.

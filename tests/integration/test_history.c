@@ -701,8 +701,14 @@ START_TEST(test_replay_after_redis_restart_before_reconnect)
     if (PUB)
         redisFree(PUB);
     PUB = NULL;
+    /* Down long enough for the gateway's reconnect backoff to grow past a
+     * second: its next attempt then comes well after the restore and the
+     * publishes below (with attempts 50-400 ms apart it sometimes got in
+     * first). */
+    h_redis_stop(&R);
+    h_sleep_ms(1800);
     ck_assert_int_eq(h_redis_restart(&R), 0);
-    redisReply *r = redisCommand(pub(), "FUNCTION RESTORE %b", dump->str, dump->len);
+    redisReply *r = redisCommand(pub(), "FUNCTION RESTORE %b REPLACE", dump->str, dump->len);
     ck_assert_msg(r && r->type == REDIS_REPLY_STATUS, "FUNCTION RESTORE: %s",
                   r && r->str ? r->str : "I/O error");
     freeReplyObject(r);
