@@ -918,13 +918,15 @@ static int conn_drain(struct server *srv)
  * directly, and are written in the same loop turn. A full batch means the
  * loop is busy anyway, so the set stays watched. So does it while a
  * connection is opening (srv->pending): a handshake never waits, and a
- * connect storm runs as without gathering.
+ * connect storm runs as without gathering. (A full socket's POLLOUT waits
+ * too, a window at most, with the kernel's buffer still draining.)
  *
  * Not watching is done through a gate: libuv watches an epoll set holding
  * only conn_epfd, and a MOD shuts it (no events) or opens it (EPOLLIN).
  * (uv_poll_stop/start would DEL and ADD conn_epfd in libuv's set, and
  * adding an epoll set to another makes the kernel walk every socket in it
  * for loops: 5% of the profile at 16,000 sockets.) */
+
 /* Opens (EPOLLIN) or shuts (no events) the gate. */
 static void gate_set(struct server *srv, int open)
 {
