@@ -294,10 +294,8 @@ static void refresh_account(struct presence *p, struct resp_buf *b, const struct
                             const char *after, size_t alen, int prune)
 {
     const char *node = p->srv->cfg->node_id;
-    size_t nlen = strlen(node), n = 0;
-    for (const struct conn *c = a->conns; c; c = c->acct_next)
-        n++;
-    resp_header(b, '*', 2 + 2 * n);
+    size_t nlen = strlen(node);
+    resp_header(b, '*', 2 + 2 * (size_t)a->n_conns);
     resp_arg(b, "ZADD", 4);
     resp_arg(b, key, klen);
     for (const struct conn *c = a->conns; c; c = c->acct_next) {
