@@ -17,6 +17,7 @@
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
+. bench/lib.sh
 N=${N:-100000}
 PROCS=${PROCS:-6}
 HB=${HB:-10}
@@ -29,9 +30,7 @@ OUT=${OUT:-$here/bench/results-host}
 FWD_SRC=${FWD_SRC:-$here/../shared/reference/forwarder.c}
 SECRET=bench-secret-0123456789
 mkdir -p "$OUT"
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
-cmake --build "$BUILD" -j2 --target notify-gateway bench >/dev/null || exit 1
-cc -O2 -o "$BUILD/forwarder" "$FWD_SRC" -lhiredis -lcrypto || exit 1
+bench_build
 
 tmp=$(mktemp -d /tmp/notify-host.XXXXXX)
 pids=()
@@ -43,17 +42,14 @@ stop_all() { # waits for these only: a bare wait would also wait for the summary
     pids=()
 }
 trap 'stop_all; rm -rf "$tmp"' EXIT
-freeport() { echo $((20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000)); }
-tag=$(echo "${GW_FLAGS:-}" | tr -c 'a-z0-9\n' '_' | tr -s _)
+tag=$(flags_tag "${GW_FLAGS:-}")
 base="$OUT/idle-$N-hb$HB${tag:+-$tag}"
 
 run_one() { # target round
     local target=$1 k=$2 rport sport out
     rport=$(freeport)
-    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
-        --client-output-buffer-limit 'pubsub 0 0 0' --logfile "$tmp/redis.log" &
-    pids+=($!)
-    for i in $(seq 30); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    bench_redis "$rport"
+    pids+=("$REDIS_PID")
     sport=$(freeport)
     local spids=() targs flags
     for i in $(seq "$PROCS"); do
@@ -95,8 +91,6 @@ run_one() { # target round
     sleep 2
 }
 
-val() { grep -m1 "^$2=" "$1" | cut -d= -f2; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 
 for k in $(seq "$ROUNDS"); do
     # alternate which goes first, so drift favours neither

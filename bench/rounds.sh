@@ -13,18 +13,17 @@
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
+. bench/lib.sh
 N=${N:-15000}
 ROUNDS=${ROUNDS:-5}
 SCENARIOS=${SCENARIOS:-"idle unicast"}
 BUILD=${BUILD:-build-bench}
 OUT=${OUT:-$here/bench/results-rounds}
-tag=$(echo "${GW_FLAGS:-}" | tr -c 'a-z0-9\n' '_' | tr -s _)
+tag=$(flags_tag "${GW_FLAGS:-}")
 FWD_SRC=${FWD_SRC:-$here/../shared/reference/forwarder.c}
 SECRET=bench-secret-0123456789
 mkdir -p "$OUT"
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
-cmake --build "$BUILD" -j2 --target notify-gateway bench >/dev/null || exit 1
-cc -O2 -o "$BUILD/forwarder" "$FWD_SRC" -lhiredis -lcrypto || exit 1
+bench_build
 
 tmp=$(mktemp -d /tmp/notify-rounds.XXXXXX)
 spid=""
@@ -35,7 +34,6 @@ cleanup() { # waits for these only: a bare wait would also wait for the summary'
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-freeport() { echo $((20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000)); }
 
 args_of() {
     case $1 in
@@ -51,10 +49,8 @@ args_of() {
 run_one() { # scenario target round
     local scen=$1 target=$2 k=$3 rport sport
     rport=$(freeport)
-    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
-        --client-output-buffer-limit 'pubsub 0 0 0' --logfile "$tmp/redis.log" &
-    rpid=$!
-    for i in $(seq 30); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    bench_redis "$rport"
+    rpid=$REDIS_PID
     sport=$(freeport)
     if [ "$target" = gateway ]; then
         "$BUILD/gateway/notify-gateway" --listen "127.0.0.1:$sport" --redis "redis://127.0.0.1:$rport/0" \
@@ -78,8 +74,6 @@ run_one() { # scenario target round
     sleep 1
 }
 
-val() { grep -m1 "^$2=" "$1" | cut -d= -f2; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 
 exec > >(tee "$OUT/summary-${SCENARIOS// /-}${tag:+-$tag}.txt")
 echo "# rounds.sh: $ROUNDS rounds, $N connections,${GW_FLAGS:+ gateway flags $GW_FLAGS,} $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
