@@ -66,7 +66,8 @@ static inline size_t wsframe_header_len(uint64_t payload_len)
 
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key of key_len bytes:
  * base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")), written as
- * 28 characters and a NUL into out. Returns 0, or -1 if key_len > 256. */
+ * 28 characters and a NUL into out. Returns 0, or -1 if key_len > 256 (or
+ * if OpenSSL cannot hash: no provider with SHA-1). */
 int wsframe_accept_key(const char *key, size_t key_len, char out[29]);
 
 /* A close frame's payload: the 2-byte code and the reason text. Returns

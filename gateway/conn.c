@@ -524,12 +524,25 @@ void conn_refuse(struct conn *c, int status, const char *body)
 
 int conn_upgrade(struct conn *c, const char *accept_key, int with_protocol)
 {
+    /* Pieces copied rather than snprintf'd: its format parsing was ~900
+     * instructions of every connect (callgrind, connect storm). */
+    static const char head[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\nSec-WebSocket-Accept: ";
+    static const char tail_proto[] = "\r\nSec-WebSocket-Protocol: notify\r\n\r\n";
+    static const char tail_plain[] = "\r\n\r\n";
+    const char *tail = with_protocol ? tail_proto : tail_plain;
+    size_t tlen = with_protocol ? sizeof(tail_proto) - 1 : sizeof(tail_plain) - 1;
     char buf[256];
-    int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-                     accept_key, with_protocol ? "Sec-WebSocket-Protocol: notify\r\n" : "");
-    struct frame *f = frame_new_op(FRAME_RAW, buf, (size_t)n);
+    size_t klen = strlen(accept_key), n = 0;
+    if (klen > sizeof(buf) - (sizeof(head) - 1) - (sizeof(tail_proto) - 1))
+        return -1; /* never: the key is 28 characters */
+    memcpy(buf, head, sizeof(head) - 1);
+    n += sizeof(head) - 1;
+    memcpy(buf + n, accept_key, klen);
+    n += klen;
+    memcpy(buf + n, tail, tlen);
+    n += tlen;
+    struct frame *f = frame_new_op(FRAME_RAW, buf, n);
     if (!f)
         return -1;
     struct server *srv = c->srv;

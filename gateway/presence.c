@@ -111,21 +111,27 @@ static int batch_push(struct presence *p, struct eval_batch *b, int add, const c
 {
     char key[RNAME_MAX], member[300];
     int klen = rnames_presence(key, sizeof(key), p->srv->cfg->redis_prefix, account);
-    int mlen = snprintf(member, sizeof(member), "%s/%s", p->srv->cfg->node_id, conn_id);
-    if (klen < 0 || mlen < 0 || (size_t)mlen >= sizeof(member))
+    /* "<node id>/<conn id>" by hand: snprintf cost ~850 instructions per
+     * change, two changes per connection (callgrind, connect storm). */
+    const char *node = p->srv->cfg->node_id;
+    size_t nlen = strlen(node), clen = strlen(conn_id), mlen = nlen + 1 + clen;
+    if (klen < 0 || mlen >= sizeof(member))
         return 0; /* cannot happen with validated ids; skip rather than corrupt */
+    memcpy(member, node, nlen);
+    member[nlen] = '/';
+    memcpy(member + nlen + 1, conn_id, clen);
     int shard = redis_link_shard_of(&p->srv->redis, key, (size_t)klen);
     if (b->n && shard != b->shard && batch_send(p, b) < 0)
         return -1;
     b->shard = shard;
     size_t ko = arena_put(b, key, (size_t)klen);
-    size_t mo = arena_put(b, member, (size_t)mlen);
+    size_t mo = arena_put(b, member, mlen);
     if (ko == (size_t)-1 || mo == (size_t)-1)
         return -1;
     b->key_off[b->n] = ko;
     b->key_len[b->n] = (size_t)klen;
     b->mem_off[b->n] = mo;
-    b->mem_len[b->n] = (size_t)mlen;
+    b->mem_len[b->n] = mlen;
     b->add[b->n] = (uint8_t)add;
     if (++b->n == PRESENCE_BATCH)
         return batch_send(p, b);
@@ -429,6 +435,16 @@ static void flush_ops(uv_timer_t *t)
     p->n_ops = 0;
 }
 
+/* snprintf("%s")'s truncation without its format parsing (~560
+ * instructions a copy, two copies per change): the ids are validated to
+ * fit, but a longer one is cut, never written past size. */
+static void copy_id(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void queue_op(struct presence *p, int add, const char *account, const char *conn_id)
 {
     if (p->n_ops == p->cap_ops) {
@@ -448,8 +464,8 @@ static void queue_op(struct presence *p, int add, const char *account, const cha
     op->seq = p->n_ops++;
     op->shard = shard_of_account(p, account);
     op->add = (uint8_t)add;
-    snprintf(op->conn_id, sizeof(op->conn_id), "%s", conn_id);
-    snprintf(op->account, sizeof(op->account), "%s", account);
+    copy_id(op->conn_id, sizeof(op->conn_id), conn_id);
+    copy_id(op->account, sizeof(op->account), account);
     if (!uv_is_active((uv_handle_t *)&p->flush_timer))
         uv_timer_start(&p->flush_timer, flush_ops, FLUSH_DELAY_MS, 0);
 }
