@@ -26,43 +26,72 @@ static int is_hex(unsigned char ch)
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
 }
 
+/* What a byte means inside a string. Payloads are mostly plain ASCII, so
+ * the scan is one table load per byte and UTF-8 is checked where it
+ * occurs, in the same pass (this runs on every published payload). */
+enum { STR_PLAIN, STR_QUOTE, STR_ESCAPE, STR_CONTROL, STR_MULTIBYTE };
+static const unsigned char str_class[256] = {
+    [0x00 ... 0x1F] = STR_CONTROL,
+    ['"'] = STR_QUOTE,
+    ['\\'] = STR_ESCAPE,
+    [0x80 ... 0xFF] = STR_MULTIBYTE,
+};
+
+static int parse_escape(struct cursor *c, const unsigned char *p)
+{
+    /* p is at the backslash */
+    if (c->end - p < 2)
+        return 0;
+    unsigned char ch = p[1];
+    if (ch == 'u') {
+        if (c->end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
+            return -1;
+        return 6;
+    }
+    if (ch == '"' || ch == '\\' || ch == '/' || ch == 'b' || ch == 'f' || ch == 'n' || ch == 'r' ||
+        ch == 't')
+        return 2;
+    return -2;
+}
+
 static int parse_string(struct cursor *c)
 {
-    c->p++; /* opening quote */
-    const unsigned char *run = c->p;
-    while (c->p < c->end) {
-        unsigned char ch = *c->p;
-        if (ch == '"') {
-            if (!validate_utf8((const char *)run, (size_t)(c->p - run)))
-                return fail(c, "invalid UTF-8 in string");
-            c->p++;
+    const unsigned char *p = c->p + 1; /* past the opening quote */
+    const unsigned char *end = c->end;
+    for (;;) {
+        while (p < end && str_class[*p] == STR_PLAIN)
+            p++;
+        if (p >= end)
+            break;
+        c->p = p;
+        switch (str_class[*p]) {
+        case STR_QUOTE:
+            c->p = p + 1;
             return 1;
-        }
-        if (ch < 0x20)
+        case STR_CONTROL:
             return fail(c, "control character in string");
-        if (ch == '\\') {
-            if (!validate_utf8((const char *)run, (size_t)(c->p - run)))
+        case STR_MULTIBYTE: {
+            size_t n = validate_utf8_seq(p, (size_t)(end - p));
+            if (!n)
                 return fail(c, "invalid UTF-8 in string");
-            c->p++;
-            if (c->p >= c->end)
-                break;
-            ch = *c->p;
-            if (ch == 'u') {
-                if (c->end - c->p < 5 || !is_hex(c->p[1]) || !is_hex(c->p[2]) || !is_hex(c->p[3]) ||
-                    !is_hex(c->p[4]))
-                    return fail(c, "bad \\u escape");
-                c->p += 5;
-            } else if (ch == '"' || ch == '\\' || ch == '/' || ch == 'b' || ch == 'f' ||
-                       ch == 'n' || ch == 'r' || ch == 't') {
-                c->p++;
-            } else {
-                return fail(c, "bad escape");
-            }
-            run = c->p;
-            continue;
+            p += n;
+            break;
         }
-        c->p++;
+        default: { /* STR_ESCAPE */
+            int n = parse_escape(c, p);
+            if (n == 0)
+                goto unterminated;
+            if (n == -1)
+                return fail(c, "bad \\u escape");
+            if (n < 0)
+                return fail(c, "bad escape");
+            p += n;
+            break;
+        }
+        }
     }
+unterminated:
+    c->p = end;
     return fail(c, "unterminated string");
 }
 
@@ -112,7 +141,9 @@ static int parse_literal(struct cursor *c, const char *word, size_t n)
 
 static int parse_value(struct cursor *c, int depth);
 
-static int parse_container(struct cursor *c, int depth, unsigned char close, int is_object)
+/* fn, when given, is told each member of this (object) container. */
+static int parse_container(struct cursor *c, int depth, unsigned char close, int is_object,
+                           jsoncheck_member_fn fn, void *ctx)
 {
     if (depth >= JSONCHECK_MAX_DEPTH)
         return fail(c, "nested too deeply");
@@ -123,19 +154,27 @@ static int parse_container(struct cursor *c, int depth, unsigned char close, int
         return 1;
     }
     for (;;) {
+        const unsigned char *key = NULL;
+        size_t key_len = 0;
         if (is_object) {
             skip_ws(c);
             if (c->p >= c->end || *c->p != '"')
                 return fail(c, "expected object key");
+            key = c->p + 1;
             if (!parse_string(c))
                 return 0;
+            key_len = (size_t)(c->p - 1 - key);
             skip_ws(c);
             if (c->p >= c->end || *c->p != ':')
                 return fail(c, "expected ':'");
             c->p++;
         }
+        skip_ws(c);
+        const unsigned char *value = c->p;
         if (!parse_value(c, depth + 1))
             return 0;
+        if (fn)
+            fn(ctx, (const char *)key, key_len, (const char *)value, (size_t)(c->p - value));
         skip_ws(c);
         if (c->p >= c->end)
             return fail(c, "unterminated container");
@@ -158,9 +197,9 @@ static int parse_value(struct cursor *c, int depth)
         return fail(c, "expected a value");
     switch (*c->p) {
     case '{':
-        return parse_container(c, depth, '}', 1);
+        return parse_container(c, depth, '}', 1, NULL, NULL);
     case '[':
-        return parse_container(c, depth, ']', 0);
+        return parse_container(c, depth, ']', 0, NULL, NULL);
     case '"':
         return parse_string(c);
     case 't':
@@ -174,7 +213,8 @@ static int parse_value(struct cursor *c, int depth)
     }
 }
 
-int jsoncheck_object(const char *buf, size_t len, const char **reason)
+static int check(const char *buf, size_t len, jsoncheck_member_fn fn, void *ctx,
+                 const char **reason)
 {
     struct cursor c = {(const unsigned char *)buf, (const unsigned char *)buf + len, NULL};
     skip_ws(&c);
@@ -182,7 +222,7 @@ int jsoncheck_object(const char *buf, size_t len, const char **reason)
     if (c.p >= c.end || *c.p != '{')
         ok = fail(&c, "not a JSON object");
     else
-        ok = parse_container(&c, 0, '}', 1);
+        ok = parse_container(&c, 0, '}', 1, fn, ctx);
     if (ok) {
         skip_ws(&c);
         if (c.p != c.end)
@@ -191,4 +231,15 @@ int jsoncheck_object(const char *buf, size_t len, const char **reason)
     if (reason)
         *reason = ok ? NULL : c.reason;
     return ok;
+}
+
+int jsoncheck_object(const char *buf, size_t len, const char **reason)
+{
+    return check(buf, len, NULL, NULL, reason);
+}
+
+int jsoncheck_object_members(const char *buf, size_t len, jsoncheck_member_fn fn, void *ctx,
+                             const char **reason)
+{
+    return check(buf, len, fn, ctx, reason);
 }

@@ -16,4 +16,17 @@
  * first problem found. */
 int jsoncheck_object(const char *buf, size_t len, const char **reason);
 
+/* Called for each top-level member of an object, in order: key is the raw
+ * text between the key's quotes (escapes not decoded), value the raw text
+ * of the value (a string with its quotes). */
+typedef void (*jsoncheck_member_fn)(void *ctx, const char *key, size_t key_len, const char *value,
+                                    size_t value_len);
+
+/* jsoncheck_object that also reports the top-level members to fn, so that
+ * a caller can read a few flat fields (a JWT's claims) without building a
+ * tree. fn may run before a later part of the text turns out invalid: act
+ * on what it saw only when this returns 1. */
+int jsoncheck_object_members(const char *buf, size_t len, jsoncheck_member_fn fn, void *ctx,
+                             const char **reason);
+
 #endif

@@ -15,6 +15,12 @@ int validate_account_id(const char *s, size_t len);
  * U+10FFFF. */
 int validate_utf8(const char *s, size_t len);
 
+/* The length (2 to 4) of the well-formed multi-byte UTF-8 sequence that
+ * starts at s (whose first byte is 0x80 or above), with avail bytes
+ * readable; 0 when it is not one. For scanners that meet non-ASCII bytes
+ * one at a time. */
+size_t validate_utf8_seq(const unsigned char *s, size_t avail);
+
 /* A Redis stream id "<ms>-<seq>", both decimal without sign or leading
  * junk, each fitting in 64 bits (the `since` query argument). */
 int validate_stream_id(const char *s, size_t len);

@@ -46,7 +46,7 @@ static void open_as(struct ws *c, int port, const char *account)
 /* Members of account's presence set whose node id is node. */
 static long long members_of(const char *account, const char *node)
 {
-    char key[200];
+    char key[300]; /* the account is at most 128 bytes, but the compiler cannot know */
     snprintf(key, sizeof(key), "notify:presence:{%s}", account);
     redisReply *r = h_redis_cmd(&R, "ZRANGE %s 0 -1", key);
     long long n = 0;
