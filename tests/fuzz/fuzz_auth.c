@@ -6,7 +6,13 @@
  *   1: the bytes are a JSON claims object, signed with the right key, so
  *      the checks after the signature (exp, sub) are reached;
  *   2: the same claims signed with another key: must be refused;
- *   3: the same claims with alg "none": must be refused. */
+ *   3: the same claims with alg "none": must be refused.
+ *
+ * HS256 is verified by our own code, not libjwt's, so every verdict is also
+ * checked against a reference built on libjwt (jwt_decode and its grants):
+ * whatever auth_verify accepts, the reference accepts with the same account
+ * and exp; for tokens libjwt itself signed (mode 1), the reverse too. */
+#include <errno.h>
 #include <jwt.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,22 +26,64 @@
 static const char SECRET[] = "fuzz-secret-0123456789";
 static struct auth A;
 
-static void check(const char *token, size_t len, int must_fail)
+/* The reference verdict: libjwt decodes and checks the signature, then
+ * the claim rules of auth.h. A sub with a NUL inside counts as invalid
+ * (libjwt's C string would end at it). Returns 0 and fills account/exp, or
+ * -1. */
+static int reference(const char *token, size_t len, char *account, int64_t *exp)
+{
+    char *buf = malloc(len + 1);
+    if (!buf)
+        abort();
+    memcpy(buf, token, len);
+    buf[len] = '\0';
+    jwt_t *jwt = NULL;
+    int rc = -1;
+    if (strlen(buf) != len ||
+        jwt_decode(&jwt, buf, (const unsigned char *)SECRET, (int)strlen(SECRET)) != 0 || !jwt)
+        goto out;
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256)
+        goto out;
+    errno = 0;
+    long e = jwt_get_grant_int(jwt, "exp");
+    const char *sub = jwt_get_grant(jwt, "sub");
+    char *sub_json = jwt_get_grants_json(jwt, "sub");
+    int nul = sub_json && strstr(sub_json, "\\u0000");
+    free(sub_json);
+    if (errno != 0 || e <= NOW || !sub || nul || !validate_account_id(sub, strlen(sub)))
+        goto out;
+    memcpy(account, sub, strlen(sub) + 1);
+    *exp = e;
+    rc = 0;
+out:
+    jwt_free(jwt);
+    free(buf);
+    return rc;
+}
+
+static void check(const char *token, size_t len, int must_fail, int must_agree)
 {
     char account[ACCOUNT_ID_MAX + 1];
     memset(account, 'x', sizeof(account));
     int64_t exp = -1;
     const char *reason = NULL;
     int rc = auth_verify(&A, token, len, NOW, account, &exp, &reason);
+    char ref_account[ACCOUNT_ID_MAX + 1];
+    int64_t ref_exp = -1;
+    int ref = reference(token, len, ref_account, &ref_exp);
     if (rc == 0) {
         if (must_fail)
             abort();
         size_t alen = strnlen(account, sizeof(account));
         if (alen == sizeof(account) || !validate_account_id(account, alen) || exp <= NOW)
             abort();
+        if (ref != 0 || strcmp(account, ref_account) != 0 || exp != ref_exp)
+            abort(); /* we accepted what libjwt refuses, or read it differently */
     } else {
         if (rc != -1 || !reason || !reason[0])
             abort();
+        if (must_agree && ref == 0)
+            abort(); /* libjwt's own token, valid by the rules, refused */
     }
 }
 
@@ -71,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!tok)
             return 0;
         memcpy(tok, data, size);
-        check(tok, size, 0);
+        check(tok, size, 0, 0);
         free(tok);
         return 0;
     }
@@ -86,12 +134,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 : mode == 2 ? sign(claims, JWT_ALG_HS256, "another-secret")
                             : sign(claims, JWT_ALG_NONE, NULL);
     if (tok) {
-        check(tok, strlen(tok), mode != 1);
+        check(tok, strlen(tok), mode != 1, mode == 1);
         if (mode == 1) {
             /* cut anywhere: never accepted as a different token */
             size_t n = strlen(tok);
-            check(tok, n / 2, 1);
-            check(tok, n - 1, 1);
+            check(tok, n / 2, 1, 0);
+            check(tok, n - 1, 1, 0);
         }
         free(tok);
     }

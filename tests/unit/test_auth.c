@@ -492,11 +492,135 @@ START_TEST(init_errors)
 }
 END_TEST
 
+/* header.payload.signature signed by hand with HMAC-SHA256, so that the
+ * header and claims can be anything libjwt would never produce. */
+static char *hs256_token(const char *header, const char *payload, const char *key)
+{
+    char *h = b64url(header), *p = b64url(payload);
+    char *signing = NULL;
+    ck_assert_int_gt(asprintf(&signing, "%s.%s", h, p), 0);
+    unsigned char mac[32];
+    size_t mac_len = 0;
+    ck_assert_ptr_nonnull(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, strlen(key),
+                                    (const unsigned char *)signing, strlen(signing), mac,
+                                    sizeof(mac), &mac_len));
+    ck_assert_uint_eq(mac_len, 32);
+    /* b64url() takes a C string, and a MAC may hold NUL bytes. */
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char sig[44];
+    size_t o = 0;
+    for (size_t i = 0; i < 32; i += 3) {
+        uint32_t v = (uint32_t)mac[i] << 16 | (i + 1 < 32 ? (uint32_t)mac[i + 1] << 8 : 0) |
+                     (i + 2 < 32 ? mac[i + 2] : 0);
+        sig[o++] = tbl[(v >> 18) & 63];
+        sig[o++] = tbl[(v >> 12) & 63];
+        if (i + 1 < 32)
+            sig[o++] = tbl[(v >> 6) & 63];
+        if (i + 2 < 32)
+            sig[o++] = tbl[v & 63];
+    }
+    sig[o] = '\0';
+    char *t = NULL;
+    ck_assert_int_gt(asprintf(&t, "%s.%s", signing, sig), 0);
+    free(h);
+    free(p);
+    free(signing);
+    return t;
+}
+
+/* The HS256 verifier is ours (not libjwt's): what it must refuse beyond a
+ * bad signature, and what it must still accept. */
+START_TEST(hs256_strict)
+{
+    struct auth a;
+    init_secret(&a);
+    char claims[160];
+    snprintf(claims, sizeof(claims), "{\"sub\":\"u42\",\"exp\":%lld}", (long long)now + 60);
+    char acct[ACCOUNT_ID_MAX + 1];
+    const char *why = NULL;
+    const char *good_heads[] = {"{\"alg\":\"HS256\",\"typ\":\"JWT\"}", "{\"alg\":\"HS256\"}",
+                                "{\"typ\":\"jwt\", \"alg\" : \"HS256\", \"kid\":\"k1\"}"};
+    for (size_t i = 0; i < sizeof(good_heads) / sizeof(*good_heads); i++) {
+        char *t = hs256_token(good_heads[i], claims, SECRET);
+        ck_assert_msg(verify(&a, t, acct, &why) == 0, "header %s refused: %s", good_heads[i], why);
+        ck_assert_str_eq(acct, "u42");
+        free(t);
+    }
+    const char *bad_heads[] = {"{\"alg\":\"HS256\",\"typ\":\"JOSE\"}",
+                               "{\"alg\":\"HS256\",\"crit\":[\"exp\"]}",
+                               "{\"alg\":\"HS256\\u0000x\"}",
+                               "{\"alg\":\"hs256\"}",
+                               "{\"alg\":\"HS256\",\"alg\":\"none\"}",
+                               "[\"HS256\"]",
+                               "{\"alg\":\"HS256\""};
+    for (size_t i = 0; i < sizeof(bad_heads) / sizeof(*bad_heads); i++) {
+        char *t = hs256_token(bad_heads[i], claims, SECRET);
+        ck_assert_msg(verify(&a, t, NULL, &why) == -1, "header %s accepted", bad_heads[i]);
+        free(t);
+    }
+    char bad_claims[6][160];
+    snprintf(bad_claims[0], 160, "{\"sub\":\"u42\",\"sub\":\"admin\",\"exp\":%lld}",
+             (long long)now + 60);
+    snprintf(bad_claims[1], 160, "{\"sub\":\"u42\",\"exp\":%lld.5}", (long long)now + 60);
+    snprintf(bad_claims[2], 160, "[\"u42\",%lld]", (long long)now + 60);
+    snprintf(bad_claims[3], 160, "{\"sub\":\"u4\\u00002\",\"exp\":%lld}", (long long)now + 60);
+    /* a key spelled with escapes is the same key to other JSON readers */
+    snprintf(bad_claims[4], 160, "{\"sub\":\"u42\",\"s\\u0075b\":\"admin\",\"exp\":%lld}",
+             (long long)now + 60);
+    snprintf(bad_claims[5], 160, "{\"sub\":\"u42\",\"\\u0065xp\":%lld}", (long long)now + 60);
+    for (size_t i = 0; i < 6; i++) {
+        char *t = hs256_token("{\"alg\":\"HS256\"}", bad_claims[i], SECRET);
+        ck_assert_msg(verify(&a, t, NULL, &why) == -1, "claims %s accepted", bad_claims[i]);
+        free(t);
+    }
+    /* other escaped keys and nested values are fine */
+    char odd[200];
+    snprintf(odd, sizeof(odd),
+             "{\"n\\u00e9\":1,\"sub\":\"u42\",\"x\":{\"sub\":\"admin\",\"exp\":1},\"exp\":%lld}",
+             (long long)now + 60);
+    char *o = hs256_token("{\"alg\":\"HS256\"}", odd, SECRET);
+    ck_assert_int_eq(verify(&a, o, acct, NULL), 0);
+    ck_assert_str_eq(acct, "u42");
+    free(o);
+    /* the right token spelled differently: padding, a fourth part, base64
+     * instead of base64url, whitespace */
+    char *t = hs256_token("{\"alg\":\"HS256\"}", claims, SECRET);
+    ck_assert_int_eq(verify(&a, t, NULL, NULL), 0);
+    char *v = NULL;
+    const char *suffixes[] = {"=", ".", ".x", " "};
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert_int_gt(asprintf(&v, "%s%s", t, suffixes[i]), 0);
+        ck_assert_msg(verify(&a, v, NULL, NULL) == -1, "token + \"%s\" accepted", suffixes[i]);
+        free(v);
+    }
+    char *dot = strchr(t, '.');
+    ck_assert_int_gt(asprintf(&v, "%.*s=%s", (int)(dot - t), t, dot), 0);
+    ck_assert_int_eq(verify(&a, v, NULL, NULL), -1);
+    free(v);
+    v = strdup(t);
+    for (char *c = v; *c; c++)
+        if (*c == '-' || *c == '_')
+            *c = *c == '-' ? '+' : '/';
+    if (strcmp(v, t) != 0)
+        ck_assert_int_eq(verify(&a, v, NULL, NULL), -1);
+    free(v);
+    /* the keyed HMAC context is reused: the same answer every time */
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(verify(&a, t, NULL, NULL), 0);
+    free(t);
+    t = hs256_token("{\"alg\":\"HS256\"}", claims, "another-secret");
+    ck_assert_int_eq(verify(&a, t, NULL, NULL), -1);
+    free(t);
+    auth_free(&a);
+}
+END_TEST
+
 static Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, hs256_good);
+    tcase_add_test(tc, hs256_strict);
     tcase_add_test(tc, expired);
     tcase_add_test(tc, exp_missing_or_not_a_number);
     tcase_add_test(tc, wrong_secret);
