@@ -119,6 +119,19 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 /* One callback for every SUBSCRIBE: hiredis keeps a callback per channel
  * and the newest registration wins, so per-channel state lives in the
  * registry, not in hiredis (FACTS.md). */
+static void on_sub_message(void *data, const char *chan, size_t chan_len, const char *payload,
+                           size_t payload_len)
+{
+    struct single_link *l = data;
+    const char *account;
+    size_t alen;
+    if (chan_len == l->bcast_len && !memcmp(chan, l->bcast, chan_len))
+        deliver_broadcast(l->srv, payload, payload_len);
+    else if (rnames_parse_account_channel(chan, chan_len, l->srv->cfg->redis_prefix, &account,
+                                          &alen))
+        deliver_account(l->srv, account, alen, payload, payload_len);
+}
+
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct single_link *l = privdata;
@@ -134,20 +147,13 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *kind = reply->element[0], *chan = reply->element[1];
     if (chan->type != REDIS_REPLY_STRING)
         return;
-    char bcast[RNAME_MAX];
-    int blen = rnames_broadcast_channel(bcast, sizeof(bcast), l->srv->cfg->redis_prefix);
-    int is_broadcast = blen == (int)chan->len && !memcmp(chan->str, bcast, chan->len);
+    int is_broadcast = chan->len == l->bcast_len && !memcmp(chan->str, l->bcast, chan->len);
     if (redis_reply_is(kind, "message")) {
+        /* Normally read in place by redis_uv (on_sub_message); kept for
+         * a message hiredis meets anyway. */
         redisReply *payload = reply->element[2];
-        if (payload->type != REDIS_REPLY_STRING)
-            return;
-        const char *account;
-        size_t alen;
-        if (is_broadcast)
-            deliver_broadcast(l->srv, payload->str, payload->len);
-        else if (rnames_parse_account_channel(chan->str, chan->len, l->srv->cfg->redis_prefix,
-                                              &account, &alen))
-            deliver_account(l->srv, account, alen, payload->str, payload->len);
+        if (payload->type == REDIS_REPLY_STRING)
+            on_sub_message(l, chan->str, chan->len, payload->str, payload->len);
     } else if (redis_reply_is(kind, "subscribe")) {
         if (reply->element[2]->type == REDIS_REPLY_INTEGER && reply->element[2]->integer > 0)
             l->subscribed = (uint32_t)reply->element[2]->integer - 1;
@@ -364,10 +370,11 @@ static void connect_now(struct single_link *l)
         link_fail(l, NULL, NULL, "cannot create a connection");
         return;
     }
-    char bcast[RNAME_MAX];
-    rnames_broadcast_channel(bcast, sizeof(bcast), l->srv->cfg->redis_prefix);
+    redis_uv_on_message(l->sub, on_sub_message, l);
+    int blen = rnames_broadcast_channel(l->bcast, sizeof(l->bcast), l->srv->cfg->redis_prefix);
+    l->bcast_len = blen > 0 ? (size_t)blen : 0;
     /* Queuing a command is also what makes hiredis report the connect. */
-    redisAsyncCommand(l->sub, on_sub_reply, l, "SUBSCRIBE %s", bcast);
+    redisAsyncCommand(l->sub, on_sub_reply, l, "SUBSCRIBE %s", l->bcast);
     redisAsyncCommand(l->cmd, on_cmd_handshake, NULL, "SELECT %d", l->srv->cfg->redis_url.db);
     redisAsyncCommand(l->cmd, on_cmd_handshake, l, "PING");
 }

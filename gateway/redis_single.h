@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "rnames.h"
+
 struct server;
 struct pending_sub;
 struct redis_ops;
@@ -50,6 +52,8 @@ struct single_link {
     uint64_t connecting_since;   /* loop ms the current attempt began */
     struct pending_sub *pending; /* (un)subscribes waiting for the flush */
     uint32_t subscribed;         /* account channels acknowledged by Redis */
+    char bcast[RNAME_MAX];       /* the broadcast channel's name */
+    size_t bcast_len;            /* its length */
 };
 
 extern const struct redis_ops redis_single_ops;

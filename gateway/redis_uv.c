@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "resp.h"
+
 /* Reads per readable event: 16 x 64 KiB = 1 MiB of replies at most. */
 #define READ_ROUNDS 16
 #define READ_CHUNK (64 * 1024)
@@ -18,11 +20,108 @@ void redisProcessCallbacks(redisAsyncContext *ac);
  * freed in the close callback, never earlier, because libuv may still
  * reference the handle. */
 struct redis_uv {
-    redisAsyncContext *ac; /* NULL once hiredis has freed the context */
-    uv_poll_t poll;        /* watches the context's socket */
-    int events;            /* UV_READABLE | UV_WRITABLE wanted by hiredis */
-    int armed;             /* what the poll handle watches now */
+    redisAsyncContext *ac;           /* NULL once hiredis has freed the context */
+    uv_poll_t poll;                  /* watches the context's socket */
+    int events;                      /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+    int armed;                       /* what the poll handle watches now */
+    redis_uv_message_fn *on_message; /* message pushes, when set */
+    void *message_data;              /* passed to on_message */
+    char *in;                        /* with on_message: bytes read, from the start of the */
+    size_t in_len;                   /* first reply not yet complete */
+    size_t in_cap;
 };
+
+/* Hands what has arrived on, reply by reply in order: message pushes to
+ * on_message, everything else to hiredis (whole replies, so that its
+ * reader is never in the middle of one). Keeps an incomplete tail. */
+static void dispatch(struct redis_uv *p)
+{
+    size_t off = 0;
+    while (off < p->in_len && p->ac) {
+        struct resp_message m;
+        int is_message;
+        long n = resp_scan(p->in + off, p->in_len - off, &m, &is_message);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            /* Not a reply we measure (not RESP, or an array too long for a
+             * subscriber): hiredis takes this and every later byte, and
+             * fails the connection if it is not RESP either. */
+            n = (long)(p->in_len - off);
+            is_message = 0;
+            p->on_message = NULL;
+        }
+        if (is_message) {
+            p->on_message(p->message_data, m.channel, m.channel_len, m.payload, m.payload_len);
+        } else {
+            redisReaderFeed(p->ac->c.reader, p->in + off, (size_t)n);
+            redisProcessCallbacks(p->ac); /* may free the context (p->ac = NULL) */
+        }
+        off += (size_t)n;
+    }
+    if (!p->ac) {
+        p->in_len = 0;
+        return;
+    }
+    if (off) {
+        memmove(p->in, p->in + off, p->in_len - off);
+        p->in_len -= off;
+    }
+}
+
+/* Room for one more READ_CHUNK after what is kept; -1 if memory is out. */
+static int reserve_chunk(struct redis_uv *p)
+{
+    if (p->in_cap - p->in_len >= READ_CHUNK)
+        return 0;
+    size_t cap = p->in_cap ? p->in_cap : READ_CHUNK;
+    while (cap - p->in_len < READ_CHUNK)
+        cap *= 2;
+    char *bigger = realloc(p->in, cap);
+    if (!bigger)
+        return -1;
+    p->in = bigger;
+    p->in_cap = cap;
+    return 0;
+}
+
+/* We read and hiredis parses: it reads 16 KiB per call, and under a burst
+ * of pub/sub messages one read per loop turn leaves them waiting behind
+ * every socket serviced in between; asking the kernel how much is left
+ * (FIONREAD) cost a syscall per event. 64 KiB reads, until one comes back
+ * short (bounded, so one connection cannot starve the loop). */
+static void read_replies(struct redis_uv *p)
+{
+    char stack_buf[READ_CHUNK];
+    for (int i = 0; i < READ_ROUNDS && p->ac; i++) {
+        char *buf = stack_buf;
+        if (p->on_message) {
+            if (reserve_chunk(p) < 0) {
+                redisAsyncDisconnect(p->ac); /* out of memory: drop it, reconnect later */
+                break;
+            }
+            buf = p->in + p->in_len;
+        }
+        ssize_t n = read(p->ac->c.fd, buf, READ_CHUNK);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            break;
+        if (n <= 0) {
+            redisAsyncHandleRead(p->ac); /* hiredis meets the EOF or error itself */
+            break;
+        }
+        if (p->on_message) {
+            p->in_len += (size_t)n;
+            dispatch(p);
+        } else {
+            /* A reader in error refuses the bytes; processing then meets
+             * the error and disconnects, as hiredis's own read. */
+            redisReaderFeed(p->ac->c.reader, buf, (size_t)n);
+            redisProcessCallbacks(p->ac); /* may free the context (p->ac = NULL) */
+        }
+        if (n < READ_CHUNK)
+            break;
+    }
+}
 
 static void on_poll(uv_poll_t *handle, int status, int events)
 {
@@ -33,32 +132,10 @@ static void on_poll(uv_poll_t *handle, int status, int events)
         events = (p->events & UV_WRITABLE) ? UV_WRITABLE : UV_READABLE;
     }
     if (p->ac && (events & UV_READABLE)) {
-        if (!(p->ac->c.flags & REDIS_CONNECTED)) {
+        if (!(p->ac->c.flags & REDIS_CONNECTED))
             redisAsyncHandleRead(p->ac); /* hiredis finishes connecting */
-        } else {
-            /* We read and hiredis parses: it reads 16 KiB per call, and
-             * under a burst of pub/sub messages one read per loop turn
-             * leaves them waiting behind every socket serviced in between;
-             * asking the kernel how much is left (FIONREAD) cost a syscall
-             * per event. 64 KiB reads, until one comes back short (bounded,
-             * so one connection cannot starve the loop). */
-            char buf[READ_CHUNK];
-            for (int i = 0; i < READ_ROUNDS && p->ac; i++) {
-                ssize_t n = read(p->ac->c.fd, buf, sizeof(buf));
-                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-                    break;
-                if (n <= 0) {
-                    redisAsyncHandleRead(p->ac); /* hiredis meets the EOF or error itself */
-                    break;
-                }
-                /* A reader in error refuses the bytes; processing then
-                 * meets the error and disconnects, as hiredis's own read. */
-                redisReaderFeed(p->ac->c.reader, buf, (size_t)n);
-                redisProcessCallbacks(p->ac); /* may free the context (p->ac = NULL) */
-                if ((size_t)n < sizeof(buf))
-                    break;
-            }
-        }
+        else
+            read_replies(p);
     }
     if (p->ac && (events & UV_WRITABLE))
         redisAsyncHandleWrite(p->ac);
@@ -110,7 +187,9 @@ static void del_write(void *data)
 
 static void on_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct redis_uv *p = h->data;
+    free(p->in);
+    free(p);
 }
 
 static void cleanup(void *data)
@@ -138,6 +217,13 @@ redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port,
             redisAsyncCommand(ac, auth_cb, NULL, "AUTH %s", password);
     }
     return ac;
+}
+
+void redis_uv_on_message(redisAsyncContext *ac, redis_uv_message_fn *fn, void *data)
+{
+    struct redis_uv *p = ac->ev.data;
+    p->on_message = fn;
+    p->message_data = data;
 }
 
 int redis_reply_is(const redisReply *reply, const char *s)

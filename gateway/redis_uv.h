@@ -20,6 +20,17 @@ int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port, const char *user,
                                     const char *password, redisCallbackFn *auth_cb, void *data);
 
+/* A pub/sub message: channel and payload point into the read buffer and
+ * are valid during the call only. */
+typedef void redis_uv_message_fn(void *data, const char *channel, size_t channel_len,
+                                 const char *payload, size_t payload_len);
+
+/* Message pushes on ac (a subscriber connection) go to fn, read where they
+ * lie in the read buffer, instead of through hiredis's reply tree and
+ * channel table (common/resp.h says what that saves). Every other reply
+ * still reaches hiredis's callbacks, in order. ac must be attached. */
+void redis_uv_on_message(redisAsyncContext *ac, redis_uv_message_fn *fn, void *data);
+
 /* 1 when reply is the bulk string s (a pub/sub message kind, say). */
 int redis_reply_is(const redisReply *reply, const char *s);
 

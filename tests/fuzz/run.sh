@@ -19,7 +19,7 @@ runs=${FUZZ_RUNS:-20000}
 cc=${FUZZ_CC:-clang}
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-all_targets=(jsoncheck envelope validate redisurl config streamid auth wsframe httphead)
+all_targets=(jsoncheck envelope validate redisurl config streamid auth wsframe httphead resp)
 if [ $# -gt 0 ]; then
     targets=("$@")
 else

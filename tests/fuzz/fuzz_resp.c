@@ -1,0 +1,73 @@
+/* libFuzzer target: resp_scan (common/resp.c), cross-checked against
+ * hiredis's reader, which parsed every reply before and still parses every
+ * reply that is not a message push.
+ *
+ * Whatever resp_scan measures as one complete reply of n bytes, hiredis
+ * must not find incomplete nor shorter (it may refuse it: it allows no
+ * nesting deeper than 7, which Redis never sends); a message push must
+ * read as hiredis reads it. Whatever resp_scan finds incomplete, hiredis
+ * must not complete. */
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "resp.h"
+
+/* 1 one reply using exactly len bytes, 2 a reply with bytes left over,
+ * 0 none yet, -1 an error; *out gets the reply (caller frees). */
+static int hiredis_parse(const uint8_t *buf, size_t len, redisReply **out)
+{
+    redisReader *r = redisReaderCreate();
+    if (!r)
+        abort();
+    void *reply = NULL;
+    int v;
+    if (redisReaderFeed(r, (const char *)buf, len) != REDIS_OK ||
+        redisReaderGetReply(r, &reply) != REDIS_OK)
+        v = -1;
+    else if (!reply)
+        v = 0;
+    else
+        v = r->pos == r->len ? 1 : 2;
+    redisReaderFree(r);
+    *out = reply;
+    return v;
+}
+
+static int same(const redisReply *e, const char *s, size_t n)
+{
+    return e->type == REDIS_REPLY_STRING && e->len == n && memcmp(e->str, s, n) == 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct resp_message m;
+    int is_message;
+    long n = resp_scan((const char *)data, size, &m, &is_message);
+    if (n < -1 || n > (long)size)
+        abort();
+    redisReply *reply = NULL;
+    if (n > 0) {
+        int v = hiredis_parse(data, (size_t)n, &reply);
+        if (v == 0 || v == 2)
+            abort();
+        if (v == 1 && is_message) {
+            if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+                !(same(reply->element[0], "message", 7) ||
+                  same(reply->element[0], "smessage", 8)) ||
+                !same(reply->element[1], m.channel, m.channel_len) ||
+                !same(reply->element[2], m.payload, m.payload_len))
+                abort();
+        }
+        if (is_message && (m.channel < (const char *)data || m.payload < (const char *)data ||
+                           m.payload + m.payload_len > (const char *)data + n))
+            abort();
+    } else if (n == 0) {
+        if (hiredis_parse(data, size, &reply) >= 1)
+            abort();
+    }
+    if (reply)
+        freeReplyObject(reply);
+    return 0;
+}
