@@ -39,6 +39,7 @@ struct config {
     int heartbeat_timeout;                        /* s of silence before close 4408 */
     int heartbeat_check;                          /* s between silence checks */
     int input_batch_ms;                           /* ms client input may wait for more */
+    int io_uring;                                 /* batched writes through io_uring */
     int presence_ttl;                             /* s a presence entry lives without refresh */
     int max_connections;                          /* per node, 0 = no limit */
     int max_connections_per_account;              /* per account and node, 0 = no limit */

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "batchsend.h"
 #include "envelope.h"
 #include "http.h"
 #include "httphead.h"
@@ -27,6 +28,27 @@
 #define CLOSE_LINGER_MS 2000
 /* Frames gathered into one sendmsg(). */
 #define FLUSH_FRAMES 64
+/* Sockets written per io_uring submit, and the bytes of small frames
+ * they may copy together (see prepare_write). */
+#define BATCH_SOCKETS 128
+#define BATCH_GATHER (256 * 1024)
+
+/* One socket's write: the front of its queue as iovecs. */
+struct write_prep {
+    uint8_t hdr[FLUSH_FRAMES][WS_HEADER_MAX];
+    struct iovec iov[2 * FLUSH_FRAMES];
+    struct msghdr msg;
+    size_t total; /* bytes the iovecs hold */
+};
+
+/* The writes of one loop turn, submitted together (batchsend.h says why). */
+struct conn_batch {
+    struct batchsend send;
+    struct write_prep prep[BATCH_SOCKETS];
+    struct conn *conn[BATCH_SOCKETS];
+    uint8_t reported[BATCH_SOCKETS];
+    uint8_t gather[BATCH_GATHER];
+};
 
 /* Every close code the server sends: its reason text and its metric. */
 static const struct {
@@ -355,71 +377,151 @@ static void drained(struct conn *c)
         shutdown(c->fd, SHUT_WR);
 }
 
-static void flush(struct conn *c)
+/* Points p at the front of c's queue (at most FLUSH_FRAMES frames). A
+ * burst of small frames (a header and a payload each) is copied into
+ * gather first when it fits in room: the kernel's per-segment work on
+ * twenty small iovecs cost more than the copy (broadcast bursts). Returns
+ * the bytes of gather used. */
+static size_t prepare_write(struct conn *c, struct write_prep *p, uint8_t *gather, size_t room)
 {
-    uint8_t hdr[FLUSH_FRAMES][WS_HEADER_MAX];
-    struct iovec iov[2 * FLUSH_FRAMES];
-    while (c->q_len) {
-        size_t niov = 0, total = 0, skip = c->q_off;
-        for (uint32_t n = 0; n < c->q_len && n < FLUSH_FRAMES; n++) {
-            struct frame *f = c->q[(c->q_head + n) & (c->q_cap - 1)];
-            size_t hl = frame_header(f, hdr[n]);
-            if (skip < hl) {
-                iov[niov].iov_base = hdr[n] + skip;
-                iov[niov++].iov_len = hl - skip;
-                total += hl - skip;
-                skip = 0;
-            } else {
-                skip -= hl;
-            }
-            if (f->len > skip) {
-                iov[niov].iov_base = f->data + skip;
-                iov[niov++].iov_len = f->len - skip;
-                total += f->len - skip;
-            }
+    size_t niov = 0, total = 0, skip = c->q_off;
+    for (uint32_t n = 0; n < c->q_len && n < FLUSH_FRAMES; n++) {
+        struct frame *f = c->q[(c->q_head + n) & (c->q_cap - 1)];
+        size_t hl = frame_header(f, p->hdr[n]);
+        if (skip < hl) {
+            p->iov[niov].iov_base = p->hdr[n] + skip;
+            p->iov[niov++].iov_len = hl - skip;
+            total += hl - skip;
             skip = 0;
+        } else {
+            skip -= hl;
         }
-        /* A burst of small frames (a header and a payload each) is copied
-         * into one buffer first: the kernel's per-segment work on twenty
-         * small iovecs cost more than the copy (broadcast bursts). */
-        if (niov > 2 && total <= CONN_GATHER_MAX) {
-            uint8_t *p = c->srv->wbuf;
-            for (size_t i = 0; i < niov; i++) {
-                memcpy(p, iov[i].iov_base, iov[i].iov_len);
-                p += iov[i].iov_len;
-            }
-            iov[0].iov_base = c->srv->wbuf;
-            iov[0].iov_len = total;
-            niov = 1;
+        if (f->len > skip) {
+            p->iov[niov].iov_base = f->data + skip;
+            p->iov[niov++].iov_len = f->len - skip;
+            total += f->len - skip;
         }
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = niov};
-        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                arm_write(c, 1);
-                return;
-            }
-            conn_destroy(c); /* EPIPE, ECONNRESET: the client is gone */
-            return;
-        }
-        consume(c, (size_t)w, uv_hrtime());
-        if ((size_t)w < total) {
-            arm_write(c, 1);
-            return;
-        }
+        skip = 0;
     }
+    size_t used = 0;
+    if (niov > 2 && total <= CONN_GATHER_MAX && total <= room) {
+        for (size_t i = 0; i < niov; i++) {
+            memcpy(gather + used, p->iov[i].iov_base, p->iov[i].iov_len);
+            used += p->iov[i].iov_len;
+        }
+        p->iov[0].iov_base = gather;
+        p->iov[0].iov_len = total;
+        niov = 1;
+    }
+    memset(&p->msg, 0, sizeof(p->msg));
+    p->msg.msg_iov = p->iov;
+    p->msg.msg_iovlen = niov;
+    p->total = total;
+    return used;
+}
+
+/* The queue is empty: a full socket's POLLOUT is no longer wanted and a
+ * closing one moves on. */
+static void written_all(struct conn *c)
+{
     arm_write(c, 0);
     drained(c);
 }
 
-void conn_flush_all(struct server *srv)
+/* Applies the result of writing p (bytes, or -errno as io_uring reports
+ * it). Returns 1 when it all went out and more is queued. */
+static int wrote(struct conn *c, const struct write_prep *p, long r)
 {
-    while (srv->flush) {
+    if (r == -EINTR)
+        return 1;
+    if (r == -EAGAIN || r == -EWOULDBLOCK) {
+        arm_write(c, 1);
+        return 0;
+    }
+    if (r < 0) {
+        conn_destroy(c); /* EPIPE, ECONNRESET: the client is gone */
+        return 0;
+    }
+    consume(c, (size_t)r, uv_hrtime());
+    if ((size_t)r < p->total) {
+        arm_write(c, 1);
+        return 0;
+    }
+    if (c->q_len)
+        return 1;
+    written_all(c);
+    return 0;
+}
+
+/* Writes c's queue now, one sendmsg() per FLUSH_FRAMES frames, until it is
+ * empty or the socket is full. */
+static void flush(struct conn *c)
+{
+    if (!c->q_len) {
+        written_all(c);
+        return;
+    }
+    struct write_prep p;
+    long r;
+    do {
+        prepare_write(c, &p, c->srv->wbuf, CONN_GATHER_MAX);
+        ssize_t w = sendmsg(c->fd, &p.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        r = w < 0 ? -errno : (long)w;
+    } while (wrote(c, &p, r));
+}
+
+static void batch_done(void *ctx, uint64_t user, int result)
+{
+    struct conn_batch *b = ctx;
+    if (user >= BATCH_SOCKETS)
+        return;
+    struct conn *c = b->conn[user];
+    b->reported[user] = 1;
+    if (wrote(c, &b->prep[user], result))
+        flush_later(c); /* the rest of a long queue: in the next submit */
+}
+
+/* Up to BATCH_SOCKETS sockets of the flush list written by one submit. */
+static void flush_batch(struct server *srv, struct conn_batch *b)
+{
+    unsigned n = 0;
+    size_t gathered = 0;
+    while (srv->flush && n < BATCH_SOCKETS) {
         struct conn *c = srv->flush;
         flush_unlink(c);
-        flush(c);
+        if (!c->q_len) {
+            written_all(c);
+            continue;
+        }
+        gathered += prepare_write(c, &b->prep[n], b->gather + gathered, BATCH_GATHER - gathered);
+        if (batchsend_add(&b->send, c->fd, &b->prep[n].msg, n) < 0) {
+            flush(c); /* cannot happen: the ring has room for a batch */
+            continue;
+        }
+        b->conn[n] = c;
+        b->reported[n] = 0;
+        n++;
+    }
+    if (batchsend_run(&b->send, batch_done, b) == 0)
+        return;
+    /* The ring failed: whether those bytes went out is unknown, and a
+     * stream cannot be patched; the clients reconnect and resume. */
+    for (unsigned i = 0; i < n; i++)
+        if (!b->reported[i])
+            conn_destroy(b->conn[i]);
+}
+
+void conn_flush_all(struct server *srv)
+{
+    struct conn_batch *b = srv->conn_batch;
+    while (srv->flush) {
+        if (b) {
+            flush_batch(srv, b);
+        } else {
+            struct conn *c = srv->flush;
+            flush_unlink(c);
+            flush(c);
+        }
     }
     conn_reap(srv); /* closed by timers, Redis callbacks or this flush */
 }
@@ -994,6 +1096,23 @@ static void on_conn_events(uv_poll_t *h, int status, int events)
         gather_or_watch(srv, n);
 }
 
+/* Batched writes when asked for and io_uring works here; else a sendmsg
+ * per socket. */
+static void batch_open(struct server *srv)
+{
+    if (!srv->cfg->io_uring)
+        return;
+    struct conn_batch *b = malloc(sizeof(*b));
+    char err[160];
+    if (b && batchsend_init(&b->send, BATCH_SOCKETS, err, sizeof(err)) == 0) {
+        srv->conn_batch = b;
+        log_info("io_uring", "writes=batched sockets_per_submit=%d", BATCH_SOCKETS);
+        return;
+    }
+    log_warn("io_uring_unavailable", "reason=\"%s\" writes=sendmsg", b ? err : "out of memory");
+    free(b);
+}
+
 int conn_poll_start(struct server *srv)
 {
     srv->conn_gate = -1;
@@ -1012,6 +1131,7 @@ int conn_poll_start(struct server *srv)
     }
     if ((rc = uv_poll_init(&srv->loop, &srv->conn_poll, watched)) < 0)
         goto fail;
+    batch_open(srv);
     srv->conn_poll.data = srv;
     uv_timer_init(&srv->loop, &srv->conn_gather);
     srv->conn_gather.data = srv;
@@ -1036,6 +1156,11 @@ static void on_conn_poll_closed(uv_handle_t *h)
 void conn_poll_stop(struct server *srv)
 {
     conn_destroy_all(srv);
+    if (srv->conn_batch) {
+        batchsend_free(&srv->conn_batch->send);
+        free(srv->conn_batch);
+        srv->conn_batch = NULL;
+    }
     if (srv->conn_epfd >= 0 && !uv_is_closing((uv_handle_t *)&srv->conn_poll)) {
         uv_timer_stop(&srv->conn_gather);
         uv_close((uv_handle_t *)&srv->conn_gather, NULL);

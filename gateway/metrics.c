@@ -118,5 +118,8 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     emit(&o, "notify_ready %d\n", g->ready);
     header(&o, "notify_draining", "gauge", "1 once shutdown has started.");
     emit(&o, "notify_draining %d\n", g->draining);
+    header(&o, "notify_io_uring", "gauge",
+           "1 when client writes go out batched through io_uring, 0 with a sendmsg each.");
+    emit(&o, "notify_io_uring %d\n", g->io_uring);
     return o.len;
 }

@@ -68,6 +68,7 @@ struct metrics_gauges {
     int redis_up;
     int ready;
     int draining;
+    int io_uring; /* client writes batched through io_uring */
 };
 
 const char *metrics_reject_name(enum reject_reason r);

@@ -37,6 +37,7 @@ void server_gauges(const struct server *srv, struct metrics_gauges *g)
     g->redis_up = redis_link_connected(&srv->redis);
     g->ready = server_ready(srv);
     g->draining = srv->draining;
+    g->io_uring = srv->conn_batch != NULL;
 }
 
 void server_on_redis_up(struct server *srv)

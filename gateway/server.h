@@ -47,6 +47,7 @@ struct server {
     size_t rbuf_size;              /* a whole client frame and then some */
     uint8_t *wbuf;                 /* CONN_GATHER_MAX: a burst gathered for one write */
     struct conn *flush;            /* sockets with output queued this loop turn */
+    struct conn_batch *conn_batch; /* io_uring writes (conn.c); NULL: sendmsg */
     struct conn *pending;          /* sockets not registered: head, refused */
     struct conn *dead;             /* closed sockets, freed between event batches */
     int conn_epfd;                 /* epoll set of every client socket (conn.c) */

@@ -659,6 +659,15 @@ int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args)
                                "--node-id", node,       "--log-level", "debug"};
         for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
             argv[n++] = fixed[i];
+        /* NOTIFY_TEST_GATEWAY_FLAGS: more flags for every gateway of the
+         * run (ctest runs test_core again with --io-uring=false). */
+        char extra[256];
+        const char *x = getenv("NOTIFY_TEST_GATEWAY_FLAGS");
+        snprintf(extra, sizeof(extra), "%s", x ? x : "");
+        save = NULL;
+        for (char *tok = strtok_r(extra, " ", &save); tok && n < 60;
+             tok = strtok_r(NULL, " ", &save))
+            argv[n++] = tok;
         for (const char *const *a = args; a && *a && n < 95; a++)
             argv[n++] = *a;
         argv[n] = NULL;
