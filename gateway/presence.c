@@ -331,6 +331,18 @@ struct refresh_item {
     const struct account *a;
 };
 
+/* Whether n elements are in cmp's order already: with one Redis every
+ * account is on shard 0 and the lists come in order, and the merge sort
+ * behind qsort still cost ~2,600 instructions per connect (callgrind). */
+static int sorted(const void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    const char *e = base;
+    for (size_t i = 1; i < n; i++)
+        if (cmp(e + (i - 1) * size, e + i * size) > 0)
+            return 0;
+    return 1;
+}
+
 static int by_shard(const void *x, const void *y)
 {
     const struct refresh_item *a = x, *b = y;
@@ -376,7 +388,8 @@ static void refresh(struct presence *p, uint32_t n, int prune)
         items[i].a = registry_walk_next(r);
         items[i].shard = shard_of_account(p, items[i].a->id);
     }
-    qsort(items, n, sizeof(*items), by_shard);
+    if (!sorted(items, n, sizeof(*items), by_shard))
+        qsort(items, n, sizeof(*items), by_shard);
     int64_t now = server_wall_ms();
     char score[24], after[24], key[RNAME_MAX], first[RNAME_MAX];
     int slen = snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, now));
@@ -426,7 +439,8 @@ static void flush_ops(uv_timer_t *t)
         return;
     /* One connection's add and remove stay in order: same account, same
      * shard, and seq breaks ties. */
-    qsort(p->ops, p->n_ops, sizeof(*p->ops), op_order);
+    if (!sorted(p->ops, p->n_ops, sizeof(*p->ops), op_order))
+        qsort(p->ops, p->n_ops, sizeof(*p->ops), op_order);
     for (size_t i = 0; i < p->n_ops; i++)
         if (batch_push(p, b, p->ops[i].add, p->ops[i].account, p->ops[i].conn_id) < 0)
             break;
