@@ -68,38 +68,35 @@ static long read_bulk(const char *p, size_t len, const char **s, size_t *n)
     return h + (long)blen + 2;
 }
 
+/* The bulk string at buf[*off..len) that is not null: advances *off past
+ * it; 0 when it is anything else or incomplete. */
+static int next_bulk(const char *buf, size_t len, size_t *off, const char **s, size_t *n)
+{
+    if (*off >= len || buf[*off] != '$')
+        return 0;
+    long used = read_bulk(buf + *off, len - *off, s, n);
+    if (used <= 0 || !*s)
+        return 0;
+    *off += (size_t)used;
+    return 1;
+}
+
 /* The common case first: *3, then three bulk strings, the first of them
  * "message" or "smessage". Returns the push's length, or 0 when the reply
  * is anything else or incomplete (the general scan then decides). */
 static long scan_message(const char *buf, size_t len, struct resp_message *msg)
 {
-    if (len < 5 || memcmp(buf, "*3\r\n", 4) != 0 || buf[4] != '$')
-        return 0;
     size_t off = 4;
-    const char *kind, *chan, *payload;
-    size_t kind_len, chan_len, payload_len;
-    long n = read_bulk(buf + off, len - off, &kind, &kind_len);
-    if (n <= 0 || !kind ||
+    const char *kind;
+    size_t kind_len;
+    if (len < off || memcmp(buf, "*3\r\n", 4) != 0 ||
+        !next_bulk(buf, len, &off, &kind, &kind_len) ||
         !((kind_len == 7 && memcmp(kind, "message", 7) == 0) ||
-          (kind_len == 8 && memcmp(kind, "smessage", 8) == 0)))
+          (kind_len == 8 && memcmp(kind, "smessage", 8) == 0)) ||
+        !next_bulk(buf, len, &off, &msg->channel, &msg->channel_len) ||
+        !next_bulk(buf, len, &off, &msg->payload, &msg->payload_len))
         return 0;
-    off += (size_t)n;
-    if (off >= len || buf[off] != '$')
-        return 0;
-    n = read_bulk(buf + off, len - off, &chan, &chan_len);
-    if (n <= 0 || !chan)
-        return 0;
-    off += (size_t)n;
-    if (off >= len || buf[off] != '$')
-        return 0;
-    n = read_bulk(buf + off, len - off, &payload, &payload_len);
-    if (n <= 0 || !payload)
-        return 0;
-    msg->channel = chan;
-    msg->channel_len = chan_len;
-    msg->payload = payload;
-    msg->payload_len = payload_len;
-    return (long)(off + (size_t)n);
+    return (long)off;
 }
 
 long resp_scan(const char *buf, size_t len, struct resp_message *msg, int *is_message)

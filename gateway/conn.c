@@ -473,8 +473,6 @@ static void flush(struct conn *c)
 static void batch_done(void *ctx, uint64_t user, int result)
 {
     struct conn_batch *b = ctx;
-    if (user >= BATCH_SOCKETS)
-        return;
     struct conn *c = b->conn[user];
     b->reported[user] = 1;
     if (wrote(c, &b->prep[user], result))

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "numfmt.h"
 #include "presence_lua.h"
 #include "rnames.h"
 #include "server.h"
@@ -255,17 +256,14 @@ static void resp_put(struct resp_buf *b, const char *s, size_t n)
  * headers are most of a refresh's formatting (perf). */
 static void resp_header(struct resp_buf *b, char tag, size_t n)
 {
-    char digits[24];
-    size_t d = 0;
-    do
-        digits[d++] = (char)('0' + n % 10);
-    while ((n /= 10) && d < sizeof(digits));
+    char digits[20];
+    size_t d = numfmt_u64(digits, n);
     if (!resp_room(b, d + 3))
         return;
     char *o = b->p + b->len;
     *o++ = tag;
-    while (d)
-        *o++ = digits[--d];
+    memcpy(o, digits, d);
+    o += d;
     *o++ = '\r';
     *o++ = '\n';
     b->len = (size_t)(o - b->p);

@@ -11,6 +11,7 @@
 #include "history.h"
 #include "httphead.h"
 #include "log.h"
+#include "numfmt.h"
 #include "server.h"
 #include "streamid.h"
 #include "validate.h"
@@ -187,19 +188,6 @@ void ws_on_head(struct conn *c, const struct httphead *h)
 
 /* ---- registration ---- */
 
-/* v in decimal, without a NUL; returns its length (at most 20). */
-static size_t u64_decimal(char out[20], uint64_t v)
-{
-    char rev[20];
-    size_t n = 0;
-    do
-        rev[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = rev[n - 1 - i];
-    return n;
-}
-
 /* Copied piece by piece rather than with a JSON library or snprintf (whose
  * format parsing was ~2,400 instructions of every connect): every value is
  * validated to characters JSON never escapes (account and node ids, hex
@@ -216,8 +204,8 @@ static void send_register(struct conn *c)
     static const char p_timeout[] = ",\\\"heartbeat_timeout\\\":";
     static const char p_end[] = "}\"}}";
     char interval[20], timeout[20];
-    size_t ilen = u64_decimal(interval, srv->heartbeat_interval_ms / 1000);
-    size_t tlen = u64_decimal(timeout, srv->heartbeat_timeout_ms / 1000);
+    size_t ilen = numfmt_u64(interval, srv->heartbeat_interval_ms / 1000);
+    size_t tlen = numfmt_u64(timeout, srv->heartbeat_timeout_ms / 1000);
     const char *node = srv->cfg->node_id;
     size_t idlen = strlen(c->id), alen = strlen(c->acct->id), nlen = strlen(node);
     struct {
