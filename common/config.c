@@ -41,7 +41,7 @@ static const struct option_def options[] = {
      "seconds of silence before a connection is closed (4408)"},
     {"heartbeat-check", OPT_INT, F(heartbeat_check), "9", 1, 86400,
      "seconds between silence checks"},
-    {"input-batch-ms", OPT_INT, F(input_batch_ms), "10", 0, 1000,
+    {"input-batch-ms", OPT_INT, F(input_batch_ms), "100", 0, 1000,
      "ms client input may wait to be read with others' (fewer wakeups; 0 = at once)"},
     {"io-uring", OPT_BOOL, F(io_uring), "true", 0, 0,
      "write a loop turn's output with one io_uring submit (false: a sendmsg per socket)"},

@@ -306,12 +306,22 @@ static int route(struct conn *c)
 
 /* ---- output ---- */
 
+/* A full socket waits for POLLOUT in a set of its own (conn_wepfd), which
+ * the loop always watches: its output then never waits for the input
+ * gate, and one stuck client does not keep the gate open for all. */
 static void arm_write(struct conn *c, int on)
 {
     if (c->want_write == on || c->state == CONN_DEAD)
         return;
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(c->srv->conn_wepfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) < 0) {
+        log_warn("write_watch_failed", "conn=%s error=\"epoll_ctl: %s\"", c->id, strerror(errno));
+        if (on) { /* it could never be written again */
+            conn_destroy(c);
+            return;
+        }
+    }
     c->want_write = (uint8_t)on;
-    watch(c, EPOLL_CTL_MOD, on ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 /* Bytes of WebSocket header before f's payload on the wire (none for raw
@@ -1007,11 +1017,12 @@ static void on_io(struct conn *c, uint32_t events)
 
 static void on_conn_events(uv_poll_t *h, int status, int events);
 
-/* Handles what is ready in the client socket set; returns how many events. */
-static int conn_drain(struct server *srv)
+/* Handles what is ready in a client socket set (conn_epfd or
+ * conn_wepfd); returns how many events. */
+static int conn_drain(struct server *srv, int epfd)
 {
     struct epoll_event ev[EVENT_BATCH];
-    int n = epoll_wait(srv->conn_epfd, ev, EVENT_BATCH, 0);
+    int n = epoll_wait(epfd, ev, EVENT_BATCH, 0);
     for (int i = 0; i < n; i++) {
         struct conn *c = ev[i].data.ptr;
         if (c->state != CONN_DEAD) /* closed earlier in this batch */
@@ -1031,8 +1042,8 @@ static int conn_drain(struct server *srv)
  * directly, and are written in the same loop turn. A full batch means the
  * loop is busy anyway, so the set stays watched. So does it while a
  * connection is opening (srv->pending): a handshake never waits, and a
- * connect storm runs as without gathering. (A full socket's POLLOUT waits
- * too, a window at most, with the kernel's buffer still draining.)
+ * connect storm runs as without gathering. Nor does a full socket's
+ * POLLOUT, which is watched in another set (arm_write).
  *
  * Not watching is done through a gate: libuv watches an epoll set holding
  * only conn_epfd, and a MOD shuts it (no events) or opens it (EPOLLIN).
@@ -1067,11 +1078,22 @@ static void gather_or_watch(struct server *srv, int n)
 static void on_gather(uv_timer_t *t)
 {
     struct server *srv = t->data;
-    int n = conn_drain(srv);
+    int n = conn_drain(srv, srv->conn_epfd);
     if (n == 0 && srv->conn_gathering)
         gate_set(srv, 1); /* quiet: sleep until the next arrival */
     else
         gather_or_watch(srv, n);
+}
+
+static void on_write_events(uv_poll_t *h, int status, int events)
+{
+    struct server *srv = h->data;
+    (void)events;
+    if (status < 0) {
+        log_error("conn_poll_failed", "error=\"%s\"", uv_strerror(status));
+        return;
+    }
+    conn_drain(srv, srv->conn_wepfd);
 }
 
 static void on_conn_events(uv_poll_t *h, int status, int events)
@@ -1082,7 +1104,7 @@ static void on_conn_events(uv_poll_t *h, int status, int events)
         log_error("conn_poll_failed", "error=\"%s\"", uv_strerror(status));
         return;
     }
-    int n = conn_drain(srv);
+    int n = conn_drain(srv, srv->conn_epfd);
     if (srv->conn_gate < 0)
         return;
     /* Input sparser than one wakeup per window is read as it comes:
@@ -1118,6 +1140,15 @@ int conn_poll_start(struct server *srv)
     if (srv->conn_epfd < 0)
         return -errno;
     int watched = srv->conn_epfd, rc;
+    if ((srv->conn_wepfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = uv_poll_init(&srv->loop, &srv->conn_wpoll, srv->conn_wepfd)) < 0)
+        goto fail;
+    srv->conn_wpoll.data = srv;
+    if ((rc = uv_poll_start(&srv->conn_wpoll, UV_READABLE, on_write_events)) < 0)
+        goto fail;
     if (srv->cfg->input_batch_ms > 0) {
         struct epoll_event ev = {.events = EPOLLIN};
         if ((srv->conn_gate = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
@@ -1134,11 +1165,13 @@ int conn_poll_start(struct server *srv)
     uv_timer_init(&srv->loop, &srv->conn_gather);
     srv->conn_gather.data = srv;
     return uv_poll_start(&srv->conn_poll, UV_READABLE, on_conn_events);
-fail:
+fail: /* before the loop ever ran: a uv_poll_t is only closed in teardown */
     if (srv->conn_gate >= 0)
         close(srv->conn_gate);
+    if (srv->conn_wepfd >= 0)
+        close(srv->conn_wepfd);
     close(srv->conn_epfd);
-    srv->conn_gate = srv->conn_epfd = -1;
+    srv->conn_gate = srv->conn_wepfd = srv->conn_epfd = -1;
     return rc;
 }
 
@@ -1149,6 +1182,13 @@ static void on_conn_poll_closed(uv_handle_t *h)
     if (srv->conn_gate >= 0)
         close(srv->conn_gate);
     srv->conn_epfd = srv->conn_gate = -1;
+}
+
+static void on_conn_wpoll_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    close(srv->conn_wepfd);
+    srv->conn_wepfd = -1;
 }
 
 void conn_poll_stop(struct server *srv)
@@ -1163,5 +1203,6 @@ void conn_poll_stop(struct server *srv)
         uv_timer_stop(&srv->conn_gather);
         uv_close((uv_handle_t *)&srv->conn_gather, NULL);
         uv_close((uv_handle_t *)&srv->conn_poll, on_conn_poll_closed);
+        uv_close((uv_handle_t *)&srv->conn_wpoll, on_conn_wpoll_closed);
     }
 }

@@ -9,7 +9,8 @@
  * loop turn. What the frames mean is ws.c's business.
  *
  * Frames are shared (frame.h): the queue holds references, never copies.
- * Every client socket is in one epoll set of ours (conn_poll_start). A
+ * Every client socket is in one epoll set of ours (conn_poll_start), and
+ * a full one also in a second, for POLLOUT, until it drains. A
  * closed conn is freed between batches of events, after everything that
  * can point at it (registry, wheels, flush list) has dropped it. */
 #ifndef NOTIFY_CONN_H

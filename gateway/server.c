@@ -263,7 +263,7 @@ static int start_lws(struct server *srv)
 int server_init(struct server *srv, const struct config *cfg)
 {
     memset(srv, 0, sizeof(*srv));
-    srv->conn_epfd = srv->conn_gate = -1;
+    srv->conn_epfd = srv->conn_gate = srv->conn_wepfd = -1;
     srv->cfg = cfg;
     srv->started_at = server_wall_ms() / 1000;
     srv->heartbeat_timeout_ms = (uint64_t)cfg->heartbeat_timeout * 1000;

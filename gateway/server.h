@@ -53,6 +53,8 @@ struct server {
     int conn_epfd;                 /* epoll set of every client socket (conn.c) */
     int conn_gate;           /* epoll set of conn_epfd alone, shut while gathering; -1 = none */
     uv_poll_t conn_poll;     /* the loop's watch on conn_gate (or conn_epfd) */
+    int conn_wepfd;          /* epoll set of the full sockets, for POLLOUT (conn.c) */
+    uv_poll_t conn_wpoll;    /* the loop's watch on conn_wepfd */
     uv_timer_t conn_gather;  /* --input-batch-ms: conn_epfd read again */
     int conn_gathering;      /* conn_gate shut, conn_gather running */
     uint64_t conn_woken;     /* loop ms of the last wakeup for client input */

@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -896,6 +897,73 @@ START_TEST(test_input_gathering)
 }
 END_TEST
 
+/* A socket the gateway found full is written again as soon as its client
+ * reads, even while the gate holds other input back: output waiting for
+ * POLLOUT is watched apart from the gathered input. Here 18 MB go to a
+ * client that reads nothing at first (the kernel holds about 4 MB of it);
+ * the rest needs several refills of the gateway's socket, each of which
+ * would wait for the next 1 s gathering pass if POLLOUT went through the
+ * gate, kept shut by another client's heartbeats every 100 ms. */
+START_TEST(test_full_socket_not_gathered)
+{
+    enum { WINDOW_MS = 1000, N = 3000, BODY = 6000 };
+    GW("--auth", "none", "--input-batch-ms", "1000", "--max-queue-messages", "4096",
+       "--max-queue-bytes", "33554432");
+    struct ws slow, ticker;
+    open_as(&slow, "gather-slow");
+    open_as(&ticker, "gather-ticker");
+    int small = 65536;
+    ck_assert_int_eq(setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    char *fill = malloc(BODY + 1);
+    ck_assert_ptr_nonnull(fill);
+    memset(fill, 'q', BODY);
+    fill[BODY] = '\0';
+    for (int i = 0; i < N; i++) {
+        char num[8];
+        snprintf(num, sizeof(num), "%06d", i);
+        memcpy(fill, num, 6);
+        publish("gather-slow", fill);
+    }
+    long long deadline = h_mono_ms() + 5000;
+    while (h_ck_metric(G.port, "notify_queued_bytes") < 8e6 && h_mono_ms() < deadline)
+        h_sleep_ms(50);
+    ck_assert_msg(h_ck_metric(G.port, "notify_queued_bytes") >= 8e6,
+                  "the gateway queued only %g bytes", h_ck_metric(G.port, "notify_queued_bytes"));
+
+    pid_t child = fork(); /* heartbeats keep the gate shut meanwhile */
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        for (int i = 0; i < 60; i++) {
+            if (ws_send_text(&ticker, HEARTBEAT) < 0)
+                _exit(1);
+            h_sleep_ms(100);
+        }
+        _exit(0);
+    }
+    h_sleep_ms(2 * WINDOW_MS + 500); /* gathering for a while now */
+    long long t0 = h_mono_ms();
+    for (int i = 0; i < N; i++) {
+        char *text = ws_recv_text(&slow, 10000);
+        ck_assert_msg(text != NULL, "message %d missing (close %d)", i, slow.close_code);
+        char want[8];
+        snprintf(want, sizeof(want), "%06d", i);
+        ck_assert_msg(strstr(text, want) != NULL, "message %d out of order: %.60s", i, text);
+        free(text);
+    }
+    long long took = h_mono_ms() - t0;
+    fprintf(stderr, "[wsproto] 18 MB to a full socket drained in %lld ms while gathering\n", took);
+    ck_assert_msg(took < WINDOW_MS + WINDOW_MS / 2,
+                  "a full socket's output took %lld ms: its POLLOUT waited for the gate", took);
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the heartbeat sender failed");
+    expect_message(&ticker, "heartbeat", "", "ticker: heartbeats answered");
+    free(fill);
+    ws_close(&slow, 1000);
+    ws_close(&ticker, 1000);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 static Suite *wsproto_suite(void)
@@ -932,6 +1000,7 @@ static Suite *wsproto_suite(void)
 
     tc = h_tcase(s, "input-gathering", 30, setup, teardown);
     tcase_add_test(tc, test_input_gathering);
+    tcase_add_test(tc, test_full_socket_not_gathered);
 
     return s;
 }

@@ -132,7 +132,7 @@ START_TEST(defaults)
     ck_assert_ptr_null(c.api_key);
     ck_assert_int_eq(c.heartbeat_timeout, 20);
     ck_assert_int_eq(c.heartbeat_check, 9);
-    ck_assert_int_eq(c.input_batch_ms, 10);
+    ck_assert_int_eq(c.input_batch_ms, 100);
     ck_assert_int_eq(c.presence_ttl, 30);
     ck_assert_int_eq(c.max_connections, 0);
     ck_assert_int_eq(c.max_connections_per_account, 64);
