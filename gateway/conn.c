@@ -9,7 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "batchsend.h"
+#include "batchio.h"
 #include "envelope.h"
 #include "http.h"
 #include "httphead.h"
@@ -41,13 +41,19 @@ struct write_prep {
     size_t total; /* bytes the iovecs hold */
 };
 
-/* The writes of one loop turn, submitted together (batchsend.h says why). */
+/* Bytes of one socket's batched read: a heartbeat is 26 on the wire, and
+ * a read that fills the slot goes on at once with read(). */
+#define READ_SLOT 1024
+
+/* The writes of one loop turn, or the reads of one pass over the client
+ * set, submitted together (batchio.h says why). */
 struct conn_batch {
-    struct batchsend send;
+    struct batchio io;
     struct write_prep prep[BATCH_SOCKETS];
     struct conn *conn[BATCH_SOCKETS];
     uint8_t reported[BATCH_SOCKETS];
     uint8_t gather[BATCH_GATHER];
+    uint8_t in[BATCH_SOCKETS][READ_SLOT];
 };
 
 /* Every close code the server sends: its reason text and its metric. */
@@ -502,7 +508,7 @@ static void flush_batch(struct server *srv, struct conn_batch *b)
             continue;
         }
         gathered += prepare_write(c, &b->prep[n], b->gather + gathered, BATCH_GATHER - gathered);
-        if (batchsend_add(&b->send, c->fd, &b->prep[n].msg, n) < 0) {
+        if (batchio_add_sendmsg(&b->io, c->fd, &b->prep[n].msg, n) < 0) {
             flush(c); /* cannot happen: the ring has room for a batch */
             continue;
         }
@@ -510,7 +516,7 @@ static void flush_batch(struct server *srv, struct conn_batch *b)
         b->reported[n] = 0;
         n++;
     }
-    if (batchsend_run(&b->send, batch_done, b) == 0)
+    if (batchio_run(&b->io, batch_done, b) == 0)
         return;
     /* The ring failed: whether those bytes went out is unknown, and a
      * stream cannot be patched; the clients reconnect and resume. */
@@ -919,6 +925,24 @@ static size_t read_frames_input(struct conn *c)
     return have + (size_t)n;
 }
 
+/* n bytes of a batched read, in a slot of the batch: parsed where they
+ * are unless part of a frame was kept from the last read. */
+static void take_input(struct conn *c, uint8_t *data, size_t n)
+{
+    if (c->in_len) {
+        uint8_t *buf = c->srv->rbuf; /* holds a kept frame and a slot */
+        size_t have = c->in_len;
+        memcpy(buf, c->in, have);
+        memcpy(buf + have, data, n);
+        free(c->in);
+        c->in = NULL;
+        c->in_len = 0;
+        data = buf;
+        n += have;
+    }
+    parse_frames(c, data, n);
+}
+
 static void read_head(struct conn *c)
 {
     struct server *srv = c->srv;
@@ -1017,17 +1041,74 @@ static void on_io(struct conn *c, uint32_t events)
 
 static void on_conn_events(uv_poll_t *h, int status, int events);
 
+static void read_done(void *ctx, uint64_t user, int result)
+{
+    struct conn_batch *b = ctx;
+    struct conn *c = b->conn[user];
+    b->reported[user] = 1;
+    if (c->state == CONN_DEAD || result == -EAGAIN || result == -EINTR)
+        return;
+    if (result <= 0) {
+        conn_destroy(c); /* the client went away (or reset) */
+        return;
+    }
+    take_input(c, b->in[user], (size_t)result);
+    /* A full slot: there may be more, read at once rather than a pass
+     * later; unless the frames led to a close (say 1009 on an oversize
+     * frame's header), whose frame must go out before the rest of the
+     * stream, unparseable now, ends the connection. */
+    if (result == READ_SLOT && c->state == CONN_OPEN)
+        on_io(c, EPOLLIN);
+}
+
+/* Runs the n reads queued by conn_drain. */
+static void read_batch(struct conn_batch *b, unsigned n)
+{
+    if (batchio_run(&b->io, read_done, b) == 0)
+        return;
+    /* The ring failed: whether those bytes were taken is unknown, and a
+     * stream cannot be patched; the clients reconnect and resume. */
+    for (unsigned i = 0; i < n; i++)
+        if (!b->reported[i])
+            conn_destroy(b->conn[i]);
+}
+
+/* Whether a readable socket's bytes are client frames for parse_frames,
+ * which a batched read can take. */
+static int reads_frames(const struct conn *c)
+{
+    return (c->state == CONN_OPEN || c->state == CONN_CLOSING) && !c->refused;
+}
+
 /* Handles what is ready in a client socket set (conn_epfd or
- * conn_wepfd); returns how many events. */
+ * conn_wepfd); returns how many events. The frames of a pass are read
+ * with one submit (a heartbeat from each of a gathered pass's clients);
+ * anything else in the pass is handled in turn, after the reads queued
+ * before it. */
 static int conn_drain(struct server *srv, int epfd)
 {
     struct epoll_event ev[EVENT_BATCH];
+    struct conn_batch *b = srv->conn_batch;
+    unsigned queued = 0;
     int n = epoll_wait(epfd, ev, EVENT_BATCH, 0);
     for (int i = 0; i < n; i++) {
         struct conn *c = ev[i].data.ptr;
-        if (c->state != CONN_DEAD) /* closed earlier in this batch */
-            on_io(c, ev[i].events);
+        int batched = b && ev[i].events == EPOLLIN && reads_frames(c);
+        if (queued && (!batched || queued == BATCH_SOCKETS)) {
+            read_batch(b, queued);
+            queued = 0;
+        }
+        if (c->state == CONN_DEAD) /* closed earlier in this batch */
+            continue;
+        if (batched && batchio_add_recv(&b->io, c->fd, b->in[queued], READ_SLOT, queued) == 0) {
+            b->conn[queued] = c;
+            b->reported[queued++] = 0;
+            continue;
+        }
+        on_io(c, ev[i].events);
     }
+    if (queued)
+        read_batch(b, queued);
     conn_reap(srv);
     return n < 0 ? 0 : n;
 }
@@ -1124,12 +1205,13 @@ static void batch_open(struct server *srv)
         return;
     struct conn_batch *b = malloc(sizeof(*b));
     char err[160];
-    if (b && batchsend_init(&b->send, BATCH_SOCKETS, err, sizeof(err)) == 0) {
+    if (b && batchio_init(&b->io, BATCH_SOCKETS, err, sizeof(err)) == 0) {
         srv->conn_batch = b;
-        log_info("io_uring", "writes=batched sockets_per_submit=%d", BATCH_SOCKETS);
+        log_info("io_uring", "reads=batched writes=batched sockets_per_submit=%d", BATCH_SOCKETS);
         return;
     }
-    log_warn("io_uring_unavailable", "reason=\"%s\" writes=sendmsg", b ? err : "out of memory");
+    log_warn("io_uring_unavailable", "reason=\"%s\" reads=read writes=sendmsg",
+             b ? err : "out of memory");
     free(b);
 }
 
@@ -1195,7 +1277,7 @@ void conn_poll_stop(struct server *srv)
 {
     conn_destroy_all(srv);
     if (srv->conn_batch) {
-        batchsend_free(&srv->conn_batch->send);
+        batchio_free(&srv->conn_batch->io);
         free(srv->conn_batch);
         srv->conn_batch = NULL;
     }

@@ -692,13 +692,19 @@ START_TEST(test_many_frames_one_write)
     GW("--auth", "none");
     struct ws c;
     open_as(&c, "batch");
-    /* 30 heartbeats in one send (the burst allowed is 40, ws.c) */
+    /* 30 heartbeats in one send (the burst allowed is 40, ws.c), padded to
+     * 60 bytes each: 1,980 bytes on the wire, more than one batched read
+     * takes (READ_SLOT, 1 KB, conn.c), so a frame is cut at its end */
     enum { N = 30 };
+    char padded[61];
+    memset(padded, ' ', 60);
+    memcpy(padded, HEARTBEAT, strlen(HEARTBEAT) - 1);
+    memcpy(padded + 59, "}", 2);
     unsigned char *all = NULL;
     size_t total = 0;
     for (int i = 0; i < N; i++) {
         size_t n;
-        unsigned char *f = ws_frame_encode(0x81, 1, HEARTBEAT, strlen(HEARTBEAT), &n);
+        unsigned char *f = ws_frame_encode(0x81, 1, padded, 60, &n);
         ck_assert(f != NULL);
         all = realloc(all, total + n);
         memcpy(all + total, f, n);

@@ -1,10 +1,10 @@
-#include "batchsend.h"
+#include "batchio.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-int batchsend_init(struct batchsend *b, unsigned cap, char *err, size_t errlen)
+int batchio_init(struct batchio *b, unsigned cap, char *err, size_t errlen)
 {
     memset(b, 0, sizeof(*b));
     int rc = io_uring_queue_init(cap, &b->ring, 0);
@@ -17,18 +17,27 @@ int batchsend_init(struct batchsend *b, unsigned cap, char *err, size_t errlen)
     return 0;
 }
 
-void batchsend_free(struct batchsend *b)
+void batchio_free(struct batchio *b)
 {
     if (b->ready)
         io_uring_queue_exit(&b->ring);
     b->ready = 0;
 }
 
-int batchsend_add(struct batchsend *b, int fd, const struct msghdr *m, uint64_t user)
+/* The next free entry, or NULL when the ring is full or not ready. */
+static struct io_uring_sqe *next_sqe(struct batchio *b)
 {
     if (!b->ready || b->queued == b->cap)
-        return -1;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+        return NULL;
+    return io_uring_get_sqe(&b->ring);
+}
+
+/* MSG_DONTWAIT is what keeps a run from waiting: with it io_uring
+ * completes an operation that would block with -EAGAIN, instead of
+ * arming a poll and finishing it later. */
+int batchio_add_sendmsg(struct batchio *b, int fd, const struct msghdr *m, uint64_t user)
+{
+    struct io_uring_sqe *sqe = next_sqe(b);
     if (!sqe)
         return -1;
     io_uring_prep_sendmsg(sqe, fd, m, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -37,7 +46,18 @@ int batchsend_add(struct batchsend *b, int fd, const struct msghdr *m, uint64_t 
     return 0;
 }
 
-unsigned batchsend_run(struct batchsend *b, batchsend_done_fn *done, void *ctx)
+int batchio_add_recv(struct batchio *b, int fd, void *buf, size_t len, uint64_t user)
+{
+    struct io_uring_sqe *sqe = next_sqe(b);
+    if (!sqe)
+        return -1;
+    io_uring_prep_recv(sqe, fd, buf, len, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, user);
+    b->queued++;
+    return 0;
+}
+
+unsigned batchio_run(struct batchio *b, batchio_done_fn *done, void *ctx)
 {
     unsigned left = b->queued;
     b->queued = 0;
