@@ -9,6 +9,8 @@
  * and the caller hands hiredis the rest). */
 #define BULK_MAX (512LL * 1024 * 1024)
 #define COUNT_MAX (1LL << 20)
+/* Larger integers are not read as numbers (no overflow on the way). */
+#define INTEGER_MAX (1LL << 62)
 
 /* A header line: a type byte, a signed decimal, CRLF. Returns the bytes it
  * takes, 0 when incomplete, -1 when malformed; *value gets the number. */
@@ -146,4 +148,24 @@ long resp_scan(const char *buf, size_t len, struct resp_message *msg, int *is_me
         pending--;
     }
     return (long)off;
+}
+
+int resp_confirmation(const char *buf, size_t len, struct resp_confirmation *c)
+{
+    size_t off = 4;
+    const char *kind;
+    size_t kind_len;
+    long long count;
+    if (len < off || memcmp(buf, "*3\r\n", 4) != 0 ||
+        !next_bulk(buf, len, &off, &kind, &kind_len) ||
+        !((kind_len == 9 && memcmp(kind, "subscribe", 9) == 0) ||
+          (kind_len == 11 && memcmp(kind, "unsubscribe", 11) == 0)) ||
+        !next_bulk(buf, len, &off, &c->channel, &c->channel_len) || off >= len || buf[off] != ':')
+        return 0;
+    long n = read_number_line(buf + off, len - off, INTEGER_MAX, &count);
+    if (n <= 0 || off + (size_t)n != len)
+        return 0;
+    c->subscribe = kind_len == 9;
+    c->count = count;
+    return 1;
 }

@@ -4,8 +4,11 @@
  * hiredis parse each into a reply tree (four allocations), look its channel
  * up in its callback table and free it again cost about 4,000 instructions
  * a message (callgrind); reading the push where it lies costs a few hundred.
- * Anything else (subscribe confirmations, errors) still goes to hiredis,
- * whole replies only, so its reader never holds half of one. */
+ * Subscription confirmations are recognised too (resp_confirmation), so
+ * that a subscriber can send its (UN)SUBSCRIBEs past hiredis and keep no
+ * per-channel state there. Anything else (errors, other replies) still
+ * goes to hiredis, whole replies only, so its reader never holds half of
+ * one. */
 #ifndef NOTIFY_RESP_H
 #define NOTIFY_RESP_H
 
@@ -24,5 +27,17 @@ struct resp_message {
  * (["message", channel, payload], or "smessage" from a shard) *is_message
  * is set to 1 and msg points at its parts; otherwise *is_message is 0. */
 long resp_scan(const char *buf, size_t len, struct resp_message *msg, int *is_message);
+
+struct resp_confirmation {
+    int subscribe;       /* 1 for "subscribe", 0 for "unsubscribe" */
+    const char *channel; /* points into the reply */
+    size_t channel_len;
+    long long count; /* channels the connection is subscribed to now */
+};
+
+/* Whether the complete reply buf[0..len) (as measured by resp_scan) is a
+ * subscription confirmation, ["subscribe" or "unsubscribe", channel,
+ * count]; if so c points at its parts. */
+int resp_confirmation(const char *buf, size_t len, struct resp_confirmation *c);
 
 #endif

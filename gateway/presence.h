@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "respbuf.h"
+
 #define PRESENCE_BATCH 1000
 
 struct server;
@@ -36,8 +38,7 @@ struct presence {
     uint64_t ticks;                      /* refresh ticks so far */
     struct refresh_item *items;          /* a tick's accounts, sorted by server */
     uint32_t cap_items;                  /* capacity of items */
-    char *out;                           /* a tick's RESP, kept between ticks */
-    size_t out_cap;                      /* capacity of out */
+    struct respbuf out;                  /* a tick's RESP or a batch's EVAL, memory kept */
     int stopped;                         /* presence_stop() ran: timers closed */
     void (*on_stopped)(struct server *); /* set by presence_stop */
 };

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "respbuf.h"
 #include "rnames.h"
 
 struct server;
@@ -52,6 +53,7 @@ struct single_link {
     uint64_t connecting_since;   /* loop ms the current attempt began */
     struct pending_sub *pending; /* (un)subscribes waiting for the flush */
     uint32_t subscribed;         /* account channels acknowledged by Redis */
+    struct respbuf sub_out;      /* an (UN)SUBSCRIBE being written, memory kept */
     char bcast[RNAME_MAX];       /* the broadcast channel's name */
     size_t bcast_len;            /* its length */
 };

@@ -25,15 +25,26 @@ struct redis_uv {
     int events;                      /* UV_READABLE | UV_WRITABLE wanted by hiredis */
     int armed;                       /* what the poll handle watches now */
     redis_uv_message_fn *on_message; /* message pushes, when set */
-    void *message_data;              /* passed to on_message */
+    redis_uv_confirm_fn *on_confirm; /* with on_message: (un)subscribe confirmations */
+    void *message_data;              /* passed to both */
     char *in;                        /* with on_message: bytes read, from the start of the */
     size_t in_len;                   /* first reply not yet complete */
     size_t in_cap;
 };
 
+/* Whether the whole reply r[0..n) is a subscription confirmation that
+ * on_confirm took. */
+static int confirmation_taken(struct redis_uv *p, const char *r, size_t n)
+{
+    struct resp_confirmation c;
+    return p->on_confirm && resp_confirmation(r, n, &c) &&
+           p->on_confirm(p->message_data, c.subscribe, c.channel, c.channel_len, c.count);
+}
+
 /* Hands what has arrived on, reply by reply in order: message pushes to
- * on_message, everything else to hiredis (whole replies, so that its
- * reader is never in the middle of one). Keeps an incomplete tail. */
+ * on_message, subscription confirmations to on_confirm, everything else to
+ * hiredis (whole replies, so that its reader is never in the middle of
+ * one). Keeps an incomplete tail. */
 static void dispatch(struct redis_uv *p)
 {
     size_t off = 0;
@@ -53,7 +64,7 @@ static void dispatch(struct redis_uv *p)
         }
         if (is_message) {
             p->on_message(p->message_data, m.channel, m.channel_len, m.payload, m.payload_len);
-        } else {
+        } else if (!confirmation_taken(p, p->in + off, (size_t)n)) {
             redisReaderFeed(p->ac->c.reader, p->in + off, (size_t)n);
             redisProcessCallbacks(p->ac); /* may free the context (p->ac = NULL) */
         }
@@ -219,11 +230,23 @@ redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port,
     return ac;
 }
 
-void redis_uv_on_message(redisAsyncContext *ac, redis_uv_message_fn *fn, void *data)
+void redis_uv_on_pushes(redisAsyncContext *ac, redis_uv_message_fn *on_message,
+                        redis_uv_confirm_fn *on_confirm, void *data)
 {
     struct redis_uv *p = ac->ev.data;
-    p->on_message = fn;
+    p->on_message = on_message;
+    p->on_confirm = on_confirm;
     p->message_data = data;
+}
+
+int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len)
+{
+    if (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))
+        return -1;
+    if (redisAppendFormattedCommand(&ac->c, cmd, len) != REDIS_OK)
+        return -1;
+    ac->ev.addWrite(ac->ev.data); /* hiredis writes its output buffer when writable */
+    return 0;
 }
 
 int redis_reply_is(const redisReply *reply, const char *s)

@@ -25,11 +25,27 @@ redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port,
 typedef void redis_uv_message_fn(void *data, const char *channel, size_t channel_len,
                                  const char *payload, size_t payload_len);
 
-/* Message pushes on ac (a subscriber connection) go to fn, read where they
- * lie in the read buffer, instead of through hiredis's reply tree and
+/* A subscription confirmation (subscribe 1, or 0 for unsubscribe) and
+ * the number of channels the connection now has; channel as above.
+ * Returns 1 when it took the confirmation, 0 to have hiredis handle it
+ * (one for a SUBSCRIBE sent through hiredis). */
+typedef int redis_uv_confirm_fn(void *data, int subscribe, const char *channel, size_t channel_len,
+                                long long count);
+
+/* Message pushes on ac (a subscriber connection) go to on_message, and
+ * subscription confirmations to on_confirm (unless NULL), read where they
+ * lie in the read buffer instead of through hiredis's reply tree and
  * channel table (common/resp.h says what that saves). Every other reply
  * still reaches hiredis's callbacks, in order. ac must be attached. */
-void redis_uv_on_message(redisAsyncContext *ac, redis_uv_message_fn *fn, void *data);
+void redis_uv_on_pushes(redisAsyncContext *ac, redis_uv_message_fn *on_message,
+                        redis_uv_confirm_fn *on_confirm, void *data);
+
+/* Queues a command already written as RESP on ac, past hiredis's command
+ * table: no callback is registered for it, so its replies must be ones
+ * that on_confirm takes (an (UN)SUBSCRIBE on a subscriber whose pushes
+ * are read in place), and hiredis never learns of its channels. Returns
+ * 0, or -1 when ac is going away. */
+int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len);
 
 /* 1 when reply is the bulk string s (a pub/sub message kind, say). */
 int redis_reply_is(const redisReply *reply, const char *s);

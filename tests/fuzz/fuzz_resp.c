@@ -5,8 +5,9 @@
  * Whatever resp_scan measures as one complete reply of n bytes, hiredis
  * must not find incomplete nor shorter (it may refuse it: it allows no
  * nesting deeper than 7, which Redis never sends); a message push must
- * read as hiredis reads it. Whatever resp_scan finds incomplete, hiredis
- * must not complete. */
+ * read as hiredis reads it, and so must a subscription confirmation
+ * (resp_confirmation). Whatever resp_scan finds incomplete, hiredis must
+ * not complete. */
 #include <hiredis/hiredis.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -63,6 +64,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (is_message && (m.channel < (const char *)data || m.payload < (const char *)data ||
                            m.payload + m.payload_len > (const char *)data + n))
             abort();
+        struct resp_confirmation c;
+        if (resp_confirmation((const char *)data, (size_t)n, &c)) {
+            /* a confirmation is read as hiredis reads it */
+            if (is_message || v != 1 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+                !(same(reply->element[0], "subscribe", 9) ||
+                  same(reply->element[0], "unsubscribe", 11)) ||
+                c.subscribe != same(reply->element[0], "subscribe", 9) ||
+                !same(reply->element[1], c.channel, c.channel_len) ||
+                reply->element[2]->type != REDIS_REPLY_INTEGER ||
+                reply->element[2]->integer != c.count)
+                abort();
+        }
     } else if (n == 0) {
         if (hiredis_parse(data, size, &reply) >= 1)
             abort();

@@ -135,6 +135,55 @@ START_TEST(stream_of_replies)
 }
 END_TEST
 
+/* Subscription confirmations: recognised in a whole reply, with the parts
+ * hiredis reads there; anything close to one is not. */
+static int confirm(const char *s, struct resp_confirmation *c)
+{
+    size_t len = strlen(s);
+    char *copy = malloc(len);
+    memcpy(copy, s, len); /* no NUL after the reply */
+    struct resp_message m;
+    int is_message;
+    ck_assert_msg(resp_scan(copy, len, &m, &is_message) == (long)len, "not one reply: %s", s);
+    int yes = resp_confirmation(copy, len, c);
+    if (yes) {
+        ck_assert(c->channel >= copy && c->channel + c->channel_len <= copy + len);
+        c->channel = s + (c->channel - copy);
+    }
+    free(copy);
+    return yes;
+}
+
+START_TEST(subscription_confirmations)
+{
+    struct resp_confirmation c;
+    ck_assert(confirm("*3\r\n$9\r\nsubscribe\r\n$14\r\nnotify:{u1}:ch\r\n:2\r\n", &c));
+    ck_assert_int_eq(c.subscribe, 1);
+    ck_assert_uint_eq(c.channel_len, 14);
+    ck_assert(!memcmp(c.channel, "notify:{u1}:ch", 14));
+    ck_assert_int_eq(c.count, 2);
+    ck_assert(confirm("*3\r\n$11\r\nunsubscribe\r\n$3\r\nabc\r\n:15000\r\n", &c));
+    ck_assert_int_eq(c.subscribe, 0);
+    ck_assert_int_eq(c.count, 15000);
+    ck_assert(confirm("*3\r\n$11\r\nunsubscribe\r\n$0\r\n\r\n:0\r\n", &c));
+    ck_assert_uint_eq(c.channel_len, 0);
+    const char * not [] = {
+        "*3\r\n$7\r\nmessage\r\n$3\r\nabc\r\n$1\r\nx\r\n",    /* a message */
+        "*3\r\n$10\r\npsubscribe\r\n$3\r\nab*\r\n:1\r\n",     /* a pattern */
+        "*3\r\n$10\r\nssubscribe\r\n$3\r\nabc\r\n:1\r\n",     /* a shard channel */
+        "*3\r\n$9\r\nSUBSCRIBE\r\n$3\r\nabc\r\n:1\r\n",       /* not what Redis sends */
+        "*3\r\n$9\r\nsubscribe\r\n$3\r\nabc\r\n$1\r\n1\r\n",  /* count not an integer */
+        "*3\r\n$9\r\nsubscribe\r\n$-1\r\n:1\r\n",             /* null channel */
+        "*4\r\n$9\r\nsubscribe\r\n$3\r\nabc\r\n:1\r\n:1\r\n", /* four parts */
+        "*2\r\n$9\r\nsubscribe\r\n$3\r\nabc\r\n",             /* two parts */
+        "-ERR unknown command\r\n",
+        ":1\r\n",
+    };
+    for (size_t i = 0; i < sizeof(not ) / sizeof(not [0]); i++)
+        ck_assert_msg(!confirm(not [i], &c), "taken as a confirmation: %s", not [i]);
+}
+END_TEST
+
 START_TEST(not_resp_refused)
 {
     const char *bad[] = {"hello\r\n", "$abc\r\n", "$3\r\nabcd\r\n", "*x\r\n",
@@ -155,6 +204,7 @@ int main(void)
     tcase_add_test(tc, other_replies_measured);
     tcase_add_test(tc, stream_of_replies);
     tcase_add_test(tc, not_resp_refused);
+    tcase_add_test(tc, subscription_confirmations);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
