@@ -1166,25 +1166,31 @@ static void on_gather(uv_timer_t *t)
         gather_or_watch(srv, n);
 }
 
-static void on_write_events(uv_poll_t *h, int status, int events)
+/* The server behind a poll of a client set, or NULL after logging the
+ * poll's error. */
+static struct server *polled(uv_poll_t *h, int status)
 {
-    struct server *srv = h->data;
-    (void)events;
     if (status < 0) {
         log_error("conn_poll_failed", "error=\"%s\"", uv_strerror(status));
-        return;
+        return NULL;
     }
-    conn_drain(srv, srv->conn_wepfd);
+    return h->data;
+}
+
+static void on_write_events(uv_poll_t *h, int status, int events)
+{
+    struct server *srv = polled(h, status);
+    (void)events;
+    if (srv)
+        conn_drain(srv, srv->conn_wepfd);
 }
 
 static void on_conn_events(uv_poll_t *h, int status, int events)
 {
-    struct server *srv = h->data;
+    struct server *srv = polled(h, status);
     (void)events;
-    if (status < 0) {
-        log_error("conn_poll_failed", "error=\"%s\"", uv_strerror(status));
+    if (!srv)
         return;
-    }
     int n = conn_drain(srv, srv->conn_epfd);
     if (srv->conn_gate < 0)
         return;
