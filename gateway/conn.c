@@ -1253,7 +1253,7 @@ int conn_poll_start(struct server *srv)
     uv_timer_init(&srv->loop, &srv->conn_gather);
     srv->conn_gather.data = srv;
     return uv_poll_start(&srv->conn_poll, UV_READABLE, on_conn_events);
-fail: /* before the loop ever ran: a uv_poll_t is only closed in teardown */
+fail: /* start-up fails and the process exits (main): the polls need no close */
     if (srv->conn_gate >= 0)
         close(srv->conn_gate);
     if (srv->conn_wepfd >= 0)
