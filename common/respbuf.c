@@ -62,12 +62,10 @@ void respbuf_cmd(struct respbuf *b, int argc, const char **argv, const size_t *l
         respbuf_arg(b, argv[i], lens[i]);
 }
 
-int respbuf_reset(struct respbuf *b)
+void respbuf_reset(struct respbuf *b)
 {
-    int complete = !b->failed;
     b->len = 0;
     b->failed = 0;
-    return complete;
 }
 
 void respbuf_free(struct respbuf *b)

@@ -27,9 +27,8 @@ void respbuf_arg(struct respbuf *b, const char *s, size_t n);
 /* Appends a whole command of argc arguments. */
 void respbuf_cmd(struct respbuf *b, int argc, const char **argv, const size_t *lens);
 
-/* Empties b for the next command, keeping its memory; returns whether what
- * it held was complete (not failed). */
-int respbuf_reset(struct respbuf *b);
+/* Empties b for the next command, keeping its memory. */
+void respbuf_reset(struct respbuf *b);
 
 void respbuf_free(struct respbuf *b);
 
