@@ -44,7 +44,8 @@ static const struct option_def options[] = {
     {"input-batch-ms", OPT_INT, F(input_batch_ms), "100", 0, 1000,
      "ms client input may wait to be read with others' (fewer wakeups; 0 = at once)"},
     {"io-uring", OPT_BOOL, F(io_uring), "true", 0, 0,
-     "write a loop turn's output with one io_uring submit (false: a sendmsg per socket)"},
+     "write a loop turn's output, and read a pass's input, with one io_uring submit "
+     "(false: a sendmsg and a read per socket)"},
     {"presence-ttl", OPT_INT, F(presence_ttl), "30", 3, 86400,
      "seconds a presence entry lives without refresh"},
     {"max-connections", OPT_INT, F(max_connections), "0", 0, INT_MAX,

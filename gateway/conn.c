@@ -495,6 +495,19 @@ static void batch_done(void *ctx, uint64_t user, int result)
         flush_later(c); /* the rest of a long queue: in the next submit */
 }
 
+/* Runs the n operations queued on b for b->conn[0..n), each reported to
+ * done. If the ring itself fails, whether the unreported ones happened is
+ * unknown, and a stream cannot be patched: those connections close, and
+ * their clients reconnect and resume. */
+static void batch_run(struct conn_batch *b, unsigned n, batchio_done_fn *done)
+{
+    if (batchio_run(&b->io, done, b) == 0)
+        return;
+    for (unsigned i = 0; i < n; i++)
+        if (!b->reported[i])
+            conn_destroy(b->conn[i]);
+}
+
 /* Up to BATCH_SOCKETS sockets of the flush list written by one submit. */
 static void flush_batch(struct server *srv, struct conn_batch *b)
 {
@@ -516,13 +529,7 @@ static void flush_batch(struct server *srv, struct conn_batch *b)
         b->reported[n] = 0;
         n++;
     }
-    if (batchio_run(&b->io, batch_done, b) == 0)
-        return;
-    /* The ring failed: whether those bytes went out is unknown, and a
-     * stream cannot be patched; the clients reconnect and resume. */
-    for (unsigned i = 0; i < n; i++)
-        if (!b->reported[i])
-            conn_destroy(b->conn[i]);
+    batch_run(b, n, batch_done);
 }
 
 void conn_flush_all(struct server *srv)
@@ -1061,18 +1068,6 @@ static void read_done(void *ctx, uint64_t user, int result)
         on_io(c, EPOLLIN);
 }
 
-/* Runs the n reads queued by conn_drain. */
-static void read_batch(struct conn_batch *b, unsigned n)
-{
-    if (batchio_run(&b->io, read_done, b) == 0)
-        return;
-    /* The ring failed: whether those bytes were taken is unknown, and a
-     * stream cannot be patched; the clients reconnect and resume. */
-    for (unsigned i = 0; i < n; i++)
-        if (!b->reported[i])
-            conn_destroy(b->conn[i]);
-}
-
 /* Whether a readable socket's bytes are client frames for parse_frames,
  * which a batched read can take. */
 static int reads_frames(const struct conn *c)
@@ -1095,7 +1090,7 @@ static int conn_drain(struct server *srv, int epfd)
         struct conn *c = ev[i].data.ptr;
         int batched = b && ev[i].events == EPOLLIN && reads_frames(c);
         if (queued && (!batched || queued == BATCH_SOCKETS)) {
-            read_batch(b, queued);
+            batch_run(b, queued, read_done);
             queued = 0;
         }
         if (c->state == CONN_DEAD) /* closed earlier in this batch */
@@ -1108,7 +1103,7 @@ static int conn_drain(struct server *srv, int epfd)
         on_io(c, ev[i].events);
     }
     if (queued)
-        read_batch(b, queued);
+        batch_run(b, queued, read_done);
     conn_reap(srv);
     return n < 0 ? 0 : n;
 }

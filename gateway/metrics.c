@@ -119,7 +119,7 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     header(&o, "notify_draining", "gauge", "1 once shutdown has started.");
     emit(&o, "notify_draining %d\n", g->draining);
     header(&o, "notify_io_uring", "gauge",
-           "1 when client writes go out batched through io_uring, 0 with a sendmsg each.");
+           "1 when client reads and writes go batched through io_uring, 0 with a call each.");
     emit(&o, "notify_io_uring %d\n", g->io_uring);
     return o.len;
 }

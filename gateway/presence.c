@@ -319,9 +319,10 @@ static void refresh(struct presence *p, uint32_t n, int prune)
     if (!sorted(items, n, sizeof(*items), by_shard))
         qsort(items, n, sizeof(*items), by_shard);
     int64_t now = server_wall_ms();
-    char score[24], after[24], key[RNAME_MAX], first[RNAME_MAX];
-    int slen = snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, now));
-    int alen = snprintf(after, sizeof(after), "(%lld", (long long)now);
+    char score[20], after[21], key[RNAME_MAX], first[RNAME_MAX];
+    size_t slen = numfmt_u64(score, (uint64_t)expiry_ms(p, now));
+    after[0] = '('; /* exclusive: members scored before now */
+    size_t alen = 1 + numfmt_u64(after + 1, (uint64_t)now);
     struct respbuf *b = &p->out;
     respbuf_reset(b);
     respbuf_put(b, reply_off, sizeof(reply_off) - 1);
@@ -339,8 +340,7 @@ static void refresh(struct presence *p, uint32_t n, int prune)
             memcpy(first, key, (size_t)klen);
             flen = (size_t)klen;
         }
-        refresh_account(p, b, items[i].a, key, (size_t)klen, score, (size_t)slen, after,
-                        (size_t)alen, prune);
+        refresh_account(p, b, items[i].a, key, (size_t)klen, score, slen, after, alen, prune);
         in_buf++;
     }
     if (in_buf)
