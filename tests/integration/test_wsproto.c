@@ -953,7 +953,10 @@ START_TEST(test_full_socket_not_gathered)
         ck_assert_msg(text != NULL, "message %d missing (close %d)", i, slow.close_code);
         char want[8];
         snprintf(want, sizeof(want), "%06d", i);
-        ck_assert_msg(strstr(text, want) != NULL, "message %d out of order: %.60s", i, text);
+        /* the number leads the body, within the envelope's first bytes:
+         * scanning all 6 KB of each (18 MB under ASan) would make the
+         * client, not the gateway, what this measures */
+        ck_assert_msg(memmem(text, 64, want, 6) != NULL, "message %d out of order: %.60s", i, text);
         free(text);
     }
     long long took = h_mono_ms() - t0;
