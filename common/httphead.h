@@ -2,7 +2,7 @@
  * in place without allocating.
  *
  * Used for WebSocket upgrades, which the gateway answers itself
- * (gateway/ws.c). Pure functions over a byte buffer: unit-tested and
+ * (gateway/session/ws.c). Pure functions over a byte buffer: unit-tested and
  * fuzzed without a socket. */
 #ifndef NOTIFY_HTTPHEAD_H
 #define NOTIFY_HTTPHEAD_H

@@ -1,4 +1,4 @@
-/* libFuzzer target: auth_verify (gateway/auth.c), the token of every
+/* libFuzzer target: auth_verify (gateway/session/auth.c), the token of every
  * connecting client and of every refresh message, with an HS256 key.
  *
  * The first byte picks a mode, the rest is the input:

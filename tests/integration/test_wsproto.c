@@ -1,5 +1,5 @@
 /* The WebSocket protocol as a client sees it, now that the gateway speaks
- * it on its own sockets (gateway/conn.c, gateway/ws.c): the handshake's
+ * it on its own sockets (gateway/net/conn.c, gateway/session/ws.c): the handshake's
  * answers byte for byte, requests that arrive in pieces, control frames,
  * the close handshake, protocol errors (1002), frames batched into one
  * write or one frame spread over many, a pipelined burst of notifications,
