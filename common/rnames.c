@@ -52,6 +52,28 @@ int rnames_node(char *buf, size_t size, const char *prefix, const char *node_id)
     return join(buf, size, prefix, "node:", node_id, NULL);
 }
 
+int rnames_presence_member(char *buf, size_t size, const char *node_id, const char *conn_id)
+{
+    return join(buf, size, node_id, "/", conn_id, NULL);
+}
+
+int rnames_parse_presence_member(const char *member, size_t len, const char **node,
+                                 size_t *node_len, const char **conn, size_t *conn_len)
+{
+    const char *slash = memchr(member, '/', len);
+    *node = member;
+    if (!slash) {
+        *node_len = len;
+        *conn = member + len;
+        *conn_len = 0;
+        return 0;
+    }
+    *node_len = (size_t)(slash - member);
+    *conn = slash + 1;
+    *conn_len = len - *node_len - 1;
+    return 1;
+}
+
 int rnames_parse_account_channel(const char *channel, size_t channel_len, const char *prefix,
                                  const char **account, size_t *len)
 {

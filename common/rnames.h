@@ -17,6 +17,19 @@ int rnames_stream(char *buf, size_t size, const char *prefix, const char *accoun
 int rnames_nodes(char *buf, size_t size, const char *prefix);
 int rnames_node(char *buf, size_t size, const char *prefix, const char *node_id);
 
+/* A connection's member in its account's presence set:
+ * "<node id>/<conn id>", so that members of different nodes never collide
+ * and each node can refresh and remove its own. Node ids never hold a '/'
+ * (config.c allows [A-Za-z0-9_.:-]), so the first '/' splits it. */
+int rnames_presence_member(char *buf, size_t size, const char *node_id, const char *conn_id);
+
+/* Splits a presence member of len bytes at its first '/': *node (node_len
+ * bytes) and *conn (conn_len bytes, up to len) point into member. Returns
+ * 1, or 0 when there is no '/' (then *node is all of member and *conn the
+ * empty string at its end). */
+int rnames_parse_presence_member(const char *member, size_t len, const char **node,
+                                 size_t *node_len, const char **conn, size_t *conn_len);
+
 /* If channel is an account channel under prefix, points *account at the
  * account id inside it, sets *len and returns 1; otherwise returns 0. */
 int rnames_parse_account_channel(const char *channel, size_t channel_len, const char *prefix,

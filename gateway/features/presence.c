@@ -1,5 +1,6 @@
 #include "presence.h"
 
+#include <assert.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,15 +111,10 @@ static int batch_push(struct presence *p, struct eval_batch *b, int add, const c
 {
     char key[RNAME_MAX], member[300];
     int klen = rnames_presence(key, sizeof(key), p->srv->cfg->redis_prefix, account);
-    /* "<node id>/<conn id>" by hand: snprintf cost ~850 instructions per
-     * change, two changes per connection (callgrind, connect storm). */
-    const char *node = p->srv->cfg->node_id;
-    size_t nlen = strlen(node), clen = strlen(conn_id), mlen = nlen + 1 + clen;
-    if (klen < 0 || mlen >= sizeof(member))
+    int m = rnames_presence_member(member, sizeof(member), p->srv->cfg->node_id, conn_id);
+    if (klen < 0 || m < 0)
         return 0; /* cannot happen with validated ids; skip rather than corrupt */
-    memcpy(member, node, nlen);
-    member[nlen] = '/';
-    memcpy(member + nlen + 1, conn_id, clen);
+    size_t mlen = (size_t)m;
     int shard = redis_link_shard_of(&p->srv->redis, key, (size_t)klen);
     if (b->n && shard != b->shard && batch_send(p, b) < 0)
         return -1;
@@ -229,18 +225,15 @@ static void refresh_account(struct presence *p, struct respbuf *b, const struct 
                             const char *after, size_t alen, int prune)
 {
     const char *node = p->srv->cfg->node_id;
-    size_t nlen = strlen(node);
     respbuf_header(b, '*', 2 + 2 * (size_t)a->n_conns);
     respbuf_arg(b, "ZADD", 4);
     respbuf_arg(b, key, klen);
     for (const struct conn *c = a->conns; c; c = c->acct_next) {
-        size_t clen = strlen(c->id);
+        char member[300];
+        int mlen = rnames_presence_member(member, sizeof(member), node, c->id);
+        assert(mlen > 0); /* node and connection ids are validated and short */
         respbuf_arg(b, score, slen);
-        respbuf_header(b, '$', nlen + 1 + clen); /* member "<node id>/<conn id>" */
-        respbuf_put(b, node, nlen);
-        respbuf_put(b, "/", 1);
-        respbuf_put(b, c->id, clen);
-        respbuf_put(b, "\r\n", 2);
+        respbuf_arg(b, member, (size_t)mlen);
     }
     if (prune) {
         const char *cmd[] = {"ZREMRANGEBYSCORE", key, "-inf", after};

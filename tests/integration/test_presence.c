@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "rnames.h"
 
 #define NODE_A "pres-a"
 #define NODE_B "pres-b"
@@ -139,9 +140,9 @@ static char *hget(const char *key, const char *field)
 
 static char *member(const char *node, const char *conn_id)
 {
-    char *m = NULL;
-    ck_assert_int_gt(asprintf(&m, "%s/%s", node, conn_id), 0);
-    return m;
+    char m[RNAME_MAX];
+    ck_assert_int_gt(rnames_presence_member(m, sizeof(m), node, conn_id), 0);
+    return strdup(m);
 }
 
 /* The node registry entries of node are there and well formed. */

@@ -125,6 +125,53 @@ START_TEST(parse_not_account_channel)
 }
 END_TEST
 
+START_TEST(presence_member)
+{
+    char buf[RNAME_MAX];
+    ck_assert_int_eq(rnames_presence_member(buf, sizeof(buf), "host-8080", "c0a8017f-12"), 21);
+    ck_assert_str_eq(buf, "host-8080/c0a8017f-12");
+    /* "a/b" needs 4 bytes with the NUL */
+    ck_assert_int_eq(rnames_presence_member(buf, 3, "a", "b"), -1);
+    ck_assert_int_eq(rnames_presence_member(buf, 4, "a", "b"), 3);
+    ck_assert_str_eq(buf, "a/b");
+}
+END_TEST
+
+START_TEST(parse_presence_member)
+{
+    const char *node, *conn;
+    size_t nlen, clen;
+    char buf[RNAME_MAX];
+    int n = rnames_presence_member(buf, sizeof(buf), "it-4000", "abc");
+    ck_assert_int_eq(rnames_parse_presence_member(buf, (size_t)n, &node, &nlen, &conn, &clen), 1);
+    ck_assert_ptr_eq(node, buf);
+    ck_assert_uint_eq(nlen, 7);
+    ck_assert_int_eq(memcmp(node, "it-4000", 7), 0);
+    ck_assert_ptr_eq(conn, buf + 8);
+    ck_assert_uint_eq(clen, 3);
+    ck_assert_int_eq(memcmp(conn, "abc", 3), 0);
+    /* the first '/' splits: a connection id is taken as it is */
+    const char *m = "n/c/d";
+    ck_assert_int_eq(rnames_parse_presence_member(m, 5, &node, &nlen, &conn, &clen), 1);
+    ck_assert_uint_eq(nlen, 1);
+    ck_assert_uint_eq(clen, 3);
+    ck_assert_int_eq(memcmp(conn, "c/d", 3), 0);
+    /* empty halves */
+    ck_assert_int_eq(rnames_parse_presence_member("/x", 2, &node, &nlen, &conn, &clen), 1);
+    ck_assert_uint_eq(nlen, 0);
+    ck_assert_uint_eq(clen, 1);
+    ck_assert_int_eq(rnames_parse_presence_member("x/", 2, &node, &nlen, &conn, &clen), 1);
+    ck_assert_uint_eq(nlen, 1);
+    ck_assert_uint_eq(clen, 0);
+    /* no '/': all node, and the length decides, not a NUL */
+    m = "node/conn";
+    ck_assert_int_eq(rnames_parse_presence_member(m, 4, &node, &nlen, &conn, &clen), 0);
+    ck_assert_uint_eq(nlen, 4);
+    ck_assert_ptr_eq(conn, m + 4);
+    ck_assert_uint_eq(clen, 0);
+}
+END_TEST
+
 static Suite *rnames_suite(void)
 {
     Suite *s = suite_create("rnames");
@@ -135,6 +182,8 @@ static Suite *rnames_suite(void)
     tcase_add_test(tc, does_not_fit);
     tcase_add_test(tc, parse_account_channel);
     tcase_add_test(tc, parse_not_account_channel);
+    tcase_add_test(tc, presence_member);
+    tcase_add_test(tc, parse_presence_member);
     suite_add_tcase(s, tc);
     return s;
 }
