@@ -19,6 +19,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "clustercmd.h"
 #include "envelope.h"
 #include "redisurl.h"
 #include "rnames.h"
@@ -582,37 +583,12 @@ static void session_close(struct session *s)
     s->current = NULL;
 }
 
-/* Parses "MOVED <slot> <host>:<port>" or "ASK ..." into host and port. An
- * empty host means the node that answered (Redis announces no address when
- * it does not know its own). */
-static int parse_redirect(const char *err, const struct conn *from, char *host, size_t hsize,
-                          int *port, int *ask)
+/* clustercmd's way to a node: the session's connection to it. */
+static redisContext *session_node(void *arg, const char *host, int port)
 {
-    const char *p;
-    if (strncmp(err, "MOVED ", 6) == 0)
-        *ask = 0, p = err + 6;
-    else if (strncmp(err, "ASK ", 4) == 0)
-        *ask = 1, p = err + 4;
-    else
-        return -1;
-    p = strchr(p, ' ');
-    const char *colon = p ? strrchr(p, ':') : NULL;
-    if (!colon)
-        return -1;
-    size_t hlen = (size_t)(colon - p - 1);
-    if (hlen >= hsize)
-        return -1;
-    if (hlen == 0)
-        snprintf(host, hsize, "%s", from->host);
-    else
-        snprintf(host, hsize, "%.*s", (int)hlen, p + 1);
-    char *end;
-    errno = 0;
-    long v = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end != '\0' || v < 1 || v > 65535)
-        return -1;
-    *port = (int)v;
-    return 0;
+    struct session *s = arg;
+    struct conn *c = session_conn(s, host, port, s->target->cluster ? 0 : s->target->seeds[0].db);
+    return c ? c->ctx : NULL;
 }
 
 /* Runs one command and returns its reply, or NULL after reporting the
@@ -622,44 +598,39 @@ static redisReply *session_run(struct session *s, int argc, const char **argv)
 {
     char what[RNAME_MAX + 32];
     describe_command(what, sizeof(what), argc, argv);
-    struct conn *c = s->current;
-    int asking = 0;
-    for (int hop = 0; hop <= MAX_REDIRECTS; hop++) {
-        if (asking) {
-            const char *ask_argv[1] = {"ASKING"};
-            redisReply *r = redisCommandArgv(c->ctx, 1, ask_argv, NULL);
-            if (!r || r->type == REDIS_REPLY_ERROR) {
-                report_conn_error(c, "ASKING", r ? r->str : c->ctx->errstr);
-                freeReplyObject(r);
-                return NULL;
-            }
-            freeReplyObject(r);
-        }
-        redisReply *r = redisCommandArgv(c->ctx, argc, argv, NULL);
-        if (!r) {
-            report_conn_error(c, what, *c->ctx->errstr ? c->ctx->errstr : "connection lost");
-            return NULL;
-        }
-        if (r->type != REDIS_REPLY_ERROR)
-            return r;
-        char host[256];
-        int port, ask;
-        if (!s->target->cluster || parse_redirect(r->str, c, host, sizeof(host), &port, &ask) < 0) {
-            report_conn_error(c, what, r->str);
-            freeReplyObject(r);
-            return NULL;
-        }
+    struct clustercmd cc = {.connect = session_node,
+                            .arg = s,
+                            .max_redirects = s->target->cluster ? MAX_REDIRECTS : 0,
+                            .port = s->current->port};
+    snprintf(cc.host, sizeof(cc.host), "%s", s->current->host);
+    redisReply *r = clustercmd_argv(&cc, argc, argv, NULL);
+    struct conn at = {.port = cc.port};
+    snprintf(at.host, sizeof(at.host), "%s", cc.host);
+    switch (cc.error) {
+    case CLUSTERCMD_OK:
+        break;
+    case CLUSTERCMD_CONNECT:
+        fprintf(stderr, "%s: %s (redirected by %s)\n", PROG, s->conn_err, what);
+        return NULL;
+    case CLUSTERCMD_IO:
+        report_conn_error(&at, what, cc.errstr);
+        return NULL;
+    case CLUSTERCMD_ASKING:
+        report_conn_error(&at, "ASKING", cc.errstr);
+        return NULL;
+    case CLUSTERCMD_REDIRECTS:
+        report_conn_error(&at, what, cc.errstr);
         freeReplyObject(r);
-        if (!(c = session_conn(s, host, port, 0))) {
-            fprintf(stderr, "%s: %s (redirected by %s)\n", PROG, s->conn_err, what);
-            return NULL;
-        }
-        asking = ask;
-        if (!ask) /* the slot map changed or we guessed: follow the owner */
-            s->current = c;
+        return NULL;
     }
-    report_conn_error(c, what, "too many cluster redirections");
-    return NULL;
+    if (cc.moved) /* the slot map changed or we guessed: follow the owner */
+        s->current = session_conn(s, cc.host, cc.port, 0);
+    if (r->type == REDIS_REPLY_ERROR) {
+        report_conn_error(&at, what, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
 }
 
 /* Like session_run, but also insists on the reply type the caller needs, so
@@ -790,14 +761,14 @@ static int presence_fetch(struct session *s, const char *prefix, const char *acc
     return 0;
 }
 
-/* Splits "<node id>/<connection id>" at the first '/': node ids never hold
- * one (config.c allows [A-Za-z0-9_.:-]). */
+/* Splits "<node id>/<connection id>" (rnames.h): the node id into node,
+ * *conn_id pointing into member. */
 static void split_member(const char *member, char *node, size_t nsize, const char **conn_id)
 {
-    const char *slash = strchr(member, '/');
-    size_t nlen = slash ? (size_t)(slash - member) : strlen(member);
-    snprintf(node, nsize, "%.*s", (int)nlen, member);
-    *conn_id = slash ? slash + 1 : "";
+    const char *n;
+    size_t nlen, clen;
+    rnames_parse_presence_member(member, strlen(member), &n, &nlen, conn_id, &clen);
+    snprintf(node, nsize, "%.*s", (int)nlen, n);
 }
 
 static void presence_print_text(const char *account, const struct presence *p, int64_t now,
@@ -876,13 +847,14 @@ static int cmd_presence(struct session *s, const struct args *a)
 
 static const char *const node_fields[] = {"addr", "started_at", "connections", "version"};
 #define N_NODE_FIELDS 4
+#define N_NODE_FETCHED 4
 
 /* One live node: its id and expiry from notify:nodes, its hash fields. */
 struct node_row {
     const char *id;
     double expires_ms;
-    const char *field[N_NODE_FIELDS]; /* NULL when the hash lacks it */
-    redisReply *hash;                 /* owns field[] */
+    const char *field[N_NODE_FETCHED]; /* NULL when the hash lacks it */
+    redisReply *hash;                  /* owns field[] */
 };
 
 static int node_fetch_hash(struct session *s, const char *prefix, struct node_row *row)
@@ -892,12 +864,12 @@ static int node_fetch_hash(struct session *s, const char *prefix, struct node_ro
         fprintf(stderr, "%s: node id '%s' too long for a key name\n", PROG, row->id);
         return EXIT_REDIS;
     }
-    const char *argv[2 + N_NODE_FIELDS] = {"HMGET", key};
-    for (int i = 0; i < N_NODE_FIELDS; i++)
+    const char *argv[2 + N_NODE_FETCHED] = {"HMGET", key};
+    for (int i = 0; i < N_NODE_FETCHED; i++)
         argv[2 + i] = node_fields[i];
-    if (!(row->hash = session_expect(s, REDIS_REPLY_ARRAY, 2 + N_NODE_FIELDS, argv)))
+    if (!(row->hash = session_expect(s, REDIS_REPLY_ARRAY, 2 + N_NODE_FETCHED, argv)))
         return EXIT_REDIS;
-    for (size_t i = 0; i < N_NODE_FIELDS && i < row->hash->elements; i++) {
+    for (size_t i = 0; i < N_NODE_FETCHED && i < row->hash->elements; i++) {
         const redisReply *v = row->hash->element[i];
         row->field[i] = v->type == REDIS_REPLY_STRING ? v->str : NULL;
     }
@@ -1023,6 +995,39 @@ static int cmd_nodes(struct session *s, const struct args *a)
 
 /* -------------------------------------------------------------- publish */
 
+/* Prints publish's answer: {k1: v1, k2: v2} with --json (the values'
+ * references are taken), else text and a newline. */
+static int print_answer(const struct args *a, const char *k1, json_t *v1, const char *k2,
+                        json_t *v2, const char *text)
+{
+    if (!a->json) {
+        json_decref(v1);
+        json_decref(v2);
+        printf("%s\n", text);
+        return 0;
+    }
+    json_t *doc = json_object();
+    if (doc) {
+        json_put(doc, k1, v1);
+        json_put(doc, k2, v2);
+    } else {
+        json_decref(v1);
+        json_decref(v2);
+    }
+    return print_json(doc);
+}
+
+/* The envelope publish's flags describe (malloc'd), or NULL after saying
+ * why. */
+static char *publish_envelope(const struct args *a)
+{
+    size_t len;
+    char *envelope = envelope_build(a->type, a->body, a->meta, &len);
+    if (!envelope)
+        fprintf(stderr, "%s: cannot build the envelope (out of memory)\n", PROG);
+    return envelope;
+}
+
 /* publish --history: the gateway's notify_publish function validates,
  * appends to the account's stream and publishes with the id, atomically.
  * In cluster mode the FCALL names its key, so a node that does not own the
@@ -1034,28 +1039,16 @@ static int cmd_publish_history(struct session *s, const struct args *a)
         fprintf(stderr, "%s: stream key name too long\n", PROG);
         return EXIT_USAGE;
     }
-    size_t len;
-    char *envelope = envelope_build(a->type, a->body, a->meta, &len);
-    if (!envelope) {
-        fprintf(stderr, "%s: cannot build the envelope (out of memory)\n", PROG);
+    char *envelope = publish_envelope(a);
+    if (!envelope)
         return EXIT_REDIS;
-    }
     const char *argv[] = {"FCALL", "notify_publish", "1", key, envelope};
     redisReply *r = session_expect(s, REDIS_REPLY_STRING, 5, argv);
     free(envelope);
     if (!r)
         return EXIT_REDIS;
-    int rc = 0;
-    if (a->json) {
-        json_t *doc = json_object();
-        if (doc) {
-            json_put(doc, "account", json_string(a->pos[0]));
-            json_put(doc, "id", json_stringn(r->str, r->len));
-        }
-        rc = print_json(doc);
-    } else {
-        printf("%s\n", r->str);
-    }
+    int rc = print_answer(a, "account", json_string(a->pos[0]), "id", json_stringn(r->str, r->len),
+                          r->str);
     freeReplyObject(r);
     return rc;
 }
@@ -1071,12 +1064,9 @@ static int cmd_publish(struct session *s, const struct args *a)
         fprintf(stderr, "%s: channel name too long\n", PROG);
         return EXIT_USAGE;
     }
-    size_t len;
-    char *envelope = envelope_build(a->type, a->body, a->meta, &len);
-    if (!envelope) {
-        fprintf(stderr, "%s: cannot build the envelope (out of memory)\n", PROG);
+    char *envelope = publish_envelope(a);
+    if (!envelope)
         return EXIT_REDIS;
-    }
     /* Cluster nodes deliver only sharded pub/sub to the gateway's
      * subscriptions (contract section 9); a single Redis takes plain
      * PUBLISH. */
@@ -1085,17 +1075,10 @@ static int cmd_publish(struct session *s, const struct args *a)
     free(envelope);
     if (!r)
         return EXIT_REDIS;
-    int rc = 0;
-    if (a->json) {
-        json_t *doc = json_object();
-        if (doc) {
-            json_put(doc, "channel", json_string(channel));
-            json_put(doc, "receivers", json_integer(r->integer));
-        }
-        rc = print_json(doc);
-    } else {
-        printf("%lld\n", r->integer);
-    }
+    char text[32];
+    snprintf(text, sizeof(text), "%lld", r->integer);
+    int rc = print_answer(a, "channel", json_string(channel), "receivers", json_integer(r->integer),
+                          text);
     freeReplyObject(r);
     return rc;
 }

@@ -14,6 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clustercmd.h"
+#include "keyslot.h"
+#include "slotmap.h"
+
 #ifndef REDIS_SERVER_BIN
 #define REDIS_SERVER_BIN "redis-server"
 #endif
@@ -174,31 +178,17 @@ static int spawn_node(struct c_cluster *cl, int i)
 /* ---- slot maps ---------------------------------------------------------- */
 
 /* Fills owner[0..C_SLOTS) with the port of each slot's primary (0 when
- * none) from CLUSTER SLOTS on port. 0, or -1. */
+ * none) from CLUSTER SLOTS on port, read by common/slotmap. 0, or -1. */
 static int slot_map_of(int port, int *owner)
 {
     redisReply *r = c_cmd_port(port, "CLUSTER SLOTS");
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
-        return -1;
-    }
-    memset(owner, 0, sizeof(int) * C_SLOTS);
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_INTEGER ||
-            e->element[1]->type != REDIS_REPLY_INTEGER ||
-            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
-            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
-            continue;
-        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
-        int p = (int)e->element[2]->element[1]->integer;
-        for (long long s = lo; s <= hi && s < C_SLOTS; s++)
-            if (s >= 0)
-                owner[s] = p;
-    }
+    struct slotmap *m = malloc(sizeof(*m));
+    int rc = r && m && slotmap_read(m, r, "127.0.0.1") >= 0 ? 0 : -1;
+    for (int s = 0; rc == 0 && s < C_SLOTS; s++)
+        owner[s] = m->owner[s] < 0 ? 0 : m->nodes[m->owner[s]].port;
+    free(m);
     freeReplyObject(r);
-    return 0;
+    return rc;
 }
 
 /* The slot map of the first live node that answers. */
@@ -245,28 +235,9 @@ int c_keyslot(struct c_cluster *cl, const char *key)
     return -1;
 }
 
-/* CRC16-CCITT (XMODEM), the one Redis Cluster uses. */
-static uint16_t crc16(const char *buf, size_t len)
-{
-    uint16_t crc = 0;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-    }
-    return crc;
-}
-
 int c_keyslot_local(const char *key)
 {
-    size_t len = strlen(key);
-    const char *open = strchr(key, '{');
-    if (open) {
-        const char *close = strchr(open + 1, '}');
-        if (close && close > open + 1)
-            return crc16(open + 1, (size_t)(close - open - 1)) & (C_SLOTS - 1);
-    }
-    return crc16(key, len) & (C_SLOTS - 1);
+    return (int)keyslot(key, strlen(key));
 }
 
 int c_key_owner(struct c_cluster *cl, const char *key)
@@ -357,70 +328,66 @@ int c_replica_of(struct c_cluster *cl, int primary_port)
 
 /* ---- keyed commands ----------------------------------------------------- */
 
-/* Port of "MOVED 1234 127.0.0.1:7000" / "ASK ...", -1 if not one. */
-static int redirect_port(const redisReply *r, int *ask)
+/* clustercmd's way to a node: a new connection per command (every node
+ * is on 127.0.0.1). */
+static redisContext *node_connect(void *arg, const char *host, int port)
 {
-    if (!r || r->type != REDIS_REPLY_ERROR)
-        return -1;
-    *ask = !strncmp(r->str, "ASK ", 4);
-    if (!*ask && strncmp(r->str, "MOVED ", 6))
-        return -1;
-    const char *colon = strrchr(r->str, ':');
-    return colon ? atoi(colon + 1) : -1;
+    (void)arg;
+    (void)host;
+    return connect_port(port);
+}
+
+static void node_release(void *arg, redisContext *c)
+{
+    (void)arg;
+    redisFree(c);
+}
+
+/* Runs the formatted command cmd on the owner of key's slot, following up
+ * to 5 redirections; the last reply even when it is one. */
+static redisReply *cmd_key_formatted(struct c_cluster *cl, const char *key, int *port_out,
+                                     const char *cmd, size_t len)
+{
+    int port = c_key_owner(cl, key);
+    if (port < 0)
+        port = first_live_port(cl);
+    if (port <= 0)
+        return NULL;
+    struct clustercmd cc = {.connect = node_connect,
+                            .release = node_release,
+                            .max_redirects = 5,
+                            .host = "127.0.0.1",
+                            .port = port};
+    redisReply *r = clustercmd_run(&cc, cmd, len);
+    if (port_out && cc.error != CLUSTERCMD_CONNECT)
+        *port_out = cc.port;
+    return r;
 }
 
 redisReply *c_cmd_key(struct c_cluster *cl, const char *key, int *port_out, int argc,
                       const char **argv)
 {
-    int port = c_key_owner(cl, key);
-    if (port < 0)
-        port = first_live_port(cl);
-    int ask = 0;
-    for (int hop = 0; hop < 6 && port > 0; hop++) {
-        redisContext *c = connect_port(port);
-        if (!c)
-            return NULL;
-        if (ask)
-            freeReplyObject(redisCommand(c, "ASKING"));
-        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-        redisFree(c);
-        if (port_out)
-            *port_out = port;
-        int next = redirect_port(r, &ask);
-        if (next < 0 || hop == 5)
-            return r;
-        freeReplyObject(r);
-        port = next;
-    }
-    return NULL;
+    char *cmd = NULL;
+    long long len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+    if (len < 0)
+        return NULL;
+    redisReply *r = cmd_key_formatted(cl, key, port_out, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return r;
 }
 
 redisReply *c_cmd_keyf(struct c_cluster *cl, const char *key, int *port_out, const char *fmt, ...)
 {
-    int port = c_key_owner(cl, key);
-    if (port < 0)
-        port = first_live_port(cl);
-    int ask = 0;
-    for (int hop = 0; hop < 6 && port > 0; hop++) {
-        redisContext *c = connect_port(port);
-        if (!c)
-            return NULL;
-        if (ask)
-            freeReplyObject(redisCommand(c, "ASKING"));
-        va_list ap;
-        va_start(ap, fmt);
-        redisReply *r = redisvCommand(c, fmt, ap);
-        va_end(ap);
-        redisFree(c);
-        if (port_out)
-            *port_out = port;
-        int next = redirect_port(r, &ask);
-        if (next < 0 || hop == 5)
-            return r;
-        freeReplyObject(r);
-        port = next;
-    }
-    return NULL;
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0)
+        return NULL;
+    redisReply *r = cmd_key_formatted(cl, key, port_out, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return r;
 }
 
 long long c_spublish(struct c_cluster *cl, const char *channel, const char *payload)

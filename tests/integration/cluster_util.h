@@ -27,9 +27,10 @@
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
+#include "keyslot.h"
 
 #define C_NODES 6
-#define C_SLOTS 16384
+#define C_SLOTS KEYSLOT_COUNT
 
 struct c_node {
     struct h_proc proc;
@@ -65,8 +66,8 @@ redisReply *c_cmd_argv(int port, int argc, const char **argv);
 /* The slot of key, by CLUSTER KEYSLOT asked of a live node; -1 on error. */
 int c_keyslot(struct c_cluster *cl, const char *key);
 
-/* The slot of key computed locally (CRC16 of the hash tag, as Redis does),
- * for searching many names quickly; check with c_keyslot. */
+/* The slot of key computed locally (common/keyslot.h), for searching many
+ * names quickly; check with c_keyslot. */
 int c_keyslot_local(const char *key);
 
 /* Port of the primary that owns slot according to CLUSTER SLOTS asked of a

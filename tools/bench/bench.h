@@ -1,0 +1,150 @@
+/* bench: load generator and measuring instrument for notify-gateway (and for
+ * the reference forwarder, run the same way).
+ *
+ * One parent process publishes through Redis (its own hiredis connection) and
+ * measures the server (/proc/<pid>/stat, /proc/<pid>/status, Redis INFO
+ * commandstats); --procs worker processes hold the WebSocket connections,
+ * each a single epoll loop with its own minimal client framing. Workers and
+ * parent share one anonymous mapping: live counters and latency histograms.
+ *
+ *   bench SCENARIO [flags]       scenarios: idle unicast unicast-max broadcast
+ *                                connect-storm reconnect-storm
+ *
+ * Every published body is "<kind> <CLOCK_MONOTONIC ns> <seq>": kind u is a
+ * per-account sequence (each connection of the account expects 0,1,2...),
+ * kind b a global broadcast sequence. A number lower than expected counts as
+ * a duplicate; lost = expected - (delivered - duplicates).
+ *
+ * With --redis-cluster the parent reads the slot map once (CLUSTER SLOTS),
+ * keeps one publisher connection per primary and SPUBLISHes each message to
+ * the owner of its channel's slot; it also reports each primary's CPU (INFO
+ * cpu) over the measured interval.
+ *
+ * The parts: options.c (the command line), hist.c (latency histograms),
+ * worker.c (the connections of one worker process), publisher.c (Redis),
+ * report.c (samples of the server and the key=value output), main.c (the
+ * scenarios). The output is key=value lines, read by the scripts in bench/. */
+#ifndef NOTIFY_BENCH_H
+#define NOTIFY_BENCH_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MAXPROCS 64
+#define MAXPIDS 16
+#define HBUCKETS 4608
+
+/* ---------------------------------------------------------------- options */
+
+enum scenario {
+    SC_IDLE,
+    SC_UNICAST,
+    SC_UNICAST_MAX,
+    SC_BROADCAST,
+    SC_CONNECT_STORM,
+    SC_RECONNECT_STORM
+};
+
+struct bench_opts {
+    const char *scenario_name;
+    enum scenario scenario;
+    char host[64];
+    int port;
+    char rhost[128];
+    int rport;
+    const char *cluster; /* --redis-cluster seeds, NULL = one Redis */
+    const char *prefix;
+    int jwt;
+    const char *secret;
+    long conns, accounts;
+    int procs;
+    double hb;       /* heartbeat interval, s (0 = none) */
+    double rate;     /* publishes per second */
+    double duration; /* measured seconds */
+    double warmup;   /* seconds before measuring (unicast-max) */
+    long window;     /* unicast-max: deliveries in flight */
+    int count;       /* broadcast rounds */
+    int burst;       /* broadcasts per round */
+    double interval; /* s between broadcast rounds */
+    int cycles;      /* reconnect-storm cycles */
+    int inflight;    /* connects in flight per process */
+    int msg_size;    /* approximate envelope bytes */
+    int ready_on_upgrade;
+    int src_ips;
+    const char *label;
+    pid_t spid[MAXPIDS];
+    int nspid;
+    double settle;
+    double connect_timeout;
+};
+
+/* Fills o from argv, exiting with a message (status 2) on bad usage, or
+ * after --help (status 0). */
+void opts_parse(struct bench_opts *o, int argc, char **argv);
+
+/* "HOST:PORT" into host (hl bytes) and *port; 0, or -1. */
+int opts_hostport(const char *s, char *host, size_t hl, int *port);
+
+/* Connections of account a: the conns spread evenly over the accounts. */
+long opts_acct_conns(const struct bench_opts *o, long a);
+
+/* -------------------------------------------------------------- histogram */
+
+/* Latencies in microseconds: exact below 256 us, then 128 buckets per
+ * power of two. */
+struct hist {
+    uint64_t n, sum_us, max_us;
+    uint64_t b[HBUCKETS];
+};
+
+void hist_add(struct hist *h, uint64_t ns);
+void hist_merge(struct hist *d, const struct hist *s);
+/* The p-th percentile, ms. */
+double hist_pct(const struct hist *h, double p);
+
+/* ---------------------------------------------------------- shared memory */
+
+enum phase { PH_INIT, PH_CONNECT, PH_HOLD, PH_RECONNECT, PH_STOP };
+
+/* One worker's counters, written by it and read by the parent. */
+struct worker_stats {
+    uint64_t established, failed, dropped, ready_last_ns, connect_done;
+    uint64_t delivered, dup, delivered_b, dup_b, hb_replies, pings, errors, other;
+    uint64_t last_rx_ns, cycle_done, cpu_us, http_fail, close_codes[8];
+    struct hist lat, conn_lat;
+};
+
+/* The mapping parent and workers share. */
+struct bench_shm {
+    int phase, cycle; /* set by the parent */
+    uint64_t t0;
+    struct worker_stats w[MAXPROCS];
+};
+
+uint64_t now_ns(void);
+
+static inline int ld(const int *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t ld64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline void st64(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+/* Only the owning worker writes its counters: no read-modify-write race. */
+static inline void inc64(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+/* ----------------------------------------------------------------- worker */
+
+/* Runs worker w (a forked process) until the parent sets PH_STOP; never
+ * returns. */
+void worker_run(const struct bench_opts *o, struct bench_shm *shm, int w) __attribute__((noreturn));
+
+#endif
