@@ -845,9 +845,12 @@ static int cmd_presence(struct session *s, const struct args *a)
 
 /* ---------------------------------------------------------------- nodes */
 
-static const char *const node_fields[] = {"addr", "started_at", "connections", "version"};
+/* The hash fields shown, then refreshed_at, read to judge liveness only. */
+static const char *const node_fields[] = {"addr", "started_at", "connections", "version",
+                                          "refreshed_at"};
 #define N_NODE_FIELDS 4
-#define N_NODE_FETCHED 4
+#define N_NODE_FETCHED 5
+#define FIELD_REFRESHED 4
 
 /* One live node: its id and expiry from notify:nodes, its hash fields. */
 struct node_row {
@@ -874,6 +877,26 @@ static int node_fetch_hash(struct session *s, const char *prefix, struct node_ro
         row->field[i] = v->type == REDIS_REPLY_STRING ? v->str : NULL;
     }
     return 0;
+}
+
+/* A node refreshes its entry every ttl/3 to expire at refreshed_at + ttl
+ * (README.md, the node registry). One more than half a period late has
+ * stopped (kill -9, a crash, no way to Redis) although its entry lives on
+ * until it expires or a live node prunes it: it is not listed. Without
+ * refreshed_at (a gateway that does not write it) the expiry alone
+ * decides. */
+static int node_lapsed(const struct node_row *row, int64_t now)
+{
+    const char *text = row->field[FIELD_REFRESHED];
+    char *end;
+    if (!text || !isfinite(row->expires_ms))
+        return 0;
+    errno = 0;
+    double refreshed = strtod(text, &end);
+    if (errno || end == text || *end != '\0' || refreshed > row->expires_ms)
+        return 0;
+    double period = (row->expires_ms - refreshed) / 3;
+    return (double)now > refreshed + 1.5 * period;
 }
 
 /* connections as a JSON integer when it is one, so jq can compare it;
@@ -980,6 +1003,16 @@ static int cmd_nodes(struct session *s, const struct args *a)
          * HMGET then gives nils, shown as "-" / null. */
         rc = node_fetch_hash(s, a->prefix, &rows[i]);
     }
+    size_t kept = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!node_lapsed(&rows[i], now)) {
+            rows[kept++] = rows[i];
+            continue;
+        }
+        freeReplyObject(rows[i].hash);
+    }
+    if (rc == 0)
+        n = kept;
     if (rc == 0) {
         if (a->json)
             rc = print_json(nodes_json(rows, n));

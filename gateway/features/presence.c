@@ -168,7 +168,7 @@ static void node_refresh(struct presence *p)
 {
     const struct config *cfg = p->srv->cfg;
     char nodes[RNAME_MAX], node[RNAME_MAX], score[24], now[24], ttl[24], conns[24], started[24],
-        addr[300];
+        refreshed[24], addr[300];
     int64_t wall = server_wall_ms();
     rnames_nodes(nodes, sizeof(nodes), cfg->redis_prefix);
     rnames_node(node, sizeof(node), cfg->redis_prefix, cfg->node_id);
@@ -177,6 +177,10 @@ static void node_refresh(struct presence *p)
     snprintf(ttl, sizeof(ttl), "%d", cfg->presence_ttl * 1000);
     snprintf(conns, sizeof(conns), "%u", p->srv->registry.n_conns);
     snprintf(started, sizeof(started), "%lld", (long long)p->srv->started_at);
+    /* With the score (refreshed_at + ttl) it tells a reader the refresh
+     * period, so a node that stopped refreshing is seen as dead long before
+     * its entry expires (notifyctl nodes). */
+    snprintf(refreshed, sizeof(refreshed), "%lld", (long long)wall);
     if (!strcmp(cfg->listen_host, "0.0.0.0") || !strcmp(cfg->listen_host, "::") ||
         !cfg->listen_host[0]) {
         char host[256] = "localhost";
@@ -187,12 +191,13 @@ static void node_refresh(struct presence *p)
     }
     const char *zadd[] = {"ZADD", nodes, score, cfg->node_id};
     const char *prune[] = {"ZREMRANGEBYSCORE", nodes, "-inf", now};
-    const char *hset[] = {"HSET",  node,          "addr", addr,      "started_at",
-                          started, "connections", conns,  "version", NOTIFY_VERSION};
+    const char *hset[] = {"HSET",       node,           "addr",         addr,
+                          "started_at", started,        "connections",  conns,
+                          "version",    NOTIFY_VERSION, "refreshed_at", refreshed};
     const char *pexpire[] = {"PEXPIRE", node, ttl};
     node_command(p, 4, zadd);
     node_command(p, 4, prune);
-    node_command(p, 10, hset);
+    node_command(p, 12, hset);
     node_command(p, 3, pexpire);
 }
 

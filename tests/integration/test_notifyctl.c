@@ -316,6 +316,72 @@ START_TEST(nodes_none_live)
 }
 END_TEST
 
+/* A string field of a hash as a number, -1 when absent. */
+static long long hget_ll(const char *key, const char *field)
+{
+    redisReply *rep = h_redis_cmd(&redis, "HGET %s %s", key, field);
+    ck_assert_ptr_nonnull(rep);
+    long long v = rep->type == REDIS_REPLY_STRING ? atoll(rep->str) : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* A node killed with SIGKILL leaves its entry in notify:nodes until it
+ * expires (ttl after its last refresh) or a live node prunes it; nodes
+ * must stop listing it once it is more than half a refresh period (ttl/3)
+ * late, while the live node goes on being listed. */
+START_TEST(nodes_omits_node_killed_9)
+{
+    struct h_gw live, dead;
+    ck_assert_int_eq(h_gw_startl(&live, &redis, "--auth", "none", "--node-id", "live-node",
+                                 "--presence-ttl", "9", (const char *)NULL),
+                     0);
+    ck_assert_int_eq(h_gw_startl(&dead, &redis, "--auth", "none", "--node-id", "dead-node",
+                                 "--presence-ttl", "9", (const char *)NULL),
+                     0);
+    long long deadline = h_mono_ms() + 5000, refreshed = -1;
+    while ((refreshed = hget_ll("notify:node:dead-node", "refreshed_at")) < 0 &&
+           h_mono_ms() < deadline)
+        h_sleep_ms(50);
+    ck_assert_msg(refreshed > 0, "dead-node never wrote refreshed_at");
+    struct run r = run_ctl("--redis", redis_url, "nodes");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "\ndead-node "));
+    ck_assert_ptr_nonnull(strstr(r.out, "\nlive-node "));
+    run_free(&r);
+
+    h_gw_kill(&dead);
+    /* Its last refresh, and the expiry that refresh wrote. */
+    refreshed = hget_ll("notify:node:dead-node", "refreshed_at");
+    redisReply *rep = h_redis_cmd(&redis, "ZSCORE notify:nodes dead-node");
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
+    long long expires = atoll(rep->str);
+    freeReplyObject(rep);
+    ck_assert_int_eq(expires - refreshed, 9000);
+    /* Half a period (1.5 s) late, well before the entry expires. */
+    long long wait = refreshed + 3000 + 1500 + 300 - h_wall_ms();
+    if (wait > 0)
+        h_sleep_ms((int)wait);
+    ck_assert_msg(h_wall_ms() < expires - 1000, "too late to tell: the entry expires anyway");
+
+    r = run_ctl("--redis", redis_url, "nodes");
+    ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+    ck_assert_msg(!strstr(r.out, "dead-node"), "a dead node listed:\n%s", r.out);
+    ck_assert_msg(strstr(r.out, "\nlive-node "), "the live node not listed:\n%s", r.out);
+    run_free(&r);
+    r = run_ctl("--redis", redis_url, "nodes", "--json");
+    ck_assert_int_eq(r.status, 0);
+    json_t *doc = parse_json(r.out);
+    ck_assert_int_eq(json_array_size(doc), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(doc, 0), "node")),
+                     "live-node");
+    json_decref(doc);
+    run_free(&r);
+    ck_assert_int_eq(h_gw_stop(&live, 10000), 0);
+}
+END_TEST
+
 /* -------------------------------------------------------------- publish */
 
 /* A subscriber on its own connection, subscribed before notifyctl runs;
@@ -880,6 +946,7 @@ static Suite *notifyctl_suite(void)
     tcase_add_test(with_redis, presence_auth_user_and_db);
     tcase_add_test(with_redis, nodes_lists_live_nodes);
     tcase_add_test(with_redis, nodes_none_live);
+    tcase_add_test(with_redis, nodes_omits_node_killed_9);
     tcase_add_test(with_redis, publish_reaches_account_subscriber);
     tcase_add_test(with_redis, publish_broadcast);
     tcase_add_test(with_redis, publish_history_prints_id);

@@ -4,7 +4,8 @@
  *
  *   notify:presence:{<account>}  zset, member "<node>/<conn>", score expiry ms
  *   notify:nodes                 zset, member node id, score expiry ms
- *   notify:node:<id>             hash addr, started_at, connections, version
+ *   notify:node:<id>             hash addr, started_at, connections, version,
+ *                                refreshed_at
  *
  * Every gateway runs with --auth none; each test starts its own Redis. The
  * load test prints what it measured to stderr ("presence-load: ..."). */
@@ -170,6 +171,24 @@ static void check_node_registered(const char *node, int port, int ttl_s)
     ck_assert_msg(st > 0 && (st <= now / 1000 + 1 || (st > 1000000000000LL && st <= now + 1000)),
                   "started_at %s implausible", started);
     ck_assert_msg(version[0] != '\0', "empty version");
+    /* The expiry is the last refresh + ttl: readers derive the period.
+     * Both read at once (a script), again if a refresh came in between. */
+    long long gap = -1;
+    for (int tries = 0; tries < 5 && gap != ttl_s * 1000LL; tries++) {
+        redisReply *rep = h_redis_cmd(&R, "EVAL %s 2 notify:nodes %s %s",
+                                      "return {redis.call('ZSCORE', KEYS[1], ARGV[1]), "
+                                      "redis.call('HGET', KEYS[2], 'refreshed_at')}",
+                                      nkey(node), node);
+        ck_assert_ptr_nonnull(rep);
+        ck_assert_msg(rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+                          rep->element[1]->type == REDIS_REPLY_STRING,
+                      "%s lacks refreshed_at", nkey(node));
+        gap = atoll(rep->element[0]->str) - atoll(rep->element[1]->str);
+        freeReplyObject(rep);
+        if (gap != ttl_s * 1000LL)
+            h_sleep_ms(100);
+    }
+    ck_assert_int_eq(gap, ttl_s * 1000LL);
     long long pttl = h_redis_int(&R, "PTTL %s", nkey(node));
     ck_assert_msg(pttl > 0 && pttl <= ttl_s * 1000LL, "PTTL %s = %lld (ttl %d s)", nkey(node), pttl,
                   ttl_s);
