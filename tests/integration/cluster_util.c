@@ -27,7 +27,7 @@
 
 /* ---- connections -------------------------------------------------------- */
 
-static redisContext *connect_port(int port)
+redisContext *c_connect(int port)
 {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
@@ -42,7 +42,7 @@ static redisContext *connect_port(int port)
 
 redisReply *c_cmd_port(int port, const char *fmt, ...)
 {
-    redisContext *c = connect_port(port);
+    redisContext *c = c_connect(port);
     if (!c)
         return NULL;
     va_list ap;
@@ -55,7 +55,7 @@ redisReply *c_cmd_port(int port, const char *fmt, ...)
 
 redisReply *c_cmd_argv(int port, int argc, const char **argv)
 {
-    redisContext *c = connect_port(port);
+    redisContext *c = c_connect(port);
     if (!c)
         return NULL;
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
@@ -67,7 +67,7 @@ redisReply *c_cmd_argv(int port, int argc, const char **argv)
 
 static struct c_node *node_by_port(struct c_cluster *cl, int port)
 {
-    for (int i = 0; i < C_NODES; i++)
+    for (int i = 0; i < cl->n; i++)
         if (cl->node[i].port == port)
             return &cl->node[i];
     return NULL;
@@ -109,7 +109,7 @@ static int free_cluster_port(struct c_cluster *cl)
         if (port <= 0 || port > 55535 || !port_is_free(port + 10000) || node_by_port(cl, port))
             continue;
         int clash = 0;
-        for (int i = 0; i < C_NODES; i++)
+        for (int i = 0; i < cl->n; i++)
             if (cl->node[i].port &&
                 (cl->node[i].port + 10000 == port || cl->node[i].port == port + 10000))
                 clash = 1;
@@ -194,7 +194,7 @@ static int slot_map_of(int port, int *owner)
 /* The slot map of the first live node that answers. */
 static int slot_map(struct c_cluster *cl, int *owner)
 {
-    for (int i = 0; i < C_NODES; i++)
+    for (int i = 0; i < cl->n; i++)
         if (cl->node[i].port && h_proc_running(&cl->node[i].proc) &&
             slot_map_of(cl->node[i].port, owner) == 0)
             return 0;
@@ -215,7 +215,7 @@ int c_slot_owner(struct c_cluster *cl, int slot)
 
 static int first_live_port(struct c_cluster *cl)
 {
-    for (int i = 0; i < C_NODES; i++)
+    for (int i = 0; i < cl->n; i++)
         if (cl->node[i].port && h_proc_running(&cl->node[i].proc))
             return cl->node[i].port;
     return -1;
@@ -223,7 +223,7 @@ static int first_live_port(struct c_cluster *cl)
 
 int c_keyslot(struct c_cluster *cl, const char *key)
 {
-    for (int i = 0; i < C_NODES; i++) {
+    for (int i = 0; i < cl->n; i++) {
         if (!cl->node[i].port || !h_proc_running(&cl->node[i].proc))
             continue;
         redisReply *r = c_cmd_port(cl->node[i].port, "CLUSTER KEYSLOT %s", key);
@@ -334,7 +334,7 @@ static redisContext *node_connect(void *arg, const char *host, int port)
 {
     (void)arg;
     (void)host;
-    return connect_port(port);
+    return c_connect(port);
 }
 
 static void node_release(void *arg, redisContext *c)
@@ -431,7 +431,7 @@ static int stable_now(struct c_cluster *cl, char *why, size_t size)
     int *first = malloc(sizeof(int) * C_SLOTS), *other = malloc(sizeof(int) * C_SLOTS);
     int ok = first && other;
     int have_first = 0;
-    for (int i = 0; ok && i < C_NODES; i++) {
+    for (int i = 0; ok && i < cl->n; i++) {
         int port = cl->node[i].port;
         if (!port || !h_proc_running(&cl->node[i].proc))
             continue;
@@ -536,16 +536,23 @@ static int slots_show_replicas(int port)
 
 void c_cluster_stop(struct c_cluster *cl)
 {
-    for (int i = 0; i < C_NODES; i++)
+    for (int i = 0; i < cl->n; i++)
         if (cl->node[i].port || cl->node[i].proc.dir[0])
             h_proc_cleanup(&cl->node[i].proc);
 }
 
-int c_cluster_start(struct c_cluster *cl, int timeout_ms)
+int c_cluster_start_shape(struct c_cluster *cl, int primaries, int replicas, int timeout_ms)
 {
     long long t0 = h_mono_ms(), deadline = t0 + timeout_ms;
     memset(cl, 0, sizeof(*cl));
-    for (int i = 0; i < C_NODES; i++)
+    cl->n = primaries * (1 + replicas);
+    cl->replicas = replicas;
+    if (primaries < 3 || cl->n > C_NODES) {
+        fprintf(stderr, "cluster: %d primaries with %d replicas each: not 3 to %d nodes\n",
+                primaries, replicas, C_NODES);
+        return -1;
+    }
+    for (int i = 0; i < cl->n; i++)
         if (spawn_node(cl, i) != 0) {
             fprintf(stderr, "cluster: cannot start redis-server %d\n", i);
             goto fail;
@@ -553,12 +560,14 @@ int c_cluster_start(struct c_cluster *cl, int timeout_ms)
     char addr[C_NODES][32];
     const char *argv[16] = {REDIS_CLI_BIN, "--cluster", "create"};
     int n = 3;
-    for (int i = 0; i < C_NODES; i++) {
+    for (int i = 0; i < cl->n; i++) {
         snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", cl->node[i].port);
         argv[n++] = addr[i];
     }
+    char nrep[16];
+    snprintf(nrep, sizeof(nrep), "%d", replicas);
     argv[n++] = "--cluster-replicas";
-    argv[n++] = "1";
+    argv[n++] = nrep;
     argv[n++] = "--cluster-yes";
     argv[n] = NULL;
     char *out = NULL, *err = NULL;
@@ -571,7 +580,7 @@ int c_cluster_start(struct c_cluster *cl, int timeout_ms)
     }
     free(out);
     free(err);
-    for (int i = 0; i < C_NODES; i++) {
+    for (int i = 0; i < cl->n; i++) {
         redisReply *r = c_cmd_port(cl->node[i].port, "CLUSTER MYID");
         if (r && r->type == REDIS_REPLY_STRING)
             snprintf(cl->node[i].id, sizeof(cl->node[i].id), "%s", r->str);
@@ -581,17 +590,17 @@ int c_cluster_start(struct c_cluster *cl, int timeout_ms)
             goto fail;
         }
     }
-    /* every node: ok, all six online in CLUSTER SHARDS, replicas listed */
-    for (int i = 0; i < C_NODES; i++) {
-        int port = cl->node[i].port, online = -1, replicas = 0;
+    /* every node: ok, all online in CLUSTER SHARDS, replicas listed */
+    for (int i = 0; i < cl->n; i++) {
+        int port = cl->node[i].port, online = -1, nrepl = 0;
         for (;;) {
-            if (state_ok(port) && (online = shards_online(port, &replicas)) == C_NODES &&
-                replicas == C_NODES / 2 && slots_show_replicas(port))
+            if (state_ok(port) && (online = shards_online(port, &nrepl)) == cl->n &&
+                nrepl == primaries * cl->replicas && (!cl->replicas || slots_show_replicas(port)))
                 break;
             if (h_mono_ms() >= deadline) {
                 fprintf(stderr,
                         "cluster: 127.0.0.1:%d not ready (state ok %d, online %d, replicas %d)\n",
-                        port, state_ok(port), online, replicas);
+                        port, state_ok(port), online, nrepl);
                 goto fail;
             }
             h_sleep_ms(100);
@@ -601,23 +610,28 @@ int c_cluster_start(struct c_cluster *cl, int timeout_ms)
     if (c_wait_stable(cl, left > 1000 ? (int)left : 1000) != 0)
         goto fail;
     int prim[C_NODES];
-    if (c_primaries(cl, prim, C_NODES) != C_NODES / 2) {
-        fprintf(stderr, "cluster: not %d primaries\n", C_NODES / 2);
+    if (c_primaries(cl, prim, C_NODES) != primaries) {
+        fprintf(stderr, "cluster: not %d primaries\n", primaries);
         goto fail;
     }
-    for (int i = 0; i < C_NODES / 2; i++)
+    for (int i = 0; replicas && i < primaries; i++)
         if (c_replica_of(cl, prim[i]) < 0) {
             fprintf(stderr, "cluster: primary 127.0.0.1:%d has no replica\n", prim[i]);
             goto fail;
         }
     fprintf(stderr, "cluster: ready in %lld ms (ports", h_mono_ms() - t0);
-    for (int i = 0; i < C_NODES; i++)
+    for (int i = 0; i < cl->n; i++)
         fprintf(stderr, " %d", cl->node[i].port);
     fprintf(stderr, ")\n");
     return 0;
 fail:
     c_cluster_stop(cl);
     return -1;
+}
+
+int c_cluster_start(struct c_cluster *cl, int timeout_ms)
+{
+    return c_cluster_start_shape(cl, C_NODES / 2, 1, timeout_ms);
 }
 
 /* ---- failures and resharding -------------------------------------------- */
@@ -639,7 +653,7 @@ int c_wait_promoted(struct c_cluster *cl, int dead_port, int slot, int timeout_m
     int owner = -1;
     while (map) {
         int agreed = -1, all = 1;
-        for (int i = 0; i < C_NODES && all; i++) {
+        for (int i = 0; i < cl->n && all; i++) {
             int port = cl->node[i].port;
             if (!port || !h_proc_running(&cl->node[i].proc))
                 continue;
@@ -679,7 +693,7 @@ static int wait_owner_everywhere(struct c_cluster *cl, int slot, int port, int t
     int done = 0;
     while (map && !done) {
         done = 1;
-        for (int i = 0; i < C_NODES && done; i++) {
+        for (int i = 0; i < cl->n && done; i++) {
             int p = cl->node[i].port;
             if (p && h_proc_running(&cl->node[i].proc) &&
                 (slot_map_of(p, map) != 0 || map[slot] != port))

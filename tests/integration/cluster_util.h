@@ -40,12 +40,18 @@ struct c_node {
 
 struct c_cluster {
     struct c_node node[C_NODES];
+    int n;        /* nodes in use */
+    int replicas; /* per primary */
 };
 
 /* Starts and creates the cluster (three primaries, one replica each) and
  * waits until it is ready (see above), up to timeout_ms in all. 0 or -1
  * (whatever was started is then stopped). */
 int c_cluster_start(struct c_cluster *cl, int timeout_ms);
+
+/* The same with primaries (3 or more) and replicas per primary, at most
+ * C_NODES nodes in all: c_cluster_start is 3 and 1. */
+int c_cluster_start_shape(struct c_cluster *cl, int primaries, int replicas, int timeout_ms);
 
 /* Kills every node (SIGKILL) and removes their dirs. */
 void c_cluster_stop(struct c_cluster *cl);
@@ -55,6 +61,10 @@ int c_alive(struct c_cluster *cl, int port);
 
 /* "127.0.0.1:<p1>,127.0.0.1:<p2>" of the first n live primaries into buf. */
 int c_seeds(struct c_cluster *cl, int n, char *buf, size_t size);
+
+/* A new connection to 127.0.0.1:port (2 s connect, 5 s reply timeout), or
+ * NULL. */
+redisContext *c_connect(int port);
 
 /* One command on a new connection to 127.0.0.1:port (2 s connect, 5 s
  * reply timeout); NULL on a connection error. */

@@ -8,7 +8,13 @@
  *   h_jwt_*    tokens for --auth jwt
  *   h_tcp_*    raw TCP connections (hostile clients, half requests)
  *   h_ck_*     for Check tests: fixtures and helpers that fail the test
- *              (ck_assert) instead of returning an error
+ *              (ck_assert) instead of returning an error, and what several
+ *              test files do alike (h_msg_*, h_publish, h_presence_*)
+ *
+ * Each part is a file: harness_proc.c (misc, temp dirs, processes),
+ * harness_redis.c, harness_gw.c, harness_net.c (TCP, HTTP), harness_ws.c
+ * (on tools/lib/wsclient.h), harness_ck.c (JWT, Check helpers); they share
+ * harness_int.h.
  *
  * Every process started here is remembered: if the test process exits with
  * some still running they are killed (SIGKILL); in Check's fork mode a
@@ -409,6 +415,64 @@ double h_ck_metric(int port, const char *name);
  * object with "type":"register"). Returns its content.body, the connection
  * id (malloc'd; NULL if it is not a string). */
 char *h_ck_ws_open(struct ws *c, int port, const char *path, int timeout_ms);
+
+/* Checks that text is an envelope of the given type, content.body and
+ * content.meta_data strings; returns the parsed object (json_decref it). */
+json_t *h_ck_envelope(const char *text, const char *type);
+
+/* Reads the register reply of a fresh connection (within 5 s) and checks
+ * that its meta_data names account; returns the connection id (malloc'd). */
+char *h_ck_expect_register(struct ws *c, const char *account);
+
+/* Connects c to port as account ("/ws?user_id=<account>", --auth none),
+ * asserts 101 and reads the register reply (h_ck_expect_register). */
+void h_ck_open_as(struct ws *c, int port, const char *account);
+
+/* h_ck_ws_open of "/ws?user_id=<account>", with "&since=<since>" unless
+ * since is NULL; the register reply within timeout_ms. */
+void h_ck_open_client(struct ws *c, int port, const char *account, const char *since,
+                      int timeout_ms);
+
+/* A text message as a test reads it: the text and its JSON object. */
+struct h_msg {
+    char *text; /* malloc'd */
+    json_t *j;  /* the parsed object */
+};
+
+/* The next text message within timeout_ms, asserted to be a JSON object:
+ * 1, or 0 if none came (timeout, close). */
+int h_msg_recv(struct ws *c, struct h_msg *m, int timeout_ms);
+void h_msg_free(struct h_msg *m);
+
+/* Its "type" and "content"."body" (NULL when absent or not strings). */
+const char *h_msg_type(const struct h_msg *m);
+const char *h_msg_body(const struct h_msg *m);
+
+/* Asserts that no text message arrives on c within ms (who names the
+ * client in the failure); with stays_open, also that the connection is
+ * still open then (no close frame, no EOF). */
+void h_ck_quiet(struct ws *c, const char *who, int ms, int stays_open);
+
+/* PUBLISH of the envelope {type, body} to account's channel (h_chan);
+ * returns the number of receivers (-1 on error). */
+long long h_publish(const struct h_redis *r, const char *account, const char *type,
+                    const char *body);
+
+/* h_publish of a "notification", asserting that exactly one gateway
+ * received it (it was subscribed). */
+void h_ck_publish(const struct h_redis *r, const char *account, const char *body);
+
+/* PUBLISH of payload[0..len) to channel, asserting exactly one receiver. */
+void h_ck_publish_raw(const struct h_redis *r, const char *channel, const char *payload,
+                      size_t len);
+
+/* ZCOUNT of account's presence set from now (ms) to +inf: its live
+ * connections; -1 on error. */
+long long h_presence_live(const struct h_redis *r, const char *account);
+
+/* Members of account's presence set that belong to node (rnames.h's
+ * "<node id>/<conn id>"). */
+long long h_presence_members_of(const struct h_redis *r, const char *account, const char *node);
 
 /* Adds a test case name to s with timeout_s seconds per test and the
  * checked fixture setup / teardown (none if both are NULL). */

@@ -398,91 +398,21 @@ static void seeds_of(char *buf, size_t size, int n)
 
 /* ---- client side -------------------------------------------------------- */
 
-struct msg {
-    char *text;
-    json_t *j;
-};
-
-static void msg_free(struct msg *m)
-{
-    free(m->text);
-    json_decref(m->j);
-    m->text = NULL;
-    m->j = NULL;
-}
-
-static const char *jstr(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static const char *msg_type(const struct msg *m)
-{
-    return jstr(m->j, "type");
-}
-
-static const char *msg_body(const struct msg *m)
-{
-    return jstr(json_object_get(m->j, "content"), "body");
-}
-
-static int recv_msg(struct ws *c, struct msg *m, int timeout_ms)
-{
-    m->text = ws_recv_text(c, timeout_ms);
-    m->j = NULL;
-    if (!m->text)
-        return 0;
-    json_error_t err;
-    m->j = json_loads(m->text, 0, &err);
-    ck_assert_msg(m->j && json_is_object(m->j), "not a JSON object: %s", m->text);
-    return 1;
-}
-
-static void open_client(struct ws *c, const char *account, const char *since)
-{
-    char path[512];
-    if (since)
-        snprintf(path, sizeof(path), "/ws?user_id=%s&since=%s", account, since);
-    else
-        snprintf(path, sizeof(path), "/ws?user_id=%s", account);
-    int st = ws_connect(c, G.port, path, NULL, 5000);
-    ck_assert_msg(st == 101, "upgrade %s answered %d", path, st);
-    struct msg m;
-    ck_assert_msg(recv_msg(c, &m, RECV_MS), "%s: no register reply", path);
-    ck_assert_msg(msg_type(&m) && !strcmp(msg_type(&m), "register"), "%s: first message %s", path,
-                  m.text);
-    msg_free(&m);
-}
-
 /* The next message has this body (and, if id is not NULL, this "id"). */
 static void expect_body(struct ws *c, const char *who, const char *body, const char *id)
 {
-    struct msg m;
-    if (!recv_msg(c, &m, RECV_MS)) {
+    struct h_msg m;
+    if (!h_msg_recv(c, &m, RECV_MS)) {
         char *lines = log_lines("ubscri", "cluster");
         ck_abort_msg("%s: no message, want body %s (close %d, eof %d); gateway log:\n%s", who, body,
                      c->close_code, c->eof, lines);
     }
-    ck_assert_msg(msg_body(&m) && !strcmp(msg_body(&m), body), "%s: got %s, want body %s", who,
+    ck_assert_msg(h_msg_body(&m) && !strcmp(h_msg_body(&m), body), "%s: got %s, want body %s", who,
                   m.text, body);
     if (id)
-        ck_assert_msg(jstr(m.j, "id") && !strcmp(jstr(m.j, "id"), id), "%s: got %s, want id %s",
+        ck_assert_msg(h_jstr(m.j, "id") && !strcmp(h_jstr(m.j, "id"), id), "%s: got %s, want id %s",
                       who, m.text, id);
-    msg_free(&m);
-}
-
-static void expect_quiet(struct ws *c, const char *who, int ms)
-{
-    struct msg m;
-    if (recv_msg(c, &m, ms)) {
-        char text[512];
-        snprintf(text, sizeof(text), "%s", m.text);
-        msg_free(&m);
-        ck_abort_msg("%s: unexpected message %s", who, text);
-    }
-    ck_assert_msg(c->fd >= 0 && !c->close_code && !c->eof, "%s: connection closed (code %d)", who,
-                  c->close_code);
+    h_msg_free(&m);
 }
 
 /* A heartbeat round trip: the connection is still open and served. */
@@ -490,12 +420,12 @@ static void expect_alive(struct ws *c, const char *who)
 {
     ck_assert_msg(c->close_code == 0 && !c->eof, "%s: closed with %d", who, c->close_code);
     ck_assert_int_eq(ws_send_text(c, "{\"type\":\"heartbeat\"}"), 0);
-    struct msg m;
-    ck_assert_msg(recv_msg(c, &m, RECV_MS), "%s: no heartbeat reply (close %d, eof %d)", who,
+    struct h_msg m;
+    ck_assert_msg(h_msg_recv(c, &m, RECV_MS), "%s: no heartbeat reply (close %d, eof %d)", who,
                   c->close_code, c->eof);
-    ck_assert_msg(msg_type(&m) && !strcmp(msg_type(&m), "heartbeat"),
+    ck_assert_msg(h_msg_type(&m) && !strcmp(h_msg_type(&m), "heartbeat"),
                   "%s: got %s, want the heartbeat reply", who, m.text);
-    msg_free(&m);
+    h_msg_free(&m);
 }
 
 static int readyz(void)
@@ -548,25 +478,25 @@ static void soft_check(void)
 static void soft_body(struct ws *c, const char *who, const char *body, const char *id,
                       const char *what)
 {
-    struct msg m;
-    if (!recv_msg(c, &m, RECV_MS)) {
+    struct h_msg m;
+    if (!h_msg_recv(c, &m, RECV_MS)) {
         soft_fail("%s: %s: no message in %d ms, want body %s (close %d, eof %d)", who, what,
                   RECV_MS, body, c->close_code, c->eof);
         return;
     }
-    if (!msg_body(&m) || strcmp(msg_body(&m), body) ||
-        (id && (!jstr(m.j, "id") || strcmp(jstr(m.j, "id"), id))))
+    if (!h_msg_body(&m) || strcmp(h_msg_body(&m), body) ||
+        (id && (!h_jstr(m.j, "id") || strcmp(h_jstr(m.j, "id"), id))))
         soft_fail("%s: %s: got %s, want body %s%s%s", who, what, m.text, body, id ? " id " : "",
                   id ? id : "");
-    msg_free(&m);
+    h_msg_free(&m);
 }
 
 static void soft_quiet(struct ws *c, const char *who, int ms)
 {
-    struct msg m;
-    while (recv_msg(c, &m, ms)) {
+    struct h_msg m;
+    while (h_msg_recv(c, &m, ms)) {
         soft_fail("%s: unexpected message %s", who, m.text);
-        msg_free(&m);
+        h_msg_free(&m);
     }
 }
 
@@ -764,7 +694,7 @@ START_TEST(delivery_per_shard)
     for (int i = 0; i < NPRIMARIES; i++) {
         account_on(p[i], "dl", acct[i], sizeof(acct[i]));
         chan(ch[i], sizeof(ch[i]), acct[i]);
-        open_client(&c[i], acct[i], NULL);
+        h_ck_open_client(&c[i], G.port, acct[i], NULL, RECV_MS);
     }
     for (int i = 0; i < NPRIMARIES; i++) {
         wait_subscribed(ch[i], 10000);
@@ -784,7 +714,7 @@ START_TEST(delivery_per_shard)
         expect_body(&c[i], acct[i], body, NULL);
     }
     for (int i = 0; i < NPRIMARIES; i++)
-        expect_quiet(&c[i], acct[i], i ? 100 : QUIET_MS);
+        h_ck_quiet(&c[i], acct[i], i ? 100 : QUIET_MS, 1);
 
     ck_assert_int_eq(spublish("notify:broadcast", "to-all"), 1);
     for (int i = 0; i < NPRIMARIES; i++)
@@ -804,7 +734,7 @@ START_TEST(delivery_per_shard)
     }
     free(plain);
     for (int i = 0; i < NPRIMARIES; i++)
-        expect_quiet(&c[i], acct[i], i ? 100 : QUIET_MS);
+        h_ck_quiet(&c[i], acct[i], i ? 100 : QUIET_MS, 1);
 
     /* not JSON objects are not forwarded */
     ck_assert_int_eq(c_spublish(&CL, ch[0], "not json"), 1);
@@ -851,7 +781,7 @@ START_TEST(history_and_since)
         account_on(p[i], "hs", acct, sizeof(acct));
         chan(ch, sizeof(ch), acct);
         struct ws c;
-        open_client(&c, acct, NULL);
+        h_ck_open_client(&c, G.port, acct, NULL, RECV_MS);
         wait_subscribed(ch, 10000);
 
         /* a non-owner refuses the FCALL with MOVED */
@@ -873,20 +803,20 @@ START_TEST(history_and_since)
         expect_body(&c, acct, "h1", id1);
         char *id2 = publish(acct, "h2");
         expect_body(&c, acct, "h2", id2);
-        expect_quiet(&c, acct, 200);
+        h_ck_quiet(&c, acct, 200, 1);
         ws_close(&c, 1000);
 
         char *id3 = publish(acct, "h3");
         char *id4 = publish(acct, "h4");
-        open_client(&c, acct, id1);
+        h_ck_open_client(&c, G.port, acct, id1, RECV_MS);
         expect_body(&c, acct, "h2", id2);
         expect_body(&c, acct, "h3", id3);
         expect_body(&c, acct, "h4", id4);
-        expect_quiet(&c, acct, 300);
+        h_ck_quiet(&c, acct, 300, 1);
         wait_subscribed(ch, 10000);
         char *id5 = publish(acct, "h5");
         expect_body(&c, acct, "h5", id5);
-        expect_quiet(&c, acct, 200);
+        h_ck_quiet(&c, acct, 200, 1);
         ws_close(&c, 1000);
         free(id1);
         free(id2);
@@ -916,7 +846,7 @@ START_TEST(presence_and_registry)
     for (int i = 0; i < NPRIMARIES; i++) {
         account_on(p[i], "pr", acct[i], sizeof(acct[i]));
         snprintf(pkey[i], sizeof(pkey[i]), "notify:presence:{%s}", acct[i]);
-        open_client(&c[i], acct[i], NULL);
+        h_ck_open_client(&c[i], G.port, acct[i], NULL, RECV_MS);
     }
     for (int i = 0; i < NPRIMARIES; i++) {
         wait_exists(pkey[i], 1, 5000);
@@ -1007,7 +937,7 @@ START_TEST(dead_seed_skipped)
     account_on(p[0], "ds", acct, sizeof(acct));
     chan(ch, sizeof(ch), acct);
     struct ws c;
-    open_client(&c, acct, NULL);
+    h_ck_open_client(&c, G.port, acct, NULL, RECV_MS);
     wait_subscribed(ch, 10000);
     ck_assert_int_eq(spublish(ch, "via-seed-2"), 1);
     expect_body(&c, acct, "via-seed-2", NULL);
@@ -1042,8 +972,8 @@ START_TEST(failover_keeps_clients)
     expect_ready(20000, "after start");
 
     struct ws cv, co;
-    open_client(&cv, av, NULL);
-    open_client(&co, ao, NULL);
+    h_ck_open_client(&cv, G.port, av, NULL, RECV_MS);
+    h_ck_open_client(&co, G.port, ao, NULL, RECV_MS);
     wait_subscribed(chv, 10000);
     wait_subscribed(cho, 10000);
     wait_subscribed("notify:broadcast", 10000);
@@ -1108,11 +1038,11 @@ START_TEST(failover_keeps_clients)
     int ngot = 0;
     long long deadline = h_mono_ms() + RECV_MS;
     while (ngot < 3 && h_mono_ms() < deadline) {
-        struct msg m;
-        if (!recv_msg(&cv, &m, (int)(deadline - h_mono_ms())))
+        struct h_msg m;
+        if (!h_msg_recv(&cv, &m, (int)(deadline - h_mono_ms())))
             break;
         snprintf(got[ngot++], sizeof(got[0]), "%s", m.text);
-        msg_free(&m);
+        h_msg_free(&m);
     }
     for (int i = 0; i < 3; i++) {
         char body[32], want[96];
@@ -1253,8 +1183,8 @@ static void check_slot_move(const char *a, int src, int dst, const char *b,
     gw_start(seeds, (const char *)NULL);
     expect_ready(20000, "after start");
     struct ws ca, cb;
-    open_client(&ca, a, NULL);
-    open_client(&cb, b, NULL);
+    h_ck_open_client(&ca, G.port, a, NULL, RECV_MS);
+    h_ck_open_client(&cb, G.port, b, NULL, RECV_MS);
     wait_subscribed(cha, 10000);
     wait_subscribed(chb, 10000);
     ck_assert_int_eq(c_key_owner(&CL, cha), src);

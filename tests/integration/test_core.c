@@ -41,62 +41,10 @@ static int ws_try(struct ws *c, const char *path, const char *headers)
     return st;
 }
 
-/* Checks that text is an envelope of the given type; returns the parsed
- * object (json_decref it). */
-static json_t *expect_envelope(const char *text, const char *type)
-{
-    ck_assert_msg(text != NULL, "expected a '%s' message, got none", type);
-    json_t *j = h_ck_json_obj(text);
-    ck_assert_msg(h_jstr(j, "type") && !strcmp(h_jstr(j, "type"), type), "expected type '%s' in %s",
-                  type, text);
-    json_t *content = json_object_get(j, "content");
-    ck_assert_msg(json_is_object(content), "no content object in %s", text);
-    ck_assert_msg(h_jstr(content, "body") != NULL, "content.body is not a string in %s", text);
-    ck_assert_msg(h_jstr(content, "meta_data") != NULL, "content.meta_data is not a string in %s",
-                  text);
-    return j;
-}
-
-/* Reads the register reply of a fresh connection and checks it names
- * account; returns the connection id (malloc'd). */
-static char *expect_register(struct ws *c, const char *account)
-{
-    char *text = ws_recv_text(c, 5000);
-    json_t *j = expect_envelope(text, "register");
-    json_t *content = json_object_get(j, "content");
-    const char *id = h_jstr(content, "body");
-    ck_assert_msg(id[0] != '\0', "empty connection id in %s", text);
-    json_t *meta = h_ck_json_obj(h_jstr(content, "meta_data"));
-    ck_assert_msg(h_jstr(meta, "account") && !strcmp(h_jstr(meta, "account"), account),
-                  "meta_data.account is not '%s' in %s", account, text);
-    char *out = strdup(id);
-    json_decref(meta);
-    json_decref(j);
-    free(text);
-    return out;
-}
-
-/* Connects as account (--auth none), asserts 101 and reads the register
- * reply. */
-static void open_as(struct ws *c, const char *account)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "/ws?user_id=%s", account);
-    int st = ws_connect(c, G.port, path, NULL, 5000);
-    ck_assert_msg(st == 101, "upgrade as %s answered %d", account, st);
-    free(expect_register(c, account));
-}
-
 static void wait_subscribed(const char *channel)
 {
     long long n = h_redis_wait_numsub(&R, channel, 1, 5000);
     ck_assert_msg(n == 1, "NUMSUB %s is %lld, want 1 (gateway did not subscribe)", channel, n);
-}
-
-static void publish(const char *channel, const char *payload, size_t len)
-{
-    long long n = h_redis_publish(&R, channel, payload, len);
-    ck_assert_msg(n == 1, "PUBLISH %s reached %lld subscribers, want 1", channel, n);
 }
 
 static void expect_text(struct ws *c, const char *want, const char *who)
@@ -111,7 +59,7 @@ static void expect_heartbeat_roundtrip(struct ws *c)
 {
     ck_assert_int_eq(ws_send_text(c, "{\"type\":\"heartbeat\"}"), 0);
     char *text = ws_recv_text(c, 3000);
-    json_t *j = expect_envelope(text, "heartbeat");
+    json_t *j = h_ck_envelope(text, "heartbeat");
     json_t *content = json_object_get(j, "content");
     ck_assert_str_eq(h_jstr(content, "body"), "");
     ck_assert_str_eq(h_jstr(content, "meta_data"), "");
@@ -127,7 +75,7 @@ START_TEST(test_register_reply)
     struct ws c;
     ck_assert_int_eq(ws_connect(&c, G.port, "/ws?user_id=u1", NULL, 5000), 101);
     char *text = ws_recv_text(&c, 5000);
-    json_t *j = expect_envelope(text, "register");
+    json_t *j = h_ck_envelope(text, "register");
     json_t *content = json_object_get(j, "content");
     ck_assert_msg(h_jstr(content, "body")[0] != '\0', "empty connection id");
     json_t *meta = h_ck_json_obj(h_jstr(content, "meta_data"));
@@ -157,12 +105,12 @@ START_TEST(test_register_ids_unique)
         char path[64];
         snprintf(path, sizeof(path), "/ws?user_id=%s", acct[i]);
         ck_assert_int_eq(ws_connect(&c[i], G.port, path, NULL, 5000), 101);
-        ids[i] = expect_register(&c[i], acct[i]);
+        ids[i] = h_ck_expect_register(&c[i], acct[i]);
     }
     /* a reconnect after a close must get a new id, too */
     ws_close(&c[3], 1000);
     ck_assert_int_eq(ws_connect(&c[3], G.port, "/ws?user_id=u1", NULL, 5000), 101);
-    char *again = expect_register(&c[3], "u1");
+    char *again = h_ck_expect_register(&c[3], "u1");
     for (int i = 0; i < 4; i++) {
         for (int k = i + 1; k < 4; k++)
             ck_assert_msg(strcmp(ids[i], ids[k]) != 0, "connections %d and %d share id %s", i, k,
@@ -179,26 +127,18 @@ END_TEST
 
 /* ---- presence (contract section 5) ------------------------------------- */
 
-static long long live_count(const char *account)
-{
-    char key[300], now[32];
-    snprintf(key, sizeof(key), "notify:presence:{%s}", account);
-    snprintf(now, sizeof(now), "%lld", h_unix_s() * 1000);
-    return h_redis_int(&R, "ZCOUNT %s %s +inf", key, now);
-}
-
 START_TEST(test_presence_follows_connections)
 {
     GW("--auth", "none", "--node-id", "it-node-p");
     struct ws a, b;
     ck_assert_int_eq(ws_connect(&a, G.port, "/ws?user_id=u1", NULL, 5000), 101);
-    char *id = expect_register(&a, "u1");
-    open_as(&b, "u1");
+    char *id = h_ck_expect_register(&a, "u1");
+    h_ck_open_as(&b, G.port, "u1");
     long long deadline = h_mono_ms() + 5000;
-    while (live_count("u1") != 2 && h_mono_ms() < deadline)
+    while (h_presence_live(&R, "u1") != 2 && h_mono_ms() < deadline)
         h_sleep_ms(50);
-    ck_assert_msg(live_count("u1") == 2, "ZCOUNT of live u1 entries is %lld, want 2",
-                  live_count("u1"));
+    ck_assert_msg(h_presence_live(&R, "u1") == 2, "ZCOUNT of live u1 entries is %lld, want 2",
+                  h_presence_live(&R, "u1"));
     /* the member is <node id>/<connection id> */
     char member[128];
     snprintf(member, sizeof(member), "it-node-p/%s", id);
@@ -213,10 +153,10 @@ START_TEST(test_presence_follows_connections)
     ws_close(&a, 1000);
     ws_drop(&b);
     deadline = h_mono_ms() + 5000;
-    while (live_count("u1") != 0 && h_mono_ms() < deadline)
+    while (h_presence_live(&R, "u1") != 0 && h_mono_ms() < deadline)
         h_sleep_ms(50);
-    ck_assert_msg(live_count("u1") == 0, "%lld live u1 entries 5 s after both disconnected",
-                  live_count("u1"));
+    ck_assert_msg(h_presence_live(&R, "u1") == 0,
+                  "%lld live u1 entries 5 s after both disconnected", h_presence_live(&R, "u1"));
     free(id);
 }
 END_TEST
@@ -232,21 +172,21 @@ START_TEST(test_account_delivery)
 {
     GW("--auth", "none");
     struct ws a1, a2, b;
-    open_as(&a1, "u1");
-    open_as(&a2, "u1");
-    open_as(&b, "u2");
+    h_ck_open_as(&a1, G.port, "u1");
+    h_ck_open_as(&a2, G.port, "u1");
+    h_ck_open_as(&b, G.port, "u2");
     wait_subscribed(h_chan("u1"));
     wait_subscribed(h_chan("u2"));
-    publish(h_chan("u1"), PAYLOAD, strlen(PAYLOAD));
+    h_ck_publish_raw(&R, h_chan("u1"), PAYLOAD, strlen(PAYLOAD));
     expect_text(&a1, PAYLOAD, "u1 connection 1");
     expect_text(&a2, PAYLOAD, "u1 connection 2");
     /* u2 must not have received it: its next message is its own */
     const char *mark = "{\"type\":\"mark\",\"content\":{\"body\":\"for u2\",\"meta_data\":\"\"}}";
-    publish(h_chan("u2"), mark, strlen(mark));
+    h_ck_publish_raw(&R, h_chan("u2"), mark, strlen(mark));
     expect_text(&b, mark, "u2");
     /* and u1 got exactly one copy each */
     const char *next = "{\"type\":\"mark\",\"content\":{\"body\":\"2\",\"meta_data\":\"\"}}";
-    publish(h_chan("u1"), next, strlen(next));
+    h_ck_publish_raw(&R, h_chan("u1"), next, strlen(next));
     expect_text(&a1, next, "u1 connection 1, second");
     expect_text(&a2, next, "u1 connection 2, second");
     ws_close(&a1, 1000);
@@ -265,8 +205,8 @@ START_TEST(test_full_socket_resumes_in_order)
     GW("--auth", "none", "--max-queue-messages", "4096", "--max-queue-bytes", "16777216",
        "--heartbeat-timeout", "300", "--heartbeat-check", "60");
     struct ws slow, other;
-    open_as(&slow, "slow");
-    open_as(&other, "other");
+    h_ck_open_as(&slow, G.port, "slow");
+    h_ck_open_as(&other, G.port, "other");
     /* loopback's receive buffers grow to 32 MB: keep this one small so
      * that the gateway's side fills up */
     int small = 65536;
@@ -283,7 +223,7 @@ START_TEST(test_full_socket_resumes_in_order)
         snprintf(fill, 16, "%06d", i);
         fill[6] = 'z';
         char *payload = h_envelope("bulk", fill);
-        publish(h_chan("slow"), payload, strlen(payload));
+        h_ck_publish_raw(&R, h_chan("slow"), payload, strlen(payload));
         free(payload);
     }
     /* the socket is full: the rest waits in the gateway's queue */
@@ -295,13 +235,13 @@ START_TEST(test_full_socket_resumes_in_order)
     ck_assert_msg(h_ck_metric(G.port, "notify_queued_bytes") > 0, "nothing queued");
     /* meanwhile another client is served at once */
     const char *mark = "{\"type\":\"mark\",\"content\":{\"body\":\"x\",\"meta_data\":\"\"}}";
-    publish(h_chan("other"), mark, strlen(mark));
+    h_ck_publish_raw(&R, h_chan("other"), mark, strlen(mark));
     expect_text(&other, mark, "the other client");
     h_sleep_ms(200);
     for (int i = 0; i < N; i++) {
         char *text = ws_recv_text(&slow, 10000);
         ck_assert_msg(text != NULL, "message %d missing (close code %d)", i, slow.close_code);
-        json_t *j = expect_envelope(text, "bulk");
+        json_t *j = h_ck_envelope(text, "bulk");
         const char *body = h_jstr(json_object_get(j, "content"), "body");
         char want[8];
         snprintf(want, sizeof(want), "%06d", i);
@@ -323,9 +263,9 @@ START_TEST(test_broadcast)
     struct ws c[3];
     const char *acct[3] = {"u1", "u1", "u2"};
     for (int i = 0; i < 3; i++)
-        open_as(&c[i], acct[i]);
+        h_ck_open_as(&c[i], G.port, acct[i]);
     wait_subscribed("notify:broadcast");
-    publish("notify:broadcast", PAYLOAD, strlen(PAYLOAD));
+    h_ck_publish_raw(&R, "notify:broadcast", PAYLOAD, strlen(PAYLOAD));
     for (int i = 0; i < 3; i++)
         expect_text(&c[i], PAYLOAD, acct[i]);
     for (int i = 0; i < 3; i++)
@@ -339,7 +279,7 @@ START_TEST(test_heartbeat_reply)
 {
     GW("--auth", "none");
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     for (int i = 0; i < 3; i++)
         expect_heartbeat_roundtrip(&c);
     ws_close(&c, 1000);
@@ -349,11 +289,11 @@ END_TEST
 static void expect_error_then_alive(const char *bad, size_t len)
 {
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     ck_assert_int_eq(ws_send(&c, WS_TEXT, bad, len), 0);
     char *text = ws_recv_text(&c, 3000);
     ck_assert_msg(text != NULL, "no error reply to '%s' (close code %d)", bad, c.close_code);
-    json_t *j = expect_envelope(text, "error");
+    json_t *j = h_ck_envelope(text, "error");
     ck_assert_msg(h_jstr(json_object_get(j, "content"), "body")[0] != '\0',
                   "error reply without a reason: %s", text);
     json_decref(j);
@@ -383,7 +323,7 @@ START_TEST(test_silent_client_closed_4408)
     GW("--auth", "none", "--heartbeat-timeout", "2", "--heartbeat-check", "1");
     struct ws c;
     long long t0 = h_mono_ms();
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     c.auto_pong = 0; /* ignore the server's pings */
     int code = ws_wait_close(&c, 8000);
     long long took = h_mono_ms() - t0;
@@ -421,7 +361,7 @@ START_TEST(test_pong_replies_keep_alive)
 {
     GW("--auth", "none", "--heartbeat-timeout", "2", "--heartbeat-check", "1");
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     stay_alive(&c, BY_PONG_REPLIES, 5000);
     ck_assert_msg(c.pings > 0, "the server sent no ping in 5 s");
     expect_heartbeat_roundtrip(&c);
@@ -433,7 +373,7 @@ START_TEST(test_heartbeats_keep_alive)
 {
     GW("--auth", "none", "--heartbeat-timeout", "2", "--heartbeat-check", "1");
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     stay_alive(&c, BY_HEARTBEATS, 5000);
     expect_heartbeat_roundtrip(&c);
     ws_close(&c, 1000);
@@ -444,7 +384,7 @@ START_TEST(test_unsolicited_pongs_keep_alive)
 {
     GW("--auth", "none", "--heartbeat-timeout", "2", "--heartbeat-check", "1");
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     stay_alive(&c, BY_UNSOLICITED_PONGS, 5000);
     expect_heartbeat_roundtrip(&c);
     ws_close(&c, 1000);
@@ -457,7 +397,7 @@ START_TEST(test_oversize_frame_1009)
 {
     GW("--auth", "none", "--max-message-bytes", "1024");
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     /* exactly the limit is accepted: a heartbeat padded with spaces */
     char msg[1100];
     memset(msg, ' ', sizeof(msg));
@@ -466,7 +406,7 @@ START_TEST(test_oversize_frame_1009)
     ck_assert_int_eq(ws_send(&c, WS_TEXT, msg, 1024), 0);
     char *text = ws_recv_text(&c, 3000);
     ck_assert_msg(text != NULL, "a 1024-byte frame was refused (close %d)", c.close_code);
-    json_decref(expect_envelope(text, "heartbeat"));
+    json_decref(h_ck_envelope(text, "heartbeat"));
     free(text);
     /* one byte more is not */
     msg[1023] = ' ';
@@ -482,7 +422,7 @@ START_TEST(test_max_connections_503)
 {
     GW("--auth", "none", "--max-connections", "1");
     struct ws a, b;
-    open_as(&a, "u1");
+    h_ck_open_as(&a, G.port, "u1");
     ck_assert_int_eq(ws_try(&b, "/ws?user_id=u2", NULL), 503);
     ws_close(&a, 1000);
     /* the slot frees once the first connection is gone */
@@ -499,9 +439,9 @@ START_TEST(test_max_per_account_429)
 {
     GW("--auth", "none", "--max-connections-per-account", "1");
     struct ws a, b, other;
-    open_as(&a, "u1");
+    h_ck_open_as(&a, G.port, "u1");
     ck_assert_int_eq(ws_try(&b, "/ws?user_id=u1", NULL), 429);
-    open_as(&other, "u2"); /* other accounts are not affected */
+    h_ck_open_as(&other, G.port, "u2"); /* other accounts are not affected */
     ws_close(&a, 1000);
     long long deadline = h_mono_ms() + 3000;
     int st;
@@ -520,16 +460,16 @@ START_TEST(test_unsubscribe_after_last_disconnect)
     GW("--auth", "none");
     struct ws a, b;
     ck_assert_int_eq(h_redis_numsub(&R, h_chan("u1")), 0);
-    open_as(&a, "u1");
+    h_ck_open_as(&a, G.port, "u1");
     wait_subscribed(h_chan("u1"));
-    open_as(&b, "u1");
+    h_ck_open_as(&b, G.port, "u1");
     ck_assert_int_eq(h_redis_numsub(&R, h_chan("u1")), 1);
     ws_close(&a, 1000);
     h_sleep_ms(1500); /* longer than any batching of (un)subscribes */
     ck_assert_msg(h_redis_numsub(&R, h_chan("u1")) == 1,
                   "unsubscribed although a connection of u1 is left");
     const char *msg = "{\"type\":\"t\",\"content\":{\"body\":\"still here\",\"meta_data\":\"\"}}";
-    publish(h_chan("u1"), msg, strlen(msg));
+    h_ck_publish_raw(&R, h_chan("u1"), msg, strlen(msg));
     expect_text(&b, msg, "remaining u1 connection");
     ws_drop(&b); /* the last one goes away without a close frame */
     long long n = h_redis_wait_numsub(&R, h_chan("u1"), 0, 5000);
@@ -591,14 +531,14 @@ START_TEST(test_jwt_valid_header_and_query)
     ck_assert_ptr_nonnull(tok);
     struct ws a, b;
     ck_assert_int_eq(ws_connect(&a, G.port, "/ws", bearer(tok), 5000), 101);
-    free(expect_register(&a, "alice@example"));
+    free(h_ck_expect_register(&a, "alice@example"));
     char path[2048];
     snprintf(path, sizeof(path), "/ws?token=%s", tok);
     ck_assert_int_eq(ws_connect(&b, G.port, path, NULL, 5000), 101);
-    free(expect_register(&b, "alice@example"));
+    free(h_ck_expect_register(&b, "alice@example"));
     /* the account comes from sub: both get alice's messages */
     wait_subscribed(h_chan("alice@example"));
-    publish(h_chan("alice@example"), PAYLOAD, strlen(PAYLOAD));
+    h_ck_publish_raw(&R, h_chan("alice@example"), PAYLOAD, strlen(PAYLOAD));
     expect_text(&a, PAYLOAD, "header-authenticated");
     expect_text(&b, PAYLOAD, "query-authenticated");
     ws_close(&a, 1000);
@@ -616,7 +556,7 @@ START_TEST(test_jwt_expiry_closes_4401)
     char *tok = h_jwt_hs256(SECRET, "u1", h_unix_s() + 3);
     struct ws c;
     ck_assert_int_eq(ws_connect(&c, G.port, "/ws", bearer(tok), 5000), 101);
-    free(expect_register(&c, "u1"));
+    free(h_ck_expect_register(&c, "u1"));
     int code = ws_wait_close(&c, 15000);
     ck_assert_msg(code == 4401, "token expired while connected: close code %d, want 4401", code);
     ws_close(&c, 1000);
@@ -644,10 +584,10 @@ START_TEST(test_none_account_ids)
     id[128] = '\0';
     snprintf(path, sizeof(path), "/ws?user_id=%s", id);
     ck_assert_int_eq(ws_connect(&c, G.port, path, NULL, 5000), 101);
-    free(expect_register(&c, id));
+    free(h_ck_expect_register(&c, id));
     ws_close(&c, 1000);
     ck_assert_int_eq(ws_connect(&c, G.port, "/ws?user_id=Az09_.@:-x", NULL, 5000), 101);
-    free(expect_register(&c, "Az09_.@:-x"));
+    free(h_ck_expect_register(&c, "Az09_.@:-x"));
     ws_close(&c, 1000);
 }
 END_TEST
@@ -676,7 +616,7 @@ START_TEST(test_invalid_payloads_dropped)
 {
     GW("--auth", "none");
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     wait_subscribed(h_chan("u1"));
     static const char *bad[] = {
         "not json at all",
@@ -687,9 +627,9 @@ START_TEST(test_invalid_payloads_dropped)
     };
     size_t nbad = sizeof(bad) / sizeof(bad[0]);
     for (size_t i = 0; i < nbad; i++)
-        publish(h_chan("u1"), bad[i], strlen(bad[i]));
+        h_ck_publish_raw(&R, h_chan("u1"), bad[i], strlen(bad[i]));
     const char *good = "{\"type\":\"good\",\"content\":{\"body\":\"ok\",\"meta_data\":\"\"}}";
-    publish(h_chan("u1"), good, strlen(good));
+    h_ck_publish_raw(&R, h_chan("u1"), good, strlen(good));
     expect_text(&c, good, "u1 after invalid payloads");
     double dropped = h_ck_metric(G.port, "notify_messages_dropped_total");
     ck_assert_msg(dropped >= (double)nbad, "notify_messages_dropped_total is %g, want >= %zu",
@@ -723,7 +663,7 @@ START_TEST(test_health_ready_metrics)
     ck_assert_msg(h_ck_metric(G.port, "notify_io_uring") == want, "notify_io_uring is %g, want %d",
                   h_ck_metric(G.port, "notify_io_uring"), want);
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     long long deadline = h_mono_ms() + 3000;
     while (h_ck_metric(G.port, "notify_connections") != 1 && h_mono_ms() < deadline)
         h_sleep_ms(50);
@@ -745,7 +685,7 @@ START_TEST(test_redis_outage)
     GW("--auth", "none");
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 200, 5000), "/readyz never 200");
     struct ws c;
-    open_as(&c, "u1");
+    h_ck_open_as(&c, G.port, "u1");
     wait_subscribed(h_chan("u1"));
     h_proc_kill(&R.proc);
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 503, 5000),
@@ -756,12 +696,12 @@ START_TEST(test_redis_outage)
                   "/readyz not back to 200 after Redis returned");
     /* the connection survived and its account is subscribed again */
     wait_subscribed(h_chan("u1"));
-    publish(h_chan("u1"), PAYLOAD, strlen(PAYLOAD));
+    h_ck_publish_raw(&R, h_chan("u1"), PAYLOAD, strlen(PAYLOAD));
     /* the new Redis is empty, so the gateway may first report the lost
      * history with a "gap" message (contract section 6) */
     char *got = ws_recv_text(&c, 3000);
     if (got && strstr(got, "\"gap\"")) {
-        json_decref(expect_envelope(got, "gap"));
+        json_decref(h_ck_envelope(got, "gap"));
         free(got);
         got = ws_recv_text(&c, 3000);
     }
@@ -778,8 +718,8 @@ END_TEST
 static void start_draining(struct ws *a, struct ws *b, long long *t0)
 {
     GW("--auth", "none", "--drain-seconds", "2");
-    open_as(a, "u1");
-    open_as(b, "u2");
+    h_ck_open_as(a, G.port, "u1");
+    h_ck_open_as(b, G.port, "u2");
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 200, 5000), "/readyz never 200");
     long long deadline = h_mono_ms() + 5000;
     while (h_redis_int(&R, "EXISTS %s", "notify:presence:{u1}") != 1 && h_mono_ms() < deadline)

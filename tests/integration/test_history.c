@@ -154,95 +154,35 @@ static void wait_library(void)
 
 /* ---- client side -------------------------------------------------------- */
 
-/* One server message: raw text and the parsed object. */
-struct msg {
-    char *text;
-    json_t *j;
-};
-
-static void msg_free(struct msg *m)
-{
-    free(m->text);
-    json_decref(m->j);
-    m->text = NULL;
-    m->j = NULL;
-}
-
-static const char *msg_type(const struct msg *m)
-{
-    return h_jstr(m->j, "type");
-}
-
-static const char *msg_body(const struct msg *m)
-{
-    json_t *content = json_object_get(m->j, "content");
-    return h_jstr(content, "body");
-}
-
-/* Next text message within timeout_ms: 1, or 0 if none came. */
-static int recv_msg(struct ws *c, struct msg *m, int timeout_ms)
-{
-    m->text = ws_recv_text(c, timeout_ms);
-    m->j = NULL;
-    if (!m->text)
-        return 0;
-    m->j = h_ck_json_obj(m->text);
-    return 1;
-}
-
-/* Connects as account (--auth none), with ?since=<since> unless NULL;
- * asserts 101 and the register reply. */
-static void open_client(struct ws *c, const char *account, const char *since)
-{
-    char path[512];
-    if (since)
-        snprintf(path, sizeof(path), "/ws?user_id=%s&since=%s", account, since);
-    else
-        snprintf(path, sizeof(path), "/ws?user_id=%s", account);
-    free(h_ck_ws_open(c, G.port, path, RECV_MS));
-}
-
 /* The next message must be the notification with this id (first member)
  * and body. */
 static void expect_id(struct ws *c, const char *who, const char *id, const char *body)
 {
-    struct msg m;
-    ck_assert_msg(recv_msg(c, &m, RECV_MS), "%s: no message, want id %s (close %d)", who, id,
+    struct h_msg m;
+    ck_assert_msg(h_msg_recv(c, &m, RECV_MS), "%s: no message, want id %s (close %d)", who, id,
                   c->close_code);
     char head[128];
     snprintf(head, sizeof(head), "{\"id\":\"%s\",", id);
     ck_assert_msg(!strncmp(m.text, head, strlen(head)), "%s: got %s, want id %s first", who, m.text,
                   id);
     if (body)
-        ck_assert_msg(msg_body(&m) && !strcmp(msg_body(&m), body), "%s: got %s, want body %s", who,
-                      m.text, body);
-    msg_free(&m);
-}
-
-/* Nothing more arrives for ms. */
-static void expect_quiet(struct ws *c, const char *who, int ms)
-{
-    struct msg m;
-    if (recv_msg(c, &m, ms)) {
-        char text[512];
-        snprintf(text, sizeof(text), "%s", m.text);
-        msg_free(&m);
-        ck_abort_msg("%s: unexpected message %s", who, text);
-    }
+        ck_assert_msg(h_msg_body(&m) && !strcmp(h_msg_body(&m), body), "%s: got %s, want body %s",
+                      who, m.text, body);
+    h_msg_free(&m);
 }
 
 static void expect_gap(struct ws *c, const char *who, const char *oldest)
 {
-    struct msg m;
-    ck_assert_msg(recv_msg(c, &m, RECV_MS), "%s: no message, want a gap", who);
-    ck_assert_msg(msg_type(&m) && !strcmp(msg_type(&m), "gap"), "%s: got %s, want a gap", who,
+    struct h_msg m;
+    ck_assert_msg(h_msg_recv(c, &m, RECV_MS), "%s: no message, want a gap", who);
+    ck_assert_msg(h_msg_type(&m) && !strcmp(h_msg_type(&m), "gap"), "%s: got %s, want a gap", who,
                   m.text);
-    ck_assert_msg(msg_body(&m) && !strcmp(msg_body(&m), oldest), "%s: gap %s, want body '%s'", who,
-                  m.text, oldest);
+    ck_assert_msg(h_msg_body(&m) && !strcmp(h_msg_body(&m), oldest), "%s: gap %s, want body '%s'",
+                  who, m.text, oldest);
     json_t *content = json_object_get(m.j, "content");
     ck_assert_msg(h_jstr(content, "meta_data") && !strcmp(h_jstr(content, "meta_data"), ""),
                   "%s: gap meta_data in %s", who, m.text);
-    msg_free(&m);
+    h_msg_free(&m);
 }
 
 /* Receives exactly ids[0..n) in order (gap messages only where
@@ -251,20 +191,20 @@ static void expect_ids(struct ws *c, const char *who, char **ids, int n, int all
                        int *gaps)
 {
     for (int i = 0; i < n; i++) {
-        struct msg m;
-        ck_assert_msg(recv_msg(c, &m, RECV_MS), "%s: message %d of %d (id %s) never came", who,
+        struct h_msg m;
+        ck_assert_msg(h_msg_recv(c, &m, RECV_MS), "%s: message %d of %d (id %s) never came", who,
                       i + 1, n, ids[i]);
-        if (allow_gap_first && i == 0 && msg_type(&m) && !strcmp(msg_type(&m), "gap")) {
+        if (allow_gap_first && i == 0 && h_msg_type(&m) && !strcmp(h_msg_type(&m), "gap")) {
             if (gaps)
                 (*gaps)++;
-            msg_free(&m);
+            h_msg_free(&m);
             i--;
             continue;
         }
         const char *got = h_jstr(m.j, "id");
         ck_assert_msg(got && !strcmp(got, ids[i]), "%s: message %d of %d: got %s, want id %s", who,
                       i + 1, n, m.text, ids[i]);
-        msg_free(&m);
+        h_msg_free(&m);
     }
 }
 
@@ -281,7 +221,7 @@ START_TEST(test_live_message_carries_id)
     GW("--auth", "none");
     wait_library();
     struct ws c;
-    open_client(&c, "u1", NULL);
+    h_ck_open_client(&c, G.port, "u1", NULL, RECV_MS);
 
     const char *env = "{\"type\":\"payment\",\"content\":{\"body\":\"paid \\u00e9\","
                       "\"meta_data\":\"{\\\"order\\\":7}\"},\"extra\":[1,2]}";
@@ -327,7 +267,7 @@ START_TEST(test_invalid_payloads_rejected)
     GW("--auth", "none");
     wait_library();
     struct ws c;
-    open_client(&c, "u2", NULL);
+    h_ck_open_client(&c, G.port, "u2", NULL, RECV_MS);
     static const struct {
         const char *what, *payload;
     } bad[] = {
@@ -376,7 +316,7 @@ START_TEST(test_since_replays_missed_in_order)
     GW("--auth", "none");
     wait_library();
     struct ws c;
-    open_client(&c, "u3", NULL);
+    h_ck_open_client(&c, G.port, "u3", NULL, RECV_MS);
     char *first = publish("u3", "m0");
     expect_id(&c, "live", first, "m0");
     ws_close(&c, 1000);
@@ -390,23 +330,23 @@ START_TEST(test_since_replays_missed_in_order)
     /* Another account's history is not replayed. */
     free(publish("u3x", "other"));
 
-    open_client(&c, "u3", first);
+    h_ck_open_client(&c, G.port, "u3", first, RECV_MS);
     for (int i = 0; i < 5; i++) {
         snprintf(body, sizeof(body), "m%d", i + 1);
         expect_id(&c, "replay", ids[i], body);
     }
     ids[5] = publish("u3", "m6");
     expect_id(&c, "live after replay", ids[5], "m6");
-    expect_quiet(&c, "after m6", QUIET_MS);
+    h_ck_quiet(&c, "after m6", QUIET_MS, 0);
     ck_assert_msg(h_ck_metric(G.port, "notify_messages_replayed_total") >= 5, "replayed metric");
     ws_close(&c, 1000);
 
     /* since in the middle: only what follows it. */
-    open_client(&c, "u3", ids[2]);
+    h_ck_open_client(&c, G.port, "u3", ids[2], RECV_MS);
     expect_id(&c, "mid replay", ids[3], "m4");
     expect_id(&c, "mid replay", ids[4], "m5");
     expect_id(&c, "mid replay", ids[5], "m6");
-    expect_quiet(&c, "mid replay", QUIET_MS);
+    h_ck_quiet(&c, "mid replay", QUIET_MS, 0);
     ws_close(&c, 1000);
     free_ids(ids, 6);
     free(first);
@@ -492,7 +432,7 @@ START_TEST(test_since_races_live_publishes)
          * after a few messages. */
         wait_count(rc, round % 4);
         struct ws c;
-        open_client(&c, account, pre[from]);
+        h_ck_open_client(&c, G.port, account, pre[from], RECV_MS);
         /* Keep publishing through and after the replay. */
         int at_register = atomic_load(&rc->n);
         wait_count(rc, at_register + 10 + round % 7);
@@ -509,7 +449,7 @@ START_TEST(test_since_races_live_publishes)
             want[nwant++] = rc->ids[i];
         snprintf(who, sizeof(who), "round %d (%d published, since pre[%d])", round, n, from);
         expect_ids(&c, who, want, nwant, 0, NULL);
-        expect_quiet(&c, who, 150);
+        h_ck_quiet(&c, who, 150, 0);
         ws_close(&c, 1000);
         total += nwant;
         free(want);
@@ -534,35 +474,35 @@ START_TEST(test_gap_when_since_older_than_retained)
     ck_assert_int_eq(xlen("u4"), 3); /* g3 g4 g5 retained */
 
     struct ws c;
-    open_client(&c, "u4", ids[0]);
+    h_ck_open_client(&c, G.port, "u4", ids[0], RECV_MS);
     expect_gap(&c, "since g0", ids[3]);
     expect_id(&c, "since g0", ids[3], "g3");
     expect_id(&c, "since g0", ids[4], "g4");
     expect_id(&c, "since g0", ids[5], "g5");
-    expect_quiet(&c, "since g0", QUIET_MS);
+    h_ck_quiet(&c, "since g0", QUIET_MS, 0);
     ws_close(&c, 1000);
 
     /* since = the newest trimmed id: nothing was lost, no gap. */
-    open_client(&c, "u4", ids[2]);
+    h_ck_open_client(&c, G.port, "u4", ids[2], RECV_MS);
     expect_id(&c, "since g2", ids[3], "g3");
     expect_id(&c, "since g2", ids[4], "g4");
     expect_id(&c, "since g2", ids[5], "g5");
-    expect_quiet(&c, "since g2", QUIET_MS);
+    h_ck_quiet(&c, "since g2", QUIET_MS, 0);
     ws_close(&c, 1000);
 
     /* since = the newest id: nothing extra, then live messages. */
-    open_client(&c, "u4", ids[5]);
-    expect_quiet(&c, "since newest", QUIET_MS);
+    h_ck_open_client(&c, G.port, "u4", ids[5], RECV_MS);
+    h_ck_quiet(&c, "since newest", QUIET_MS, 0);
     char *live = publish("u4", "g6");
     expect_id(&c, "since newest", live, "g6");
-    expect_quiet(&c, "since newest", QUIET_MS);
+    h_ck_quiet(&c, "since newest", QUIET_MS, 0);
     ws_close(&c, 1000);
 
     /* An account whose history is gone entirely (expired): a gap with an
      * empty body. */
-    open_client(&c, "u4none", ids[0]);
+    h_ck_open_client(&c, G.port, "u4none", ids[0], RECV_MS);
     expect_gap(&c, "no history", "");
-    expect_quiet(&c, "no history", QUIET_MS);
+    h_ck_quiet(&c, "no history", QUIET_MS, 0);
     ws_close(&c, 1000);
     free(live);
     free_ids(ids, 6);
@@ -625,9 +565,9 @@ struct outage_clients {
 
 static void outage_open(struct outage_clients *oc, const char *a, const char *b)
 {
-    open_client(&oc->ra1, a, NULL);
-    open_client(&oc->ra2, a, NULL);
-    open_client(&oc->rb, b, NULL);
+    h_ck_open_client(&oc->ra1, G.port, a, NULL, RECV_MS);
+    h_ck_open_client(&oc->ra2, G.port, a, NULL, RECV_MS);
+    h_ck_open_client(&oc->rb, G.port, b, NULL, RECV_MS);
     oc->first = publish(a, "before");
     expect_id(&oc->ra1, "ra1 before", oc->first, "before");
     expect_id(&oc->ra2, "ra2 before", oc->first, "before");
@@ -672,9 +612,9 @@ START_TEST(test_replay_after_redis_restart)
     expect_ids(&oc.ra1, "ra1 after restart", a, na, 1, &gaps);
     expect_ids(&oc.ra2, "ra2 after restart", a, na, 1, &gaps);
     expect_ids(&oc.rb, "rb after restart", b, nb, 0, NULL);
-    expect_quiet(&oc.ra1, "ra1 after restart", QUIET_MS);
-    expect_quiet(&oc.ra2, "ra2 after restart", QUIET_MS);
-    expect_quiet(&oc.rb, "rb after restart", QUIET_MS);
+    h_ck_quiet(&oc.ra1, "ra1 after restart", QUIET_MS, 0);
+    h_ck_quiet(&oc.ra2, "ra2 after restart", QUIET_MS, 0);
+    h_ck_quiet(&oc.rb, "rb after restart", QUIET_MS, 0);
     if (gaps)
         fprintf(stderr, "note: %d gap message(s) after the restart (empty new stream)\n", gaps);
     free_ids(a, na);
@@ -728,9 +668,9 @@ START_TEST(test_replay_after_redis_restart_before_reconnect)
     expect_ids(&oc.ra1, "ra1 after restart", a, na, 0, NULL);
     expect_ids(&oc.ra2, "ra2 after restart", a, na, 0, NULL);
     expect_ids(&oc.rb, "rb after restart", b, nb, 0, NULL);
-    expect_quiet(&oc.ra1, "ra1 after restart", QUIET_MS);
-    expect_quiet(&oc.ra2, "ra2 after restart", QUIET_MS);
-    expect_quiet(&oc.rb, "rb after restart", QUIET_MS);
+    h_ck_quiet(&oc.ra1, "ra1 after restart", QUIET_MS, 0);
+    h_ck_quiet(&oc.ra2, "ra2 after restart", QUIET_MS, 0);
+    h_ck_quiet(&oc.rb, "rb after restart", QUIET_MS, 0);
     free_ids(a, na);
     free_ids(b, nb);
     outage_close(&oc);
@@ -774,9 +714,9 @@ START_TEST(test_replay_after_client_kill)
         expect_ids(&oc.ra2, who, a, na, 0, NULL);
         snprintf(who, sizeof(who), "rb round %d", round);
         expect_ids(&oc.rb, who, b, nb, 0, NULL);
-        expect_quiet(&oc.ra1, "ra1", QUIET_MS);
-        expect_quiet(&oc.ra2, "ra2", QUIET_MS);
-        expect_quiet(&oc.rb, "rb", QUIET_MS);
+        h_ck_quiet(&oc.ra1, "ra1", QUIET_MS, 0);
+        h_ck_quiet(&oc.ra2, "ra2", QUIET_MS, 0);
+        h_ck_quiet(&oc.rb, "rb", QUIET_MS, 0);
         free_ids(a, na);
         free_ids(b, nb);
     }
@@ -807,8 +747,8 @@ START_TEST(test_publish_api_history)
     GW("--auth", "none", "--api-key", API_KEY);
     wait_library();
     struct ws c1, c2;
-    open_client(&c1, "p1", NULL);
-    open_client(&c2, "p2", NULL);
+    h_ck_open_client(&c1, G.port, "p1", NULL, RECV_MS);
+    h_ck_open_client(&c2, G.port, "p2", NULL, RECV_MS);
     const char *body = "{\"accounts\":[\"p1\",\"p2\"],\"history\":true,"
                        "\"message\":{\"type\":\"payment\",\"content\":{\"body\":\"paid\","
                        "\"meta_data\":\"\"}}}";
@@ -839,7 +779,7 @@ START_TEST(test_publish_api_history)
     ck_assert_str_eq(text, "{\"type\":\"typing\",\"content\":{\"body\":\"\",\"meta_data\":\"\"}}");
     free(text);
     ck_assert_int_eq(xlen("p1"), 1);
-    expect_quiet(&c2, "p2", QUIET_MS);
+    h_ck_quiet(&c2, "p2", QUIET_MS, 0);
 
     /* Without "history": the same. */
     body = "{\"accounts\":[\"p2\"],\"message\":{\"type\":\"x\"}}";

@@ -4,7 +4,6 @@
  * presence and node entries directly the way the gateway does (contract
  * section 5), runs notifyctl as a child process and checks its exit status
  * and output. */
-#include <arpa/inet.h>
 #include <check.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -12,10 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "cluster_util.h"
 #include "harness.h"
 
 #ifndef NOTIFYCTL_BIN
@@ -74,20 +72,12 @@ static struct run run_ctl_env(const char *const *env, const char *first, ...)
 
 #define run_ctl(...) run_ctl_env(NULL, __VA_ARGS__, NULL)
 
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
-}
-
 /* A usage error: exit 2, one line on stderr naming `names`, nothing on
  * stdout. */
 static void assert_usage_error(struct run *r, const char *names)
 {
     ck_assert_msg(r->status == 2, "status %d, stderr: %s", r->status, r->err);
-    ck_assert_int_eq(count_lines(r->err), 1);
+    ck_assert_int_eq(h_count(r->err, "\n"), 1);
     ck_assert_msg(strstr(r->err, names) != NULL, "stderr '%s' does not name '%s'", r->err, names);
     ck_assert_str_eq(r->out, "");
     run_free(r);
@@ -160,7 +150,7 @@ START_TEST(presence_counts_only_live_members)
     ck_assert_ptr_nonnull(strstr(r.out, "connection: node-b/c0000000000000000000002 expires "));
     ck_assert_ptr_nonnull(strstr(r.out, "connection: node-a/c0000000000000000000001 expires "));
     ck_assert_ptr_null(strstr(r.out, "node-dead"));
-    ck_assert_int_eq(count_lines(r.out), 5);
+    ck_assert_int_eq(h_count(r.out, "\n"), 5);
     ck_assert_str_eq(r.err, "");
     run_free(&r);
 }
@@ -258,7 +248,7 @@ START_TEST(presence_auth_user_and_db)
     snprintf(where, sizeof(where), "127.0.0.1:%d", redis.port);
     ck_assert_ptr_nonnull(strstr(r.err, where));
     ck_assert_ptr_nonnull(strstr(r.err, "AUTH"));
-    ck_assert_int_eq(count_lines(r.err), 1);
+    ck_assert_int_eq(h_count(r.err, "\n"), 1);
     run_free(&r);
 }
 END_TEST
@@ -289,7 +279,7 @@ START_TEST(nodes_lists_live_nodes)
 
     r = run_ctl("--redis", redis_url, "nodes");
     ck_assert_int_eq(r.status, 0);
-    ck_assert_int_eq(count_lines(r.out), 3);
+    ck_assert_int_eq(h_count(r.out, "\n"), 3);
     ck_assert_msg(strncmp(r.out,
                           "NODE    ADDR           STARTED_AT     CONNECTIONS  VERSION  "
                           "EXPIRES_IN\n",
@@ -506,7 +496,7 @@ START_TEST(publish_history_prints_id)
     /* Without the library (no gateway ever ran here) the FCALL fails. */
     struct run r = run_ctl("--redis", redis_url, "publish", "u42", "--history", "--type", "t");
     ck_assert_msg(r.status == 1, "status %d: %s", r.status, r.err);
-    ck_assert_int_eq(count_lines(r.err), 1);
+    ck_assert_int_eq(h_count(r.err, "\n"), 1);
     ck_assert_msg(strstr(r.err, "notify_publish") && strstr(r.err, "notify:stream:{u42}"),
                   "stderr: %s", r.err);
     ck_assert_str_eq(r.out, "");
@@ -525,7 +515,7 @@ START_TEST(publish_history_prints_id)
     r = run_ctl("--redis", redis_url, "publish", "u42", "--history", "--type", "payment", "--body",
                 "paid \xc3\xa9", "--meta", "{\"order\":7}");
     ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
-    ck_assert_int_eq(count_lines(r.out), 1);
+    ck_assert_int_eq(h_count(r.out, "\n"), 1);
     char id[64];
     snprintf(id, sizeof(id), "%.*s", (int)strcspn(r.out, "\n"), r.out);
     ck_assert_msg(is_stream_id(id), "not an id: '%s'", r.out);
@@ -590,7 +580,7 @@ START_TEST(redis_unreachable_exits_1)
     for (size_t i = 0; i < 3; i++) {
         struct run r = run_ctl("--redis", url, cmds[i][0], cmds[i][1], cmds[i][2], cmds[i][3]);
         ck_assert_msg(r.status == 1, "%s: status %d", cmds[i][0], r.status);
-        ck_assert_int_eq(count_lines(r.err), 1);
+        ck_assert_int_eq(h_count(r.err, "\n"), 1);
         ck_assert_msg(strstr(r.err, where) && strstr(r.err, "refused"), "stderr: %s", r.err);
         ck_assert_str_eq(r.out, "");
         run_free(&r);
@@ -603,7 +593,7 @@ START_TEST(redis_error_reply_exits_1)
     redis_ok("SET notify:presence:{u1} not-a-zset");
     struct run r = run_ctl("--redis", redis_url, "presence", "u1");
     ck_assert_int_eq(r.status, 1);
-    ck_assert_int_eq(count_lines(r.err), 1);
+    ck_assert_int_eq(h_count(r.err, "\n"), 1);
     ck_assert_msg(strstr(r.err, "WRONGTYPE") && strstr(r.err, "notify:presence:{u1}"), "stderr: %s",
                   r.err);
     run_free(&r);
@@ -674,111 +664,28 @@ END_TEST
 
 #define CLUSTER_NODES 3
 
-static struct h_proc cluster_proc[CLUSTER_NODES];
-static int cluster_port[CLUSTER_NODES];
+static struct c_cluster cluster;
 
+/* cluster.node[i]'s port. */
+#define cluster_port(i) (cluster.node[i].port)
+
+/* c_connect, asserting it connected. */
 static redisContext *connect_port(int port)
 {
-    redisContext *c = redisConnect("127.0.0.1", port);
-    ck_assert_msg(c && !c->err, "cannot connect to 127.0.0.1:%d", port);
-    struct timeval tv = {5, 0};
-    redisSetTimeout(c, tv);
+    redisContext *c = c_connect(port);
+    ck_assert_msg(c != NULL, "cannot connect to 127.0.0.1:%d", port);
     return c;
-}
-
-/* Polls until a fresh connection to port gets a reply to fmt that contains
- * want; fails the test after timeout_ms. */
-static void wait_reply_contains(int port, const char *cmd, const char *want, int timeout_ms)
-{
-    long long deadline = h_mono_ms() + timeout_ms;
-    for (;;) {
-        redisContext *c = redisConnect("127.0.0.1", port);
-        redisReply *r = c && !c->err ? redisCommand(c, cmd) : NULL;
-        int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, want);
-        ok = ok || (r && r->type == REDIS_REPLY_STATUS && strstr(r->str, want));
-        freeReplyObject(r);
-        redisFree(c);
-        if (ok)
-            return;
-        ck_assert_msg(h_mono_ms() < deadline, "127.0.0.1:%d: '%s' never answered '%s'", port, cmd,
-                      want);
-        h_sleep_ms(50);
-    }
-}
-
-/* 1 if 127.0.0.1:port can be bound right now. */
-static int port_is_free(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* A cluster node also listens on its port + 10000 (the cluster bus), so the
- * port must be at most 55535 and both must be free. */
-static int free_cluster_port(void)
-{
-    for (int tries = 0; tries < 1000; tries++) {
-        int port = h_free_port();
-        if (port > 0 && port <= 55535 && port_is_free(port + 10000))
-            return port;
-    }
-    return -1;
 }
 
 /* Three primaries, no replicas: the smallest cluster redis-cli creates. */
 static void start_cluster(void)
 {
-    for (int i = 0; i < CLUSTER_NODES; i++) {
-        char port[16];
-        cluster_port[i] = free_cluster_port();
-        ck_assert_int_gt(cluster_port[i], 0);
-        snprintf(port, sizeof(port), "%d", cluster_port[i]);
-        const char *argv[] = {"redis-server",
-                              "--port",
-                              port,
-                              "--bind",
-                              "127.0.0.1",
-                              "--save",
-                              "",
-                              "--appendonly",
-                              "no",
-                              "--cluster-enabled",
-                              "yes",
-                              "--cluster-config-file",
-                              "nodes.conf",
-                              NULL};
-        ck_assert_int_eq(h_proc_spawn(&cluster_proc[i], argv, NULL), 0);
-    }
-    for (int i = 0; i < CLUSTER_NODES; i++)
-        wait_reply_contains(cluster_port[i], "PING", "PONG", 5000);
-    char addr[CLUSTER_NODES][32];
-    const char *argv[16] = {"redis-cli", "--cluster", "create"};
-    int n = 3;
-    for (int i = 0; i < CLUSTER_NODES; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", cluster_port[i]);
-        argv[n++] = addr[i];
-    }
-    argv[n++] = "--cluster-yes";
-    argv[n] = NULL;
-    char *out = NULL, *err = NULL;
-    int status = h_run(argv, NULL, 20000, &out, &err);
-    ck_assert_msg(status == 0, "cluster create: %d %s %s", status, out, err);
-    free(out);
-    free(err);
-    for (int i = 0; i < CLUSTER_NODES; i++)
-        wait_reply_contains(cluster_port[i], "CLUSTER INFO", "cluster_state:ok", 10000);
+    ck_assert_int_eq(c_cluster_start_shape(&cluster, CLUSTER_NODES, 0, 30000), 0);
 }
 
 static void stop_cluster(void)
 {
-    for (int i = 0; i < CLUSTER_NODES; i++)
-        h_proc_cleanup(&cluster_proc[i]);
+    c_cluster_stop(&cluster);
 }
 
 /* Runs a key command on whichever primary owns the key (the others answer
@@ -786,7 +693,7 @@ static void stop_cluster(void)
 static int cluster_cmd(const char *cmd)
 {
     for (int i = 0; i < CLUSTER_NODES; i++) {
-        redisContext *c = connect_port(cluster_port[i]);
+        redisContext *c = connect_port(cluster_port(i));
         redisReply *r = redisCommand(c, cmd);
         ck_assert_ptr_nonnull(r);
         int moved = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED", 5) == 0;
@@ -794,7 +701,7 @@ static int cluster_cmd(const char *cmd)
         freeReplyObject(r);
         redisFree(c);
         if (!moved)
-            return cluster_port[i];
+            return cluster_port(i);
     }
     ck_abort_msg("no primary accepted '%s'", cmd);
     return -1;
@@ -819,8 +726,8 @@ START_TEST(cluster_presence_nodes_publish)
     cluster_cmd("HSET notify:node:node-b addr 10.0.0.2:8080 connections 5 version 0.1.0");
 
     char seeds[128];
-    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,redis://127.0.0.1:%d", cluster_port[0],
-             cluster_port[1]);
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,redis://127.0.0.1:%d", cluster_port(0),
+             cluster_port(1));
     struct run r = run_ctl("--redis-cluster", seeds, "presence", "--json", "u1", "u2", "u3", "u42");
     ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
     json_t *doc = parse_json(r.out);
@@ -848,7 +755,7 @@ START_TEST(cluster_presence_nodes_publish)
     freeReplyObject(rep);
     /* The seed is a primary that does not own the slot, so notifyctl must
      * follow MOVED to reach the subscriber. */
-    int other = cluster_port[0] == owner ? cluster_port[1] : cluster_port[0];
+    int other = cluster_port(0) == owner ? cluster_port(1) : cluster_port(0);
     snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", other);
     r = run_ctl("--redis-cluster", seeds, "publish", "u3", "--type", "t", "--body", "b");
     ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
@@ -864,7 +771,7 @@ START_TEST(cluster_presence_nodes_publish)
 
     /* A dead seed is skipped when another answers; none answering is exit 1. */
     int dead = h_free_port();
-    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", dead, cluster_port[2]);
+    snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", dead, cluster_port(2));
     r = run_ctl("--redis-cluster", seeds, "presence", "u42");
     ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
     ck_assert_str_eq(r.err, "");
@@ -872,7 +779,7 @@ START_TEST(cluster_presence_nodes_publish)
     snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", dead);
     r = run_ctl("--redis-cluster", seeds, "nodes");
     ck_assert_int_eq(r.status, 1);
-    ck_assert_int_eq(count_lines(r.err), 1);
+    ck_assert_int_eq(h_count(r.err, "\n"), 1);
     run_free(&r);
 }
 END_TEST
@@ -892,7 +799,7 @@ static void load_library_on_cluster(void)
     h_gw_stop(&gw, 10000);
     h_redis_stop(&one);
     for (int i = 0; i < CLUSTER_NODES; i++) {
-        redisContext *c = connect_port(cluster_port[i]);
+        redisContext *c = connect_port(cluster_port(i));
         redisReply *r = redisCommand(c, "FUNCTION RESTORE %b", dump->str, dump->len);
         ck_assert_msg(r && r->type == REDIS_REPLY_STATUS, "FUNCTION RESTORE: %s",
                       r ? r->str : "I/O error");
@@ -913,7 +820,7 @@ START_TEST(cluster_publish_history)
         snprintf(key, sizeof(key), "notify:stream:{%s}", accounts[i]);
         snprintf(cmd, sizeof(cmd), "EXISTS %s", key);
         int owner = cluster_cmd(cmd);
-        int other = cluster_port[0] == owner ? cluster_port[1] : cluster_port[0];
+        int other = cluster_port(0) == owner ? cluster_port(1) : cluster_port(0);
         char seeds[64];
         snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", other);
         struct run r = run_ctl("--redis-cluster", seeds, "publish", accounts[i], "--history",

@@ -32,33 +32,6 @@ static void teardown(void)
     h_redis_stop(&R);
 }
 
-/* Connects account and reads the register reply. */
-static void open_as(struct ws *c, int port, const char *account)
-{
-    char path[160];
-    snprintf(path, sizeof(path), "/ws?user_id=%s", account);
-    ck_assert_int_eq(ws_connect(c, port, path, NULL, 5000), 101);
-    char *reg = ws_recv_text(c, 5000);
-    ck_assert_msg(reg && strstr(reg, "\"register\""), "no register reply for %s", account);
-    free(reg);
-}
-
-/* Members of account's presence set whose node id is node. */
-static long long members_of(const char *account, const char *node)
-{
-    char key[300]; /* the account is at most 128 bytes, but the compiler cannot know */
-    snprintf(key, sizeof(key), "notify:presence:{%s}", account);
-    redisReply *r = h_redis_cmd(&R, "ZRANGE %s 0 -1", key);
-    long long n = 0;
-    size_t nlen = strlen(node);
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
-        if (!strncmp(r->element[i]->str, node, nlen) && r->element[i]->str[nlen] == '/')
-            n++;
-    if (r)
-        freeReplyObject(r);
-    return n;
-}
-
 #define N_REUSE 40
 
 START_TEST(test_reuse_port_spreads_connections)
@@ -89,7 +62,7 @@ START_TEST(test_reuse_port_spreads_connections)
     char account[N_REUSE][16];
     for (int i = 0; i < N_REUSE; i++) {
         snprintf(account[i], sizeof(account[i]), "rp%d", i);
-        open_as(&c[i], GA.port, account[i]);
+        h_ck_open_as(&c[i], GA.port, account[i]);
     }
     /* Presence says which process holds each connection. */
     long long on_a = 0, on_b = 0;
@@ -97,8 +70,8 @@ START_TEST(test_reuse_port_spreads_connections)
     do {
         on_a = on_b = 0;
         for (int i = 0; i < N_REUSE; i++) {
-            on_a += members_of(account[i], "rp-a");
-            on_b += members_of(account[i], "rp-b");
+            on_a += h_presence_members_of(&R, account[i], "rp-a");
+            on_b += h_presence_members_of(&R, account[i], "rp-b");
         }
         if (on_a + on_b == N_REUSE)
             break;
@@ -143,8 +116,8 @@ START_TEST(test_metrics_move_with_traffic)
     char *before = metrics(GA.port);
 
     struct ws a, b, bad;
-    open_as(&a, GA.port, "m1");
-    open_as(&b, GA.port, "m1");
+    h_ck_open_as(&a, GA.port, "m1");
+    h_ck_open_as(&b, GA.port, "m1");
     ck_assert_int_eq(ws_connect(&bad, GA.port, "/ws?user_id=not/valid", NULL, 5000), 400);
     ws_close(&bad, 1000);
 

@@ -77,18 +77,18 @@ static char *connect_as(struct ws *c, int port, const char *account)
     return id;
 }
 
-/* ZCOUNT key <now ms> +inf: live connections of account. */
-static long long live_count(const char *account)
-{
-    return h_redis_int(&R, "ZCOUNT %s %lld +inf", pkey(account), h_wall_ms());
-}
-
 static long long exists(const char *key)
 {
     return h_redis_int(&R, "EXISTS %s", key);
 }
 
 /* Polls fn until it returns want, up to timeout_ms; returns ms waited or -1. */
+/* h_presence_live of this test's Redis, for wait_eq. */
+static long long live_count(const char *account)
+{
+    return h_presence_live(&R, account);
+}
+
 static long long wait_eq(long long (*fn)(const char *), const char *arg, long long want,
                          int timeout_ms)
 {
@@ -112,21 +112,6 @@ static long long zscore(const char *key, const char *member)
         v = atoll(rep->str);
     freeReplyObject(rep);
     return v;
-}
-
-/* Number of members of key whose name starts with "<node>/". */
-static int members_of_node(const char *key, const char *node)
-{
-    redisReply *rep = h_redis_cmd(&R, "ZRANGE %s 0 -1", key);
-    ck_assert_ptr_nonnull(rep);
-    ck_assert_int_eq(rep->type, REDIS_REPLY_ARRAY);
-    size_t nl = strlen(node);
-    int n = 0;
-    for (size_t i = 0; i < rep->elements; i++)
-        if (!strncmp(rep->element[i]->str, node, nl) && rep->element[i]->str[nl] == '/')
-            n++;
-    freeReplyObject(rep);
-    return n;
 }
 
 /* HGET key field as a malloc'd string, NULL if absent. */
@@ -214,7 +199,7 @@ START_TEST(two_nodes_members_and_cleanup)
     char *ma = member(NODE_A, ida), *mb = member(NODE_B, idb);
 
     ck_assert_msg(wait_eq(live_count, "alice", 2, 3000) >= 0, "ZCOUNT never reached 2 (%lld)",
-                  live_count("alice"));
+                  h_presence_live(&R, "alice"));
     long long now = h_wall_ms();
     long long sa = zscore(pkey("alice"), ma), sb = zscore(pkey("alice"), mb);
     ck_assert_msg(sa > now && sb > now, "scores not in the future: %lld %lld now %lld", sa, sb,
@@ -286,7 +271,7 @@ START_TEST(crash_of_one_node)
     while (h_mono_ms() - killed < (ttl + 2) * 1000LL) {
         ck_assert_msg(exists(pkey("bob")) == 1, "bob offline %lld ms after one node died",
                       h_mono_ms() - killed);
-        long long n = live_count("bob");
+        long long n = h_presence_live(&R, "bob");
         ck_assert_msg(n == 1 || n == 2, "ZCOUNT live %lld", n);
         if (n == 1 && live_one_at < 0)
             live_one_at = h_mono_ms() - killed;
@@ -298,7 +283,7 @@ START_TEST(crash_of_one_node)
     ck_assert_msg(live_one_at >= 0, "the dead node's member still counts after TTL + 2 s");
     ck_assert_msg(live_one_at <= ttl * 1000LL + 500, "dead member counted for %lld ms (ttl %d s)",
                   live_one_at, ttl);
-    ck_assert_int_eq(live_count("bob"), 1);
+    ck_assert_int_eq(h_presence_live(&R, "bob"), 1);
     ck_assert_int_gt(zscore(pkey("bob"), mb), h_wall_ms());
     /* the survivor's refresh prunes the dead member, on one pass in ten
      * (PRUNE_PASSES: until then it only stops counting) */
@@ -307,8 +292,8 @@ START_TEST(crash_of_one_node)
         h_sleep_ms(100);
     ck_assert_msg(zscore(pkey("bob"), ma) == -1, "the dead member not pruned %lld ms after",
                   h_mono_ms() - killed);
-    ck_assert_int_eq(members_of_node(pkey("bob"), NODE_A), 0);
-    ck_assert_int_eq(live_count("bob"), 1);
+    ck_assert_int_eq(h_presence_members_of(&R, "bob", NODE_A), 0);
+    ck_assert_int_eq(h_presence_live(&R, "bob"), 1);
     fprintf(stderr,
             "presence: after kill -9 of one node, ZCOUNT live fell to 1 after %lld ms "
             "(ttl %d s, %d polls, EXISTS 1 throughout)\n",
@@ -389,12 +374,12 @@ START_TEST(node_registry_and_sigterm)
     /* everything of A is gone at once (it cleaned up before exiting) */
     ck_assert_msg(zscore("notify:nodes", NODE_A) == -1, "%s still in notify:nodes", NODE_A);
     ck_assert_msg(exists(nkey(NODE_A)) == 0, "%s still exists", nkey(NODE_A));
-    ck_assert_int_eq(members_of_node(pkey("dave"), NODE_A), 0);
+    ck_assert_int_eq(h_presence_members_of(&R, "dave", NODE_A), 0);
     ck_assert_msg(exists(pkey("erin")) == 0, "erin's presence survives its node's shutdown");
     /* B is untouched */
     check_node_registered(NODE_B, GB.port, ttl);
-    ck_assert_int_eq(live_count("dave"), 1);
-    ck_assert_int_eq(members_of_node(pkey("dave"), NODE_B), 1);
+    ck_assert_int_eq(h_presence_live(&R, "dave"), 1);
+    ck_assert_int_eq(h_presence_members_of(&R, "dave", NODE_B), 1);
 
     /* SIGTERM on B with no connection left on it */
     ws_close(&b1, 1000);
@@ -431,8 +416,8 @@ START_TEST(redis_restart_resync)
     while (h_mono_ms() - t0 < 10000) {
         if (node_back < 0 && zscore("notify:nodes", NODE_A) > 0 && exists(nkey(NODE_A)) == 1)
             node_back = h_mono_ms() - t0;
-        if (all_back < 0 && live_count("fay") == 2 && live_count("gus") == 1 &&
-            live_count("hal") == 2)
+        if (all_back < 0 && h_presence_live(&R, "fay") == 2 && h_presence_live(&R, "gus") == 1 &&
+            h_presence_live(&R, "hal") == 2)
             all_back = h_mono_ms() - t0;
         if (node_back >= 0 && all_back >= 0)
             break;
@@ -444,7 +429,8 @@ START_TEST(redis_restart_resync)
             node_back, all_back);
     ck_assert_msg(node_back >= 0, "the node did not re-register within 10 s");
     ck_assert_msg(all_back >= 0, "presence not restored within 10 s: fay %lld gus %lld hal %lld",
-                  live_count("fay"), live_count("gus"), live_count("hal"));
+                  h_presence_live(&R, "fay"), h_presence_live(&R, "gus"),
+                  h_presence_live(&R, "hal"));
     ck_assert_msg(node_back <= 5000 && all_back <= 5000, "re-registration took more than 5 s");
     check_node_registered(NODE_A, GA.port, ttl);
     /* the members are exactly the same connections */
@@ -542,8 +528,8 @@ START_TEST(refresh_cost_is_batched)
         h_sleep_ms(100);
     }
     ck_assert_msg(n_keys >= N + 2, "only %lld keys for %d connections", n_keys, N);
-    ck_assert_int_eq(live_count("load-0"), 1);
-    ck_assert_int_eq(live_count("load-1999"), 1);
+    ck_assert_int_eq(h_presence_live(&R, "load-0"), 1);
+    ck_assert_int_eq(h_presence_live(&R, "load-1999"), 1);
 
     /* measure a window of several refresh periods with nothing else going on */
     redisReply *rep = h_redis_cmd(&R, "CONFIG RESETSTAT");
@@ -583,7 +569,7 @@ START_TEST(refresh_cost_is_batched)
                       pexpireats <= (long long)(periods + 1) * N,
                   "%lld PEXPIREAT in %.1f periods", pexpireats, periods);
     /* and each score stays in the future */
-    ck_assert_int_eq(live_count("load-1000"), 1);
+    ck_assert_int_eq(h_presence_live(&R, "load-1000"), 1);
 
     for (int i = 0; i < N; i++)
         ws_drop(&c[i]);

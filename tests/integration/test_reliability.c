@@ -48,14 +48,6 @@ static void teardown(void)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static long long publish(const char *account, const char *type, const char *body)
-{
-    char *e = h_envelope(type, body);
-    long long n = h_redis_publish(&R, h_chan(account), e, strlen(e));
-    free(e);
-    return n;
-}
-
 /* Type of the next text message (malloc'd), NULL on timeout or close. */
 static char *next_type(struct ws *c, int timeout_ms, char **body)
 {
@@ -217,8 +209,8 @@ START_TEST(test_redis_killed_and_back)
 
         char body[32];
         snprintf(body, sizeof(body), "after-%d", outage);
-        ck_assert_int_eq(publish("ka", "note", body), 1);
-        ck_assert_int_eq(publish("kb", "note", body), 1);
+        ck_assert_int_eq(h_publish(&R, "ka", "note", body), 1);
+        ck_assert_int_eq(h_publish(&R, "kb", "note", body), 1);
         ck_assert_msg(wait_body(&a, body, 3000), "old connection a got nothing after recovery");
         ck_assert_msg(wait_body(&b, body, 3000), "old connection b got nothing after recovery");
     }
@@ -271,7 +263,7 @@ START_TEST(test_redis_stopped)
     ck_assert_msg(h_http_wait_status(G.port, "/readyz", 200, 15000),
                   "/readyz not 200 within 15 s of SIGCONT");
     fprintf(stderr, "[reliability] SIGCONT: /readyz 200 after %lld ms\n", h_mono_ms() - back);
-    ck_assert_int_eq(publish("sa", "note", "after-cont"), 1);
+    ck_assert_int_eq(h_publish(&R, "sa", "note", "after-cont"), 1);
     ck_assert_msg(wait_body(&a, "after-cont", 3000), "no delivery after SIGCONT");
     ws_close(&a, 1000);
     assert_node_ok("redis SIGCONT");
@@ -401,7 +393,7 @@ START_TEST(test_slow_consumer_1013)
                 char body[32];
                 snprintf(body, sizeof(body), "probe-%d-%d", round, i);
                 long long s = h_mono_ms();
-                ck_assert_int_eq(publish("fast", "probe", body), 1);
+                ck_assert_int_eq(h_publish(&R, "fast", "probe", body), 1);
                 ck_assert_msg(wait_body(&fast, body, 5000), "fast client missed %s", body);
                 long long d = h_mono_ms() - s;
                 worst_probe = d > worst_probe ? d : worst_probe;
@@ -802,17 +794,24 @@ END_TEST
 
 /* ---- tokens ------------------------------------------------------------- */
 
+/* Connects with a token for sub that expires at exp (Unix seconds) and
+ * reads the register reply. */
+static void open_with_token(struct ws *c, const char *sub, long long exp)
+{
+    char *tok = h_jwt_hs256(SECRET, sub, exp);
+    char path[1024];
+    snprintf(path, sizeof(path), "/ws?token=%s", tok);
+    free(tok);
+    ck_assert_int_eq(ws_connect(c, G.port, path, NULL, 5000), 101);
+    ck_assert(wait_type(c, "register", 5000, NULL));
+}
+
 START_TEST(test_token_expiry_4401)
 {
     GW_JWT("--heartbeat-timeout", "60");
     long long exp = h_unix_s() + 2;
-    char *tok = h_jwt_hs256(SECRET, "exp1", exp);
-    char path[1024];
-    snprintf(path, sizeof(path), "/ws?token=%s", tok);
-    free(tok);
     struct ws c;
-    ck_assert_int_eq(ws_connect(&c, G.port, path, NULL, 5000), 101);
-    ck_assert(wait_type(&c, "register", 5000, NULL));
+    open_with_token(&c, "exp1", exp);
     int code = ws_wait_close(&c, 15000);
     long long at = h_wall_ms();
     fprintf(stderr, "[reliability] token exp %lld: closed %d at exp%+lld ms\n", exp, code,
@@ -830,13 +829,8 @@ START_TEST(test_token_refresh)
     /* checked every 2 s, so an unrefreshed token would end it by exp + 2 */
     GW_JWT("--heartbeat-timeout", "60", "--heartbeat-check", "2");
     long long exp = h_unix_s() + 2;
-    char *tok = h_jwt_hs256(SECRET, "ref1", exp);
-    char path[1024];
-    snprintf(path, sizeof(path), "/ws?token=%s", tok);
-    free(tok);
     struct ws c;
-    ck_assert_int_eq(ws_connect(&c, G.port, path, NULL, 5000), 101);
-    ck_assert(wait_type(&c, "register", 5000, NULL));
+    open_with_token(&c, "ref1", exp);
     long long exp2 = h_unix_s() + 60;
     char *tok2 = h_jwt_hs256(SECRET, "ref1", exp2);
     char msg[1024];
@@ -867,13 +861,8 @@ START_TEST(test_refresh_other_account)
 {
     GW_JWT("--heartbeat-timeout", "60");
     long long exp = h_unix_s() + 3;
-    char *tok = h_jwt_hs256(SECRET, "owner", exp);
-    char path[1024];
-    snprintf(path, sizeof(path), "/ws?token=%s", tok);
-    free(tok);
     struct ws c;
-    ck_assert_int_eq(ws_connect(&c, G.port, path, NULL, 5000), 101);
-    ck_assert(wait_type(&c, "register", 5000, NULL));
+    open_with_token(&c, "owner", exp);
     char *other = h_jwt_hs256(SECRET, "intruder", h_unix_s() + 60);
     char msg[1024];
     snprintf(msg, sizeof(msg), "{\"type\":\"refresh\",\"content\":{\"body\":\"%s\"}}", other);
@@ -952,7 +941,7 @@ START_TEST(test_recovery_time_10k)
             if (t_probe < 0) {
                 char body[32];
                 snprintf(body, sizeof(body), "probe-%d-%d", o, k++);
-                if (publish("r9999", "probe", body) == 1 && wait_body(&c[N - 1], body, 20))
+                if (h_publish(&R, "r9999", "probe", body) == 1 && wait_body(&c[N - 1], body, 20))
                     t_probe = h_mono_ms() - back;
             }
             h_sleep_ms(5);

@@ -48,16 +48,6 @@ static const char HEARTBEAT[] = "{\"type\":\"heartbeat\"}";
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Publishes a notification with body to account; asserts the gateway was
- * subscribed to receive it. */
-static void publish(const char *account, const char *body)
-{
-    char *e = h_envelope("notification", body);
-    long long n = h_redis_publish(&R, h_chan(account), e, strlen(e));
-    free(e);
-    ck_assert_msg(n == 1, "PUBLISH to %s reached %lld subscribers, want 1", account, n);
-}
-
 /* Asserts that the next text message is an envelope of type with
  * content.body == body (body NULL: any). */
 static void expect_message(struct ws *c, const char *type, const char *body, const char *what)
@@ -71,23 +61,6 @@ static void expect_message(struct ws *c, const char *type, const char *body, con
     ck_assert_msg(!body || (b && !strcmp(b, body)), "%s: got %s, want body '%s'", what, text, body);
     json_decref(j);
     free(text);
-}
-
-/* Asserts that nothing (no data frame) arrives within ms. */
-static void expect_quiet(struct ws *c, int ms, const char *what)
-{
-    char *text = ws_recv_text(c, ms);
-    ck_assert_msg(text == NULL, "%s: unexpected message %s", what, text);
-    ck_assert_msg(!c->eof && !c->close_code, "%s: connection closed (close %d)", what,
-                  c->close_code);
-}
-
-/* Connects as account and reads its register reply. */
-static void open_as(struct ws *c, const char *account)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "/ws?user_id=%s", account);
-    free(h_ck_ws_open(c, G.port, path, 5000));
 }
 
 /* Waits for the peer's FIN on fd: returns the ms it took when read()
@@ -378,7 +351,7 @@ START_TEST(test_101_exact)
     upgrade_by_hand(&c, "exact", key, "", NULL, "random key");
     /* and it is a working connection */
     upgrade_by_hand(&d, "exact", SAMPLE_KEY, "", NULL, "sample key");
-    publish("exact", "after-101");
+    h_ck_publish(&R, "exact", "after-101");
     expect_message(&c, "notification", "after-101", "random key");
     expect_message(&d, "notification", "after-101", "sample key");
     ws_close(&c, 1000);
@@ -422,7 +395,7 @@ START_TEST(test_trickled_upgrade)
     struct ws c;
     expect_101(&c, fd, SAMPLE_KEY, NULL, "trickled upgrade");
     expect_register_first(&c, "trickle", "trickled upgrade");
-    publish("trickle", "dripped");
+    h_ck_publish(&R, "trickle", "dripped");
     expect_message(&c, "notification", "dripped", "trickled upgrade");
     ck_assert_int_eq(ws_send_text(&c, HEARTBEAT), 0);
     expect_message(&c, "heartbeat", "", "trickled upgrade");
@@ -485,7 +458,7 @@ START_TEST(test_ping_pong)
 {
     GW("--auth", "none");
     struct ws c;
-    open_as(&c, "pinger");
+    h_ck_open_as(&c, G.port, "pinger");
     char big[125];
     memset(big, 'z', sizeof(big));
     struct {
@@ -512,14 +485,14 @@ START_TEST(test_client_close_echoed)
 {
     GW("--auth", "none");
     struct ws c;
-    open_as(&c, "closer");
+    h_ck_open_as(&c, G.port, "closer");
     static const unsigned char bye[] = {0x0f, 0xa0, 'b', 'y', 'e'}; /* 4000 "bye" */
     ck_assert_int_eq(ws_send(&c, WS_CLOSE, bye, sizeof(bye)), 0);
     expect_close(&c, 4000, "close 4000 \"bye\"");
     ws_close(&c, 1000);
 
     /* an empty close is answered with an empty close */
-    open_as(&c, "closer");
+    h_ck_open_as(&c, G.port, "closer");
     ck_assert_int_eq(ws_send(&c, WS_CLOSE, "", 0), 0);
     struct ws_msg m;
     ck_assert_int_eq(ws_recv(&c, &m, 3000), WS_CLOSE);
@@ -532,7 +505,7 @@ START_TEST(test_client_close_echoed)
     ws_close(&c, 1000);
 
     /* 1000 with a reason */
-    open_as(&c, "closer");
+    h_ck_open_as(&c, G.port, "closer");
     static const unsigned char normal[] = {0x03, 0xe8, 'o', 'k'};
     ck_assert_int_eq(ws_send(&c, WS_CLOSE, normal, sizeof(normal)), 0);
     expect_close(&c, 1000, "close 1000 \"ok\"");
@@ -561,7 +534,7 @@ START_TEST(test_client_close_invalid)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct ws c;
-        open_as(&c, "badclose");
+        h_ck_open_as(&c, G.port, "badclose");
         ck_assert_int_eq(ws_send(&c, WS_CLOSE, bad[i].p, bad[i].len), 0);
         expect_close(&c, 1002, bad[i].what);
         ws_close(&c, 1000);
@@ -578,7 +551,7 @@ START_TEST(test_close_right_behind_a_fault)
     static const char bad_utf8[] = "{\"type\":\"heartbeat\",\"x\":\"\xff\xfe\"}";
     for (int round = 0; round < 2; round++) {
         struct ws c;
-        open_as(&c, "fault");
+        h_ck_open_as(&c, G.port, "fault");
         unsigned char *all = NULL;
         size_t total = 0, n;
         /* round 0: invalid UTF-8 (1007); round 1: 45 heartbeats, over the
@@ -611,7 +584,7 @@ START_TEST(test_protocol_errors_1002)
 {
     GW("--auth", "none");
     struct ws by;
-    open_as(&by, "bystander");
+    h_ck_open_as(&by, G.port, "bystander");
     char big[126];
     memset(big, 'p', sizeof(big));
     static const char *const what[] = {
@@ -631,7 +604,7 @@ START_TEST(test_protocol_errors_1002)
         struct ws c;
         char acct[32];
         snprintf(acct, sizeof(acct), "perr%zu", i);
-        open_as(&c, acct);
+        h_ck_open_as(&c, G.port, acct);
         int rc = 0;
         switch (i) {
         case 0:
@@ -675,7 +648,7 @@ START_TEST(test_protocol_errors_1002)
         /* the gateway lives on: another account still gets its messages */
         char body[64];
         snprintf(body, sizeof(body), "after-%zu", i);
-        publish("bystander", body);
+        h_ck_publish(&R, "bystander", body);
         expect_message(&by, "notification", body, what[i]);
     }
     ck_assert_double_eq(
@@ -691,7 +664,7 @@ START_TEST(test_many_frames_one_write)
 {
     GW("--auth", "none");
     struct ws c;
-    open_as(&c, "batch");
+    h_ck_open_as(&c, G.port, "batch");
     /* 30 heartbeats in one send (the burst allowed is 40, ws.c), padded to
      * 60 bytes each: 1,980 bytes on the wire, more than one batched read
      * takes (READ_SLOT, 1 KB, conn.c), so a frame is cut at its end */
@@ -718,7 +691,7 @@ START_TEST(test_many_frames_one_write)
         snprintf(what, sizeof(what), "heartbeat reply %d of %d", i + 1, N);
         expect_message(&c, "heartbeat", "", what);
     }
-    expect_quiet(&c, 300, "after 30 heartbeat replies");
+    h_ck_quiet(&c, "after 30 heartbeat replies", 300, 1);
     ws_close(&c, 1000);
 }
 END_TEST
@@ -727,7 +700,7 @@ START_TEST(test_frame_split_across_writes)
 {
     GW("--auth", "none");
     struct ws c;
-    open_as(&c, "split");
+    h_ck_open_as(&c, G.port, "split");
     /* one 3000-byte text frame: valid JSON of an unknown type */
     char msg[3001];
     int n = snprintf(msg, sizeof(msg), "{\"type\":\"nosuchtype\",\"pad\":\"");
@@ -744,7 +717,7 @@ START_TEST(test_frame_split_across_writes)
     }
     free(f);
     expect_message(&c, "error", "unknown message type", "3000-byte frame in 100-byte writes");
-    expect_quiet(&c, 300, "after the error reply");
+    h_ck_quiet(&c, "after the error reply", 300, 1);
     ck_assert_int_eq(ws_send_text(&c, HEARTBEAT), 0);
     expect_message(&c, "heartbeat", "", "after a frame split across writes");
     ws_close(&c, 1000);
@@ -757,8 +730,8 @@ START_TEST(test_pipelined_burst)
 {
     GW("--auth", "none");
     struct ws a, b;
-    open_as(&a, "burst");
-    open_as(&b, "burst");
+    h_ck_open_as(&a, G.port, "burst");
+    h_ck_open_as(&b, G.port, "burst");
     enum { N = 20 };
     redisContext *rc = redisConnect("127.0.0.1", R.port);
     ck_assert(rc && !rc->err);
@@ -792,8 +765,8 @@ START_TEST(test_pipelined_burst)
             snprintf(what, sizeof(what), "connection %d, message %d", k, i);
             expect_message(conns[k], "notification", body, what);
         }
-    expect_quiet(&a, 200, "after the burst");
-    expect_quiet(&b, 200, "after the burst");
+    h_ck_quiet(&a, "after the burst", 200, 1);
+    h_ck_quiet(&b, "after the burst", 200, 1);
     ws_close(&a, 1000);
     ws_close(&b, 1000);
 }
@@ -835,8 +808,8 @@ START_TEST(test_input_gathering)
     enum { WINDOW_MS = 1000 };
     GW("--auth", "none", "--input-batch-ms", "1000");
     struct ws a, b;
-    open_as(&a, "gather-a");
-    open_as(&b, "gather-b");
+    h_ck_open_as(&a, G.port, "gather-a");
+    h_ck_open_as(&b, G.port, "gather-b");
 
     /* Input after a quiet spell is read at once; input close behind it is
      * gathered. */
@@ -850,7 +823,7 @@ START_TEST(test_input_gathering)
     /* While it gathers, a notification goes out at once... */
     ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
     t0 = h_mono_ms();
-    publish("gather-b", "not held");
+    h_ck_publish(&R, "gather-b", "not held");
     expect_message(&b, "notification", "not held", "push while gathering");
     long long push_ms = h_mono_ms() - t0;
     ck_assert_msg(push_ms < WINDOW_MS / 2, "a push waited %lld ms behind gathered input", push_ms);
@@ -859,7 +832,7 @@ START_TEST(test_input_gathering)
     ck_assert_int_eq(ws_send_text(&b, HEARTBEAT), 0);
     t0 = h_mono_ms();
     struct ws c;
-    open_as(&c, "gather-c");
+    h_ck_open_as(&c, G.port, "gather-c");
     long long open_ms = h_mono_ms() - t0;
     ck_assert_msg(open_ms < WINDOW_MS / 2, "a handshake waited %lld ms behind gathered input",
                   open_ms);
@@ -888,8 +861,8 @@ START_TEST(test_input_gathering)
     ck_assert_msg(replies_ms >= WINDOW_MS / 4,
                   "input sent right after a handshake answered in %lld ms: not gathered",
                   replies_ms);
-    expect_quiet(&a, 200, "a after its replies");
-    expect_quiet(&c, 200, "c after its reply");
+    h_ck_quiet(&a, "a after its replies", 200, 1);
+    h_ck_quiet(&c, "c after its reply", 200, 1);
 
     /* A close sent while gathering gets its close back. */
     ck_assert_int_eq(ws_send_text(&c, HEARTBEAT), 0);
@@ -916,8 +889,8 @@ START_TEST(test_full_socket_not_gathered)
     GW("--auth", "none", "--input-batch-ms", "1000", "--max-queue-messages", "4096",
        "--max-queue-bytes", "33554432");
     struct ws slow, ticker;
-    open_as(&slow, "gather-slow");
-    open_as(&ticker, "gather-ticker");
+    h_ck_open_as(&slow, G.port, "gather-slow");
+    h_ck_open_as(&ticker, G.port, "gather-ticker");
     int small = 65536;
     ck_assert_int_eq(setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     char *fill = malloc(BODY + 1);
@@ -928,7 +901,7 @@ START_TEST(test_full_socket_not_gathered)
         char num[8];
         snprintf(num, sizeof(num), "%06d", i);
         memcpy(fill, num, 6);
-        publish("gather-slow", fill);
+        h_ck_publish(&R, "gather-slow", fill);
     }
     long long deadline = h_mono_ms() + 5000;
     while (h_ck_metric(G.port, "notify_queued_bytes") < 8e6 && h_mono_ms() < deadline)
