@@ -727,7 +727,10 @@ static int node_add(const char *host, int port)
         return -1;
     }
     struct pnode *n = &NODE[NNODE];
-    snprintf(n->host, sizeof n->host, "%s", host);
+    if (snprintf(n->host, sizeof n->host, "%s", host) >= (int)sizeof n->host) {
+        fprintf(stderr, "bench: host name too long: %s\n", host);
+        return -1;
+    }
     n->port = port;
     n->c = redisConnect(host, port);
     if (!n->c || n->c->err) {

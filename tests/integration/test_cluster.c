@@ -915,7 +915,8 @@ START_TEST(presence_and_registry)
     struct ws c[NPRIMARIES];
     for (int i = 0; i < NPRIMARIES; i++) {
         account_on(p[i], "pr", acct[i], sizeof(acct[i]));
-        snprintf(pkey[i], sizeof(pkey[i]), "notify:presence:{%s}", acct[i]);
+        ck_assert_int_lt(snprintf(pkey[i], sizeof(pkey[i]), "notify:presence:{%s}", acct[i]),
+                         (int)sizeof(pkey[i]));
         open_client(&c[i], acct[i], NULL);
     }
     for (int i = 0; i < NPRIMARIES; i++) {
