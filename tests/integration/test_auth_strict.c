@@ -136,8 +136,7 @@ static int ws_status(const char *token, int as_query)
         ck_assert_int_gt(asprintf(&headers, "Authorization: Bearer %s\r\n", token), 0);
     struct ws c;
     int st = ws_connect(&c, G.port, path, headers, 5000);
-    if (st == 101)
-        ws_close(&c, 1000);
+    ws_close(&c, 1000); /* also frees a refusal's body */
     free(path);
     free(headers);
     return st;
@@ -284,8 +283,7 @@ static int upgrade_status(const char *path, const char *headers)
 {
     struct ws c;
     int st = ws_connect(&c, G.port, path, headers, 5000);
-    if (st == 101)
-        ws_close(&c, 1000);
+    ws_close(&c, 1000); /* also frees a refusal's body */
     return st;
 }
 
