@@ -1,8 +1,8 @@
 #include "auth.h"
 
 #include <errno.h>
-#include <openssl/core_names.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -23,6 +23,7 @@
 /* The largest RS256 or ES256 signature taken: an 8192-bit RSA modulus. */
 #define SIG_MAX 1024
 
+/* A PEM public key is a few KB; anything past this is not one. */
 #define KEY_FILE_MAX (1 << 20)
 
 /* The whole file, NUL-terminated (PEM is text), or NULL with a reason in
@@ -86,7 +87,7 @@ static int load_public_key(struct auth *a, const char *path, char *err, size_t e
     else {
         a->alg = type == EVP_PKEY_RSA ? JWT_ALG_RS256 : JWT_ALG_ES256;
         /* RS256: one modulus-sized integer; ES256: R || S, each as wide as
-         * the curve's order (RFC 7518 section 3.4), as libjwt reads it. */
+         * the curve (RFC 7518 section 3.4: 32 bytes for P-256). */
         int bits = EVP_PKEY_get_bits(a->pkey);
         a->sig_len = type == EVP_PKEY_RSA ? (size_t)EVP_PKEY_get_size(a->pkey)
                                           : 2 * (size_t)((bits + 7) / 8);
