@@ -38,8 +38,8 @@ static const char SECRET[] = "fuzz-secret-0123456789";
 struct keyset {
     jwt_alg_t alg;
     struct auth auth;
-    char *sign_key, *other_key; /* secret or private PEM */
-    char *verify_key;           /* secret or public PEM */
+    const char *sign_key, *other_key; /* secret or private PEM */
+    const char *verify_key;           /* secret or public PEM */
 };
 static struct keyset KS[3];
 static int ready;
@@ -165,8 +165,8 @@ static void keys_init(void)
 {
     char err[128];
     KS[0].alg = JWT_ALG_HS256;
-    KS[0].sign_key = KS[0].verify_key = (char *)SECRET;
-    KS[0].other_key = (char *)"another-secret";
+    KS[0].sign_key = KS[0].verify_key = SECRET;
+    KS[0].other_key = "another-secret";
     if (auth_init(&KS[0].auth, SECRET, NULL, err, sizeof(err)) != 0)
         abort();
     keyset_pem(&KS[1], JWT_ALG_RS256);
