@@ -5,7 +5,7 @@
 # Builds the gateway and the bench (Release) in $BUILD and compiles the
 # forwarder from $FWD_SRC into it; exits on failure.
 bench_build() {
-    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
+    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNOTIFY_WERROR=ON >/dev/null || exit 1
     cmake --build "$BUILD" -j2 --target notify-gateway bench >/dev/null || exit 1
     cc -O2 -o "$BUILD/forwarder" "$FWD_SRC" -lhiredis -lcrypto || exit 1
 }

@@ -107,10 +107,15 @@ void config_usage(FILE *out, const char *prog)
     fprintf(out, "  --help     this text\n  --version  print the version\n");
 }
 
-static int bad(const char *prog, const char *flag, const char *why, const char *value)
+int config_bad_flag(const char *prog, const char *flag, const char *why, const char *value)
 {
     fprintf(stderr, "%s: --%s: %s (got '%s')\n", prog, flag, why, value ? value : "");
     return 2;
+}
+
+static int bad(const char *prog, const char *flag, const char *why, const char *value)
+{
+    return config_bad_flag(prog, flag, why, value);
 }
 
 static int set_value(struct config *cfg, const struct option_def *o, const char *value,

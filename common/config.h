@@ -64,6 +64,12 @@ struct config {
  * names it to stderr (exit 2). prog names the program in messages. */
 int config_parse(struct config *cfg, int argc, char **argv, const char *prog);
 
+/* Prints the one line of a bad flag value to stderr, as config_parse does
+ * ("prog: --flag: why (got 'value')"), and returns 2, the exit status. For
+ * what is checked after config_parse, by code config cannot call (the
+ * --jwt-public-key file, which only auth reads). */
+int config_bad_flag(const char *prog, const char *flag, const char *why, const char *value);
+
 /* Prints every flag with its variable and default. */
 void config_usage(FILE *out, const char *prog);
 

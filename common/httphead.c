@@ -272,35 +272,64 @@ static int query_decode(const char *v, size_t len, char *out, size_t size)
     return (int)o;
 }
 
+/* The first argument called name in q[0..left): its value (undecoded)
+ * into *v and *v_len, and where the search goes on after it; NULL when
+ * there is none. */
+static const char *query_find(const char *q, size_t left, const char *name, const char **v,
+                              size_t *v_len)
+{
+    size_t name_len = strlen(name);
+    /* Split on '&' and compare whole names, so that "user_id" never matches
+     * inside "xuser_id". */
+    while (left > 0) {
+        const char *amp = memchr(q, '&', left);
+        size_t arg_len = amp ? (size_t)(amp - q) : left;
+        const char *eq = memchr(q, '=', arg_len);
+        size_t key_len = eq ? (size_t)(eq - q) : arg_len;
+        /* An empty piece ("a=1&&b=2") names nothing, not even "". */
+        if (arg_len > 0 && key_len == name_len && memcmp(q, name, name_len) == 0) {
+            *v = eq ? eq + 1 : q + arg_len;
+            *v_len = eq ? arg_len - key_len - 1 : 0;
+            return q + arg_len;
+        }
+        if (!amp)
+            break;
+        q = amp + 1;
+        left -= arg_len + 1;
+    }
+    return NULL;
+}
+
 int httphead_query_arg(const struct httphead *h, const char *name, char *out, size_t size)
 {
     if (size > 0)
         out[0] = '\0';
-    if (!h->query)
+    const char *v;
+    size_t v_len;
+    if (!h->query || !query_find(h->query, h->query_len, name, &v, &v_len))
         return -1;
-    size_t name_len = strlen(name);
-    const char *p = h->query;
-    size_t left = h->query_len;
-    /* Split on '&' and compare whole names, so that "user_id" never matches
-     * inside "xuser_id". */
-    while (left > 0) {
-        const char *amp = memchr(p, '&', left);
-        size_t arg_len = amp ? (size_t)(amp - p) : left;
-        const char *eq = memchr(p, '=', arg_len);
-        size_t key_len = eq ? (size_t)(eq - p) : arg_len;
-        /* An empty piece ("a=1&&b=2") names nothing, not even "". */
-        if (arg_len > 0 && key_len == name_len && memcmp(p, name, name_len) == 0) {
-            const char *v = eq ? eq + 1 : p + arg_len;
-            size_t v_len = eq ? arg_len - key_len - 1 : 0;
-            int r = query_decode(v, v_len, out, size);
-            if (r < 0 && size > 0)
-                out[0] = '\0';
-            return r;
-        }
-        if (!amp)
-            break;
-        p = amp + 1;
-        left -= arg_len + 1;
-    }
-    return -1;
+    int r = query_decode(v, v_len, out, size);
+    if (r < 0 && size > 0)
+        out[0] = '\0';
+    return r;
+}
+
+size_t httphead_query_count(const struct httphead *h, const char *name)
+{
+    if (!h->query)
+        return 0;
+    size_t n = 0, v_len;
+    const char *q = h->query, *end = h->query + h->query_len, *v;
+    while ((q = query_find(q, (size_t)(end - q), name, &v, &v_len)) != NULL)
+        n++;
+    return n;
+}
+
+size_t httphead_count(const struct httphead *h, const char *name)
+{
+    size_t name_len = strlen(name), n = 0;
+    for (size_t i = 0; i < h->n_fields; i++)
+        if (h->fields[i].name_len == name_len && ascii_caseeq(h->fields[i].name, name, name_len))
+            n++;
+    return n;
 }

@@ -70,4 +70,14 @@ int httphead_has_token(const struct httphead *h, const char *name, const char *t
  * the first match wins, and %00 is a bad escape since out is a C string. */
 int httphead_query_arg(const struct httphead *h, const char *name, char *out, size_t size);
 
+/* How many headers are called name (case-insensitive). A header that says
+ * who the client is must come once: with two, which one counts depends on
+ * who reads the request (a proxy, a log, the gateway). */
+size_t httphead_count(const struct httphead *h, const char *name);
+
+/* How many query arguments are called name, matched as httphead_query_arg
+ * matches them (whole names, as written): "token=a&token=b" has 2, and
+ * httphead_query_arg would read only the first. */
+size_t httphead_query_count(const struct httphead *h, const char *name);
+
 #endif

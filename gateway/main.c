@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
@@ -13,6 +14,15 @@ int main(int argc, char **argv)
     if (rc != 0) {
         config_free(&cfg);
         return rc == 1 ? 0 : 2;
+    }
+    /* A key file that is no usable key is a bad flag like any other (exit
+     * 2, one line naming it), found before anything starts; only auth
+     * knows what it takes. */
+    char why[160];
+    if (cfg.jwt_public_key && auth_check_public_key(cfg.jwt_public_key, why, sizeof(why)) < 0) {
+        rc = config_bad_flag("notify-gateway", "jwt-public-key", why, cfg.jwt_public_key);
+        config_free(&cfg);
+        return rc;
     }
     log_set_level((enum log_level)cfg.log_level_value);
     /* A client vanishing mid-write must cost an EPIPE, not the process. */

@@ -1,8 +1,10 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/pem.h>
@@ -18,58 +20,83 @@
 #define TOKEN_MAX 8192
 #define HS256_LEN 32
 #define HS256_B64_LEN 43 /* base64url of 32 bytes, unpadded */
+/* The largest RS256 or ES256 signature taken: an 8192-bit RSA modulus. */
+#define SIG_MAX 1024
 
-/* Reads the whole PEM file; the key type decides the pinned algorithm. */
-static int load_public_key(struct auth *a, const char *path, char *err, size_t errlen)
+/* A PEM public key is a few KB; anything past this is not one. */
+#define KEY_FILE_MAX (1 << 20)
+
+/* The whole file, NUL-terminated (PEM is text), or NULL with a reason in
+ * err. */
+static unsigned char *read_key_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
+        snprintf(err, errlen, "cannot open: %s", strerror(errno));
+        return NULL;
     }
-    EVP_PKEY *pkey = PEM_read_PUBKEY(f, NULL, NULL, NULL);
-    if (!pkey) {
-        fclose(f);
-        snprintf(err, errlen, "%s is not a PEM public key", path);
-        return -1;
-    }
-    int type = EVP_PKEY_base_id(pkey);
-    EVP_PKEY_free(pkey);
-    if (type == EVP_PKEY_RSA)
-        a->alg = JWT_ALG_RS256;
-    else if (type == EVP_PKEY_EC)
-        a->alg = JWT_ALG_ES256;
-    else {
-        fclose(f);
-        snprintf(err, errlen, "%s: only RSA (RS256) and EC (ES256) keys are supported", path);
-        return -1;
-    }
-    rewind(f);
-    size_t cap = 4096, len = 0;
+    size_t cap = 4096, n = 0;
     unsigned char *buf = malloc(cap + 1);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += n;
-        if (len == cap) {
-            unsigned char *bigger = cap < (1 << 20) ? realloc(buf, cap * 2 + 1) : NULL;
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
+    if (!buf)
+        snprintf(err, errlen, "out of memory");
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap)
+            break;
+        unsigned char *bigger = cap < KEY_FILE_MAX ? realloc(buf, cap * 2 + 1) : NULL;
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            snprintf(err, errlen, "larger than %d bytes, or out of memory", KEY_FILE_MAX);
         }
+        buf = bigger;
+        cap *= 2;
+    }
+    if (buf && ferror(f)) {
+        snprintf(err, errlen, "cannot read: %s", strerror(errno)); /* a directory: EISDIR */
+        free(buf);
+        buf = NULL;
     }
     fclose(f);
-    if (!buf) {
-        snprintf(err, errlen, "%s: too large or out of memory", path);
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Reads and parses the PEM file once; the key type decides the pinned
+ * algorithm. The file's bytes are kept too (a->key). Errors do not name
+ * the file: the caller does. */
+static int load_public_key(struct auth *a, const char *path, char *err, size_t errlen)
+{
+    a->key = read_key_file(path, &a->key_len, err, errlen);
+    if (!a->key)
         return -1;
+    BIO *bio = BIO_new_mem_buf(a->key, (int)a->key_len);
+    a->pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    int type = a->pkey ? EVP_PKEY_get_base_id(a->pkey) : EVP_PKEY_NONE;
+    if (!a->pkey)
+        snprintf(err, errlen, "not a PEM public key");
+    else if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC)
+        snprintf(err, errlen, "only RSA (RS256) and EC (ES256) keys are supported");
+    else if (!(a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)))
+        snprintf(err, errlen, "cannot set up SHA-256 (OpenSSL)");
+    else {
+        a->alg = type == EVP_PKEY_RSA ? JWT_ALG_RS256 : JWT_ALG_ES256;
+        /* RS256: one modulus-sized integer; ES256: R || S, each as wide as
+         * the curve (RFC 7518 section 3.4: 32 bytes for P-256). */
+        int bits = EVP_PKEY_get_bits(a->pkey);
+        a->sig_len = type == EVP_PKEY_RSA ? (size_t)EVP_PKEY_get_size(a->pkey)
+                                          : 2 * (size_t)((bits + 7) / 8);
+        if (bits > 0 && a->sig_len > 0 && a->sig_len <= SIG_MAX)
+            return 0;
+        snprintf(err, errlen, "unsupported key size");
     }
-    buf[len] = '\0';
-    a->key = buf;
-    a->key_len = len;
-    return 0;
+    auth_free(a); /* verify then refuses everything: no key */
+    return -1;
 }
 
 /* Keys the HMAC context once; every token then only re-initialises it,
@@ -94,8 +121,13 @@ int auth_init(struct auth *a, const char *secret, const char *public_key_file, c
               size_t errlen)
 {
     memset(a, 0, sizeof(*a));
-    if (public_key_file)
-        return load_public_key(a, public_key_file, err, errlen);
+    if (public_key_file) {
+        char why[160];
+        if (load_public_key(a, public_key_file, why, sizeof(why)) == 0)
+            return 0;
+        snprintf(err, errlen, "%s: %s", public_key_file, why);
+        return -1;
+    }
     if (!secret || !*secret) {
         snprintf(err, errlen, "no JWT key configured");
         return -1;
@@ -108,6 +140,15 @@ int auth_init(struct auth *a, const char *secret, const char *public_key_file, c
         return -1;
     }
     return hs256_init(a, err, errlen);
+}
+
+int auth_check_public_key(const char *path, char *err, size_t errlen)
+{
+    struct auth a;
+    memset(&a, 0, sizeof(a));
+    int rc = load_public_key(&a, path, err, errlen);
+    auth_free(&a);
+    return rc;
 }
 
 /* base64url digit values plus one, 0 for every other byte: a table, since
@@ -336,12 +377,102 @@ static int check_claims(const struct fields *f, int64_t now, char account[ACCOUN
     return 0;
 }
 
-/* header.payload.signature, each unpadded base64url (RFC 7519). The
+/* HS256: the MAC of the signing input, compared as its canonical text. */
+static int check_hs256(const struct auth *a, const char *input, size_t input_len, const char *sig,
+                       size_t sig_len, const char **reason)
+{
+    /* auth_verify's struct is const to its callers; the HMAC context it
+     * points to is scratch state, re-initialised on every call (one
+     * thread). */
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t mac_len = 0;
+    char want[HS256_B64_LEN];
+    if (!EVP_MAC_init(a->hmac, NULL, 0, NULL) ||
+        !EVP_MAC_update(a->hmac, (const unsigned char *)input, input_len) ||
+        !EVP_MAC_final(a->hmac, mac, &mac_len, sizeof(mac)) || mac_len != HS256_LEN) {
+        *reason = "HMAC failed (OpenSSL)";
+        return -1;
+    }
+    b64url_encode_mac(mac, want);
+    if (sig_len != HS256_B64_LEN || CRYPTO_memcmp(sig, want, HS256_B64_LEN) != 0) {
+        *reason = "bad signature or malformed token";
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether the last digit of n base64url digits carries no bits beyond the
+ * decoded bytes: the one spelling of those bytes, as for HS256's MAC. */
+static int b64url_canonical_end(const char *in, size_t n)
+{
+    int spare = n % 4 == 2 ? 4 : n % 4 == 3 ? 2 : 0;
+    return n == 0 || ((b64url_digit[(unsigned char)in[n - 1]] - 1) & ((1 << spare) - 1)) == 0;
+}
+
+/* RS256 (RSASSA-PKCS1-v1_5) or ES256 (ECDSA, the signature R || S turned
+ * into the DER OpenSSL reads) over the signing input, with the key parsed
+ * at start-up. */
+static int check_public_key(const struct auth *a, const char *input, size_t input_len,
+                            const char *sig_b64, size_t sig_b64_len, const char **reason)
+{
+    *reason = "bad signature or malformed token";
+    unsigned char sig[SIG_MAX];
+    long n = b64url_decode(sig_b64, sig_b64_len, sig, sizeof(sig));
+    if (n < 0 || (size_t)n != a->sig_len || !b64url_canonical_end(sig_b64, sig_b64_len))
+        return -1;
+    const unsigned char *der = sig;
+    size_t der_len = (size_t)n;
+    unsigned char der_buf[SIG_MAX + 16];
+    if (a->alg == JWT_ALG_ES256) {
+        size_t half = a->sig_len / 2;
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        BIGNUM *r = BN_bin2bn(sig, (int)half, NULL), *s = BN_bin2bn(sig + half, (int)half, NULL);
+        int len = -1;
+        if (es && r && s && ECDSA_SIG_set0(es, r, s)) {
+            r = s = NULL; /* es owns them now */
+            len = i2d_ECDSA_SIG(es, NULL);
+            unsigned char *p = der_buf;
+            len = len > 0 && (size_t)len <= sizeof(der_buf) ? i2d_ECDSA_SIG(es, &p) : -1;
+        }
+        BN_free(r);
+        BN_free(s);
+        ECDSA_SIG_free(es);
+        if (len <= 0)
+            return -1;
+        der = der_buf;
+        der_len = (size_t)len;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, a->sha256, NULL, a->pkey) == 1 &&
+             EVP_DigestVerify(ctx, der, der_len, (const unsigned char *)input, input_len) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+static const char *alg_name(jwt_alg_t alg)
+{
+    return alg == JWT_ALG_HS256 ? "HS256" : alg == JWT_ALG_RS256 ? "RS256" : "ES256";
+}
+
+/* header.payload.signature, each unpadded base64url (RFC 7519), read the
+ * same way for every algorithm; only the signature check differs. The
  * header is read first only to refuse another algorithm early; nothing of
  * the payload is parsed before the signature matched. */
-static int verify_hs256(const struct auth *a, const char *token, size_t len, int64_t now,
-                        char account[ACCOUNT_ID_MAX + 1], int64_t *exp, const char **reason)
+int auth_verify(const struct auth *a, const char *token, size_t len, int64_t now,
+                char account[ACCOUNT_ID_MAX + 1], int64_t *exp, const char **reason)
 {
+    if (len == 0) {
+        *reason = "missing token";
+        return -1;
+    }
+    if (len >= TOKEN_MAX) {
+        *reason = "token too long";
+        return -1;
+    }
+    if (!a->key) {
+        *reason = "no key configured";
+        return -1;
+    }
     const char *dot1 = memchr(token, '.', len);
     const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
     if (!dot2) {
@@ -357,7 +488,7 @@ static int verify_hs256(const struct auth *a, const char *token, size_t len, int
     /* typ is optional; when given it must say JWT. A "crit" header names
      * extensions that must be understood, and we understand none. */
     int head_ok = (!f.typ || string_is(f.typ, f.typ_len, "JWT", 1)) && !f.crit;
-    if (!string_is(f.alg, f.alg_len, "HS256", 0)) {
+    if (!string_is(f.alg, f.alg_len, alg_name(a->alg), 0)) {
         *reason = "algorithm not allowed";
         return -1;
     }
@@ -365,25 +496,12 @@ static int verify_hs256(const struct auth *a, const char *token, size_t len, int
         *reason = "bad signature or malformed token";
         return -1;
     }
-    /* auth_verify's struct is const to its callers; the HMAC context it
-     * points to is scratch state, re-initialised on every call (one
-     * thread). */
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    size_t mac_len = 0;
-    char want[HS256_B64_LEN];
     const char *sig = dot2 + 1;
-    size_t sig_len = len - (size_t)(sig - token);
-    if (!EVP_MAC_init(a->hmac, NULL, 0, NULL) ||
-        !EVP_MAC_update(a->hmac, (const unsigned char *)token, (size_t)(dot2 - token)) ||
-        !EVP_MAC_final(a->hmac, mac, &mac_len, sizeof(mac)) || mac_len != HS256_LEN) {
-        *reason = "HMAC failed (OpenSSL)";
+    size_t sig_len = len - (size_t)(sig - token), input_len = (size_t)(dot2 - token);
+    int rc = a->alg == JWT_ALG_HS256 ? check_hs256(a, token, input_len, sig, sig_len, reason)
+                                     : check_public_key(a, token, input_len, sig, sig_len, reason);
+    if (rc != 0)
         return -1;
-    }
-    b64url_encode_mac(mac, want);
-    if (sig_len != HS256_B64_LEN || CRYPTO_memcmp(sig, want, HS256_B64_LEN) != 0) {
-        *reason = "bad signature or malformed token";
-        return -1;
-    }
     if (!decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1), buf, sizeof(buf), &f)) {
         *reason = "bad signature or malformed token";
         return -1;
@@ -391,56 +509,16 @@ static int verify_hs256(const struct auth *a, const char *token, size_t len, int
     return check_claims(&f, now, account, exp, reason);
 }
 
-int auth_verify(const struct auth *a, const char *token, size_t token_len, int64_t now,
-                char account[ACCOUNT_ID_MAX + 1], int64_t *exp, const char **reason)
-{
-    if (token_len == 0) {
-        *reason = "missing token";
-        return -1;
-    }
-    if (token_len >= TOKEN_MAX) {
-        *reason = "token too long";
-        return -1;
-    }
-    if (!a->key) {
-        *reason = "no key configured";
-        return -1;
-    }
-    if (a->alg == JWT_ALG_HS256)
-        return verify_hs256(a, token, token_len, now, account, exp, reason);
-    /* libjwt wants a C string. */
-    char buf[TOKEN_MAX];
-    memcpy(buf, token, token_len);
-    buf[token_len] = '\0';
-    jwt_t *jwt = NULL;
-    if (jwt_decode(&jwt, buf, a->key, (int)a->key_len) != 0 || !jwt) {
-        *reason = "bad signature or malformed token";
-        return -1;
-    }
-    int rc = -1;
-    if (jwt_get_alg(jwt) != a->alg) {
-        *reason = "algorithm not allowed";
-        goto out;
-    }
-    /* The same claim checks as HS256, on libjwt's copy of the claims. */
-    char *text = jwt_get_grants_json(jwt, NULL);
-    struct fields f;
-    if (!text || !read_fields(text, strlen(text), &f))
-        *reason = "bad signature or malformed token";
-    else
-        rc = check_claims(&f, now, account, exp, reason);
-    free(text);
-out:
-    jwt_free(jwt);
-    return rc;
-}
-
 void auth_free(struct auth *a)
 {
     EVP_MAC_CTX_free(a->hmac);
     EVP_MAC_free(a->mac);
+    EVP_PKEY_free(a->pkey);
+    EVP_MD_free(a->sha256);
     free(a->key);
     a->key = NULL;
     a->hmac = NULL;
     a->mac = NULL;
+    a->pkey = NULL;
+    a->sha256 = NULL;
 }

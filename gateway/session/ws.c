@@ -143,6 +143,9 @@ void ws_on_head(struct conn *c, const struct httphead *h)
     int64_t exp = 0;
     if (srv->cfg->auth_mode == AUTH_NONE) {
         char id[512];
+        if (httphead_query_count(h, "user_id") > 1)
+            return reject(c, h, REJECT_BAD_REQUEST, 400, "more than one user_id\n",
+                          "user_id repeated");
         int n = httphead_query_arg(h, "user_id", id, sizeof(id));
         if (n <= 0)
             return reject(c, h, REJECT_BAD_REQUEST, 400, "missing user_id\n", "");
@@ -151,6 +154,9 @@ void ws_on_head(struct conn *c, const struct httphead *h)
                           "user_id must be 1-128 bytes of [A-Za-z0-9_.@:-]\n", id);
         memcpy(account, id, (size_t)n + 1);
     } else {
+        if (httphead_count(h, "Authorization") > 1 || httphead_query_count(h, "token") > 1)
+            return reject(c, h, REJECT_BAD_REQUEST, 400, "more than one token\n",
+                          "Authorization or token repeated");
         char *buf = srv->token_buf; /* one thread: one buffer for every handshake */
         const char *token = find_token(h, buf, SERVER_TOKEN_MAX);
         const char *why = "missing token";

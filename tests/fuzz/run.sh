@@ -34,7 +34,7 @@ done
 
 echo "== configure $build (CC=$cc, FUZZ=ON)"
 mkdir -p "$build"
-CC=$cc cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DFUZZ=ON \
+CC=$cc cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DFUZZ=ON -DNOTIFY_WERROR=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/configure.log" 2>&1 || {
     cat "$build/configure.log" >&2
     exit 1

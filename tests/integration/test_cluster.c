@@ -845,7 +845,8 @@ START_TEST(presence_and_registry)
     struct ws c[NPRIMARIES];
     for (int i = 0; i < NPRIMARIES; i++) {
         account_on(p[i], "pr", acct[i], sizeof(acct[i]));
-        snprintf(pkey[i], sizeof(pkey[i]), "notify:presence:{%s}", acct[i]);
+        ck_assert_int_lt(snprintf(pkey[i], sizeof(pkey[i]), "notify:presence:{%s}", acct[i]),
+                         (int)sizeof(pkey[i]));
         h_ck_open_client(&c[i], G.port, acct[i], NULL, RECV_MS);
     }
     for (int i = 0; i < NPRIMARIES; i++) {

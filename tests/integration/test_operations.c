@@ -85,7 +85,8 @@ START_TEST(test_reuse_port_spreads_connections)
     /* Each process subscribed the accounts it holds: every one is reached. */
     for (int i = 0; i < N_REUSE; i++) {
         char chan[64], msg[64];
-        snprintf(chan, sizeof(chan), "notify:acct:{%s}", account[i]);
+        ck_assert_int_lt(snprintf(chan, sizeof(chan), "notify:acct:{%s}", account[i]),
+                         (int)sizeof(chan));
         snprintf(msg, sizeof(msg), "{\"type\":\"t\",\"n\":%d}", i);
         ck_assert_int_eq(h_redis_publish(&R, chan, msg, strlen(msg)), 1);
         char *got = ws_recv_text(&c[i], 5000);

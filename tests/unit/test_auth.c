@@ -6,6 +6,8 @@
 #include <check.h>
 #include <dirent.h>
 #include <jwt.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdint.h>
@@ -22,6 +24,8 @@
 static char tmpdir[64];
 /* PEM texts of the generated keys, and the public ones' file paths. */
 static char *rsa_priv, *rsa_pub, *ec_priv, *ec_pub;
+/* The same private keys, for signing tokens by hand. */
+static EVP_PKEY *rsa_key, *ec_key;
 static char rsa_pub_path[128], ec_pub_path[128], ed_pub_path[128], junk_path[128];
 static int64_t now;
 
@@ -71,8 +75,8 @@ static int make_keys(void)
     ec_priv = pem_private(ec);
     ec_pub = pem_public(ec, ec_pub_path);
     char *ed_pub = pem_public(ed, ed_pub_path);
-    EVP_PKEY_free(rsa);
-    EVP_PKEY_free(ec);
+    rsa_key = rsa;
+    ec_key = ec;
     EVP_PKEY_free(ed);
     if (!rsa_priv || !rsa_pub || !ec_priv || !ec_pub || !ed_pub)
         return -1;
@@ -615,6 +619,209 @@ START_TEST(hs256_strict)
 }
 END_TEST
 
+/* b64url() of n bytes that may hold NULs (a signature). */
+static char *b64url_bytes(const unsigned char *in, size_t n)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = malloc(n * 4 / 3 + 4);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = tbl[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = tbl[v & 63];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* header.payload.signature signed by hand with an RSA (RS256) or EC
+ * (ES256: the DER signature turned into R || S of 32 bytes each) private
+ * key, so that the header and claims can be anything libjwt would never
+ * produce. */
+static char *pk_token(const char *header, const char *payload, EVP_PKEY *key)
+{
+    char *h = b64url(header), *p = b64url(payload);
+    char *signing = NULL;
+    ck_assert_int_gt(asprintf(&signing, "%s.%s", h, p), 0);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char der[1024];
+    size_t der_len = sizeof(der);
+    ck_assert_int_eq(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key), 1);
+    ck_assert_int_eq(
+        EVP_DigestSign(ctx, der, &der_len, (const unsigned char *)signing, strlen(signing)), 1);
+    EVP_MD_CTX_free(ctx);
+    unsigned char raw[64];
+    const unsigned char *sig = der;
+    size_t sig_len = der_len;
+    if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
+        const unsigned char *q = der;
+        ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &q, (long)der_len);
+        ck_assert_ptr_nonnull(es);
+        ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, 32), 32);
+        ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + 32, 32), 32);
+        ECDSA_SIG_free(es);
+        sig = raw;
+        sig_len = sizeof(raw);
+    }
+    char *s64 = b64url_bytes(sig, sig_len);
+    char *t = NULL;
+    ck_assert_int_gt(asprintf(&t, "%s.%s", signing, s64), 0);
+    free(s64);
+    free(h);
+    free(p);
+    free(signing);
+    return t;
+}
+
+/* The cases public_key_strict saw accepted, listed so that one failure
+ * shows all of them. */
+static char accepted[8192];
+
+/* Records token as wrongly accepted (with the account it was bound to) if
+ * auth_verify takes it. */
+static void must_refuse(const struct auth *a, const char *token, const char *what)
+{
+    char acct[ACCOUNT_ID_MAX + 1];
+    if (verify(a, token, acct, NULL) == 0) {
+        size_t n = strlen(accepted);
+        snprintf(accepted + n, sizeof(accepted) - n, "\n  %s (as '%s')", what, acct);
+    }
+}
+
+/* The reading HS256 tokens get (hs256_strict), for a public-key
+ * configuration: only the signature check differs. */
+static void public_key_strict(const char *pub_path, jwt_alg_t alg, const char *alg_name,
+                              EVP_PKEY *key)
+{
+    struct auth a;
+    init_pem(&a, pub_path, alg);
+    accepted[0] = '\0';
+    char head[64], claims[160];
+    snprintf(head, sizeof(head), "{\"alg\":\"%s\"}", alg_name);
+    snprintf(claims, sizeof(claims), "{\"sub\":\"alice\",\"exp\":%lld}", (long long)now + 60);
+    char acct[ACCOUNT_ID_MAX + 1];
+    const char *why = NULL;
+
+    /* the baseline, and headers every issuer writes */
+    char good_heads[3][96];
+    snprintf(good_heads[0], 96, "{\"alg\":\"%s\"}", alg_name);
+    snprintf(good_heads[1], 96, "{\"alg\":\"%s\",\"typ\":\"JWT\"}", alg_name);
+    snprintf(good_heads[2], 96, "{\"typ\":\"jwt\", \"alg\" : \"%s\", \"kid\":\"k1\"}", alg_name);
+    for (size_t i = 0; i < 3; i++) {
+        char *t = pk_token(good_heads[i], claims, key);
+        ck_assert_msg(verify(&a, t, acct, &why) == 0, "%s: header %s refused: %s", alg_name,
+                      good_heads[i], why);
+        ck_assert_str_eq(acct, "alice");
+        free(t);
+    }
+
+    char bad_heads[5][96];
+    snprintf(bad_heads[0], 96, "{\"alg\":\"%s\",\"crit\":[\"exp\"]}", alg_name);
+    snprintf(bad_heads[1], 96, "{\"alg\":\"%s\",\"typ\":\"JOSE\"}", alg_name);
+    snprintf(bad_heads[2], 96, "{\"alg\":\"%s\",\"alg\":\"%s\"}", alg_name, alg_name);
+    snprintf(bad_heads[3], 96, "{\"\\u0061lg\":\"%s\"}", alg_name);
+    snprintf(bad_heads[4], 96, "{\"alg\":\"%s\",\"\\u0063rit\":[\"exp\"]}", alg_name);
+    for (size_t i = 0; i < 5; i++) {
+        char *t = pk_token(bad_heads[i], claims, key);
+        must_refuse(&a, t, bad_heads[i]);
+        free(t);
+    }
+
+    char bad_claims[7][200];
+    long long e = (long long)now + 60;
+    /* a duplicate sub: other readers take the first, libjwt the last */
+    snprintf(bad_claims[0], 200, "{\"sub\":\"alice\",\"sub\":\"bob\",\"exp\":%lld}", e);
+    snprintf(bad_claims[1], 200, "{\"sub\":\"alice\",\"exp\":%lld,\"exp\":%lld}", e, e + 86400);
+    snprintf(bad_claims[2], 200, "{\"sub\":\"al\\u0069ce\",\"exp\":%lld}", e);
+    snprintf(bad_claims[3], 200, "{\"s\\u0075b\":\"bob\",\"sub\":\"alice\",\"exp\":%lld}", e);
+    snprintf(bad_claims[4], 200, "{\"sub\":\"alice\",\"\\u0065xp\":%lld}", e);
+    snprintf(bad_claims[5], 200, "{\"sub\":\"alice\",\"exp\":%lld.5}", e);
+    snprintf(bad_claims[6], 200, "[\"alice\",%lld]", e);
+    for (size_t i = 0; i < 7; i++) {
+        char *t = pk_token(head, bad_claims[i], key);
+        must_refuse(&a, t, bad_claims[i]);
+        free(t);
+    }
+    /* other escaped keys and nested values are fine */
+    char odd[200];
+    snprintf(odd, sizeof(odd),
+             "{\"n\\u00e9\":1,\"sub\":\"alice\",\"x\":{\"sub\":\"bob\",\"exp\":1},\"exp\":%lld}",
+             e);
+    char *o = pk_token(head, odd, key);
+    ck_assert_int_eq(verify(&a, o, acct, NULL), 0);
+    ck_assert_str_eq(acct, "alice");
+    free(o);
+
+    /* the right token spelled differently: padding on the signature or the
+     * header, a fourth part, base64 instead of base64url, whitespace, spare
+     * bits set in the signature's last digit */
+    char *t = pk_token(head, claims, key);
+    ck_assert_int_eq(verify(&a, t, NULL, NULL), 0);
+    char *v = NULL;
+    const char *suffixes[] = {"==", "=", ".", ".x", " "};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(*suffixes); i++) {
+        ck_assert_int_gt(asprintf(&v, "%s%s", t, suffixes[i]), 0);
+        char what[32];
+        snprintf(what, sizeof(what), "token + \"%s\"", suffixes[i]);
+        must_refuse(&a, v, what);
+        free(v);
+    }
+    char *dot = strchr(t, '.');
+    ck_assert_int_gt(asprintf(&v, "%.*s=%s", (int)(dot - t), t, dot), 0);
+    must_refuse(&a, v, "a padded header");
+    free(v);
+    v = strdup(t);
+    for (char *c = v; *c; c++)
+        if (*c == '-' || *c == '_')
+            *c = *c == '-' ? '+' : '/';
+    if (strcmp(v, t) != 0)
+        must_refuse(&a, v, "base64, not base64url");
+    free(v);
+    /* both signatures are 2 bytes past a multiple of 3: the last digit
+     * carries 4 spare bits */
+    v = strdup(t);
+    char *last = v + strlen(v) - 1;
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    *last = tbl[(strchr(tbl, *last) - tbl) ^ 1];
+    must_refuse(&a, v, "spare bits set in the signature");
+    free(v);
+    /* a signature cut short, and one from another key of the same type */
+    v = strndup(t, strlen(t) - 4);
+    must_refuse(&a, v, "a signature cut short");
+    free(v);
+    free(t);
+    EVP_PKEY *other = alg == JWT_ALG_RS256 ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
+    ck_assert_ptr_nonnull(other);
+    t = pk_token(head, claims, other);
+    must_refuse(&a, t, "signed with another key");
+    free(t);
+    EVP_PKEY_free(other);
+    ck_assert_msg(!accepted[0], "%s accepted:%s", alg_name, accepted);
+    /* the key is parsed once: the same answer every time */
+    t = pk_token(head, claims, key);
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(verify(&a, t, NULL, NULL), 0);
+    free(t);
+    auth_free(&a);
+}
+
+START_TEST(rs256_strict)
+{
+    public_key_strict(rsa_pub_path, JWT_ALG_RS256, "RS256", rsa_key);
+}
+END_TEST
+
+START_TEST(es256_strict)
+{
+    public_key_strict(ec_pub_path, JWT_ALG_ES256, "ES256", ec_key);
+}
+END_TEST
+
 static Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -630,6 +837,8 @@ static Suite *auth_suite(void)
     tcase_add_test(tc, garbage_tokens);
     tcase_add_test(tc, rs256_good_and_key_confusion);
     tcase_add_test(tc, es256_good);
+    tcase_add_test(tc, rs256_strict);
+    tcase_add_test(tc, es256_strict);
     tcase_add_test(tc, secret_ignores_rsa_token);
     tcase_add_test(tc, init_errors);
     suite_add_tcase(s, tc);
@@ -653,5 +862,7 @@ int main(void)
     free(rsa_pub);
     free(ec_priv);
     free(ec_pub);
+    EVP_PKEY_free(rsa_key);
+    EVP_PKEY_free(ec_key);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

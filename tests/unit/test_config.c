@@ -741,6 +741,27 @@ START_TEST(free_is_idempotent)
 }
 END_TEST
 
+/* What the daemon checks after config_parse (the key file) is reported in
+ * the same one line. */
+START_TEST(bad_flag_after_parse)
+{
+    FILE *err = tmpfile();
+    ck_assert_ptr_nonnull(err);
+    fflush(stderr);
+    int saved = dup(2);
+    ck_assert_int_ge(saved, 0);
+    dup2(fileno(err), 2);
+    int rc = config_bad_flag(PROG, "jwt-public-key", "not a PEM public key", "/etc/k.pem");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    read_back(err, err_buf, sizeof(err_buf));
+    ck_assert_int_eq(rc, 2);
+    assert_error_names("jwt-public-key");
+    ck_assert_str_eq(err_buf, PROG ": --jwt-public-key: not a PEM public key (got '/etc/k.pem')\n");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -769,6 +790,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, usage_to_any_stream);
     tcase_add_test(tc, free_is_idempotent);
+    tcase_add_test(tc, bad_flag_after_parse);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -524,6 +524,60 @@ START_TEST(query_args_bad)
 }
 END_TEST
 
+/* Repeated headers are counted whatever their case, and only whole names. */
+START_TEST(header_counts)
+{
+    static const char s[] = "GET /ws HTTP/1.1\r\n"
+                            "Authorization: Bearer a\r\n"
+                            "Host: x\r\n"
+                            "authorization: Bearer b\r\n"
+                            "Authorization-X: c\r\n"
+                            "AUTHORIZATION:\r\n"
+                            "\r\n";
+    struct httphead h;
+    size_t n;
+    ck_assert_int_eq(httphead_parse(s, sizeof(s) - 1, &h, &n), HTTPHEAD_OK);
+    ck_assert_uint_eq(httphead_count(&h, "Authorization"), 3); /* an empty one counts */
+    ck_assert_uint_eq(httphead_count(&h, "host"), 1);
+    ck_assert_uint_eq(httphead_count(&h, "Authorization-X"), 1);
+    ck_assert_uint_eq(httphead_count(&h, "Authorizatio"), 0);
+    ck_assert_uint_eq(httphead_count(&h, "Origin"), 0);
+    static const char none[] = "GET /ws HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(httphead_parse(none, sizeof(none) - 1, &h, &n), HTTPHEAD_OK);
+    ck_assert_uint_eq(httphead_count(&h, "Authorization"), 0);
+}
+END_TEST
+
+/* Query arguments are counted as httphead_query_arg finds them. */
+START_TEST(query_counts)
+{
+    struct httphead h;
+    parse_query("token=a&since=1-0&token=b", &h);
+    ck_assert_uint_eq(httphead_query_count(&h, "token"), 2);
+    ck_assert_uint_eq(httphead_query_count(&h, "since"), 1);
+    ck_assert_uint_eq(httphead_query_count(&h, "user_id"), 0);
+    /* present without a value, or empty, still counts */
+    parse_query("user_id=u1&user_id&user_id=", &h);
+    ck_assert_uint_eq(httphead_query_count(&h, "user_id"), 3);
+    /* whole names only, as written; empty pieces name nothing */
+    parse_query("xuser_id=1&user_id=2&user_idx=3&&User_id=4&user%5Fid=5&a=user_id", &h);
+    ck_assert_uint_eq(httphead_query_count(&h, "user_id"), 1);
+    ck_assert_uint_eq(httphead_query_count(&h, ""), 0);
+    parse_query("&&k=1&&k=2&k", &h);
+    ck_assert_uint_eq(httphead_query_count(&h, "k"), 3);
+    /* a bad escape in a value does not hide the argument */
+    parse_query("token=%zz&token=ok", &h);
+    ck_assert_uint_eq(httphead_query_count(&h, "token"), 2);
+    parse_query("", &h);
+    ck_assert_uint_eq(httphead_query_count(&h, "token"), 0);
+    struct httphead none;
+    size_t n;
+    static const char noq[] = "GET /ws HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(httphead_parse(noq, sizeof(noq) - 1, &none, &n), HTTPHEAD_OK);
+    ck_assert_uint_eq(httphead_query_count(&none, "token"), 0);
+}
+END_TEST
+
 static Suite *httphead_suite(void)
 {
     Suite *s = suite_create("httphead");
@@ -538,6 +592,7 @@ static Suite *httphead_suite(void)
     tcase_add_test(parse, too_many_headers);
     tcase_add_test(parse, head_len_excludes_body);
     tcase_add_test(parse, byte_classes);
+    tcase_add_test(parse, header_counts);
     suite_add_tcase(s, parse);
     TCase *lists = tcase_create("tokens");
     tcase_add_test(lists, token_lists);
@@ -545,6 +600,7 @@ static Suite *httphead_suite(void)
     TCase *query = tcase_create("query");
     tcase_add_test(query, query_args);
     tcase_add_test(query, query_args_bad);
+    tcase_add_test(query, query_counts);
     suite_add_tcase(s, query);
     return s;
 }
