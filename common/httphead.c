@@ -333,3 +333,89 @@ size_t httphead_count(const struct httphead *h, const char *name)
             n++;
     return n;
 }
+
+/* ---- requests served by libwebsockets ---- */
+
+static int method_is(const struct httphead *h, const char *m)
+{
+    size_t len = strlen(m);
+    return h->method_len == len && memcmp(h->method, m, len) == 0;
+}
+
+/* How many headers are called name (case-insensitive); the first in *f. */
+static size_t count_fields(const struct httphead *h, const char *name,
+                           const struct httphead_field **f)
+{
+    size_t name_len = strlen(name), n = 0;
+    *f = NULL;
+    for (size_t i = 0; i < h->n_fields; i++) {
+        const struct httphead_field *x = &h->fields[i];
+        if (x->name_len == name_len && ascii_caseeq(x->name, name, name_len) && n++ == 0)
+            *f = x;
+    }
+    return n;
+}
+
+int httphead_body_framing(const struct httphead *h, const char **why)
+{
+    const struct httphead_field *cl, *te;
+    size_t n_cl = count_fields(h, "Content-Length", &cl);
+    size_t n_te = count_fields(h, "Transfer-Encoding", &te);
+    if (n_cl && n_te) {
+        *why = "both Content-Length and Transfer-Encoding\n";
+        return 400;
+    }
+    if (n_te) {
+        *why = "Transfer-Encoding not supported: send Content-Length\n";
+        return 411;
+    }
+    if (n_cl > 1) {
+        /* "5" then "5" could be taken, but nothing legitimate sends it, and
+         * a server that joins them into "5, 5" would frame it otherwise. */
+        *why = "more than one Content-Length\n";
+        return 400;
+    }
+    if (n_cl) {
+        /* 1*DIGIT (RFC 9110 section 8.6); 18 digits always fit in 64 bits,
+         * whoever reads the number next. */
+        int digits = cl->value_len > 0 && cl->value_len <= 18;
+        for (size_t i = 0; digits && i < cl->value_len; i++)
+            digits = cl->value[i] >= '0' && cl->value[i] <= '9';
+        if (!digits) {
+            *why = "bad Content-Length\n";
+            return 400;
+        }
+        return 0;
+    }
+    /* Without either, the body is empty (RFC 9112 section 6.3); but lws
+     * waits on such a POST for a body it cannot delimit until its timeout,
+     * and a client that sent a body this way would be misread: these
+     * methods must say their length (411, RFC 9110 section 15.5.12). */
+    if (method_is(h, "POST") || method_is(h, "PUT") || method_is(h, "PATCH")) {
+        *why = "Content-Length required\n";
+        return 411;
+    }
+    return 0;
+}
+
+int httphead_screen(const char *buf, size_t len, size_t max, const char **why)
+{
+    struct httphead h;
+    size_t head_len;
+    switch (httphead_parse(buf, len < max ? len : max, &h, &head_len)) {
+    case HTTPHEAD_INCOMPLETE:
+        if (len < max)
+            return HTTPHEAD_INCOMPLETE;
+        *why = "request head too large\n";
+        return 431;
+    case HTTPHEAD_BAD:
+        *why = "malformed request\n";
+        return 400;
+    case HTTPHEAD_TOO_MANY:
+        *why = "too many headers\n";
+        return 431;
+    case HTTPHEAD_OK:
+        break;
+    }
+    return httphead_body_framing(&h, why);
+}

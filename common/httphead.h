@@ -79,5 +79,35 @@ size_t httphead_count(const struct httphead *h, const char *name);
  * matches them (whole names, as written): "token=a&token=b" has 2, and
  * httphead_query_arg would read only the first. */
 size_t httphead_query_count(const struct httphead *h, const char *name);
+/* ---- requests served by libwebsockets ----
+ * The gateway hands every request but GET /ws to libwebsockets, which
+ * takes a body by Content-Length only and has room for heads of a few KiB;
+ * these say, from the head the gateway has peeked, what lws would mishandle
+ * (drop with no answer, wait on, or frame differently from a proxy). */
+
+/* How a parsed request's body is framed, for a server that reads bodies by
+ * Content-Length only. 0 when it can be read that way, else the status to
+ * refuse it with, and in *why a one-line reason ending in '\n':
+ *   400: both Content-Length and Transfer-Encoding: the two framings
+ *        disagree, and a proxy that reads the other one would take the rest
+ *        for a second request (request smuggling; RFC 9112 section 6.3
+ *        allows refusing it); a Content-Length that is not 1 to 18 digits,
+ *        or more than one Content-Length header;
+ *   411: Transfer-Encoding without Content-Length (chunked bodies are not
+ *        taken), or a POST, PUT or PATCH without Content-Length.
+ * Methods are compared as written (they are case-sensitive). */
+int httphead_body_framing(const struct httphead *h, const char **why);
+
+/* Screens the first request of a socket, buf[0..len) being what has
+ * arrived so far (the head and perhaps some body), for a server that takes
+ * heads of at most max bytes. Returns HTTPHEAD_INCOMPLETE while the head is
+ * not whole and len < max (look again when more has come); 0 when the
+ * request may be served; else the status to refuse it with and *why:
+ *   400: a malformed head (httphead_parse);
+ *   431: no end of head within max bytes, or more than
+ *        HTTPHEAD_MAX_HEADERS header lines;
+ *   400 or 411 from httphead_body_framing.
+ * Bytes past max are not looked at: a caller peeks at most max bytes. */
+int httphead_screen(const char *buf, size_t len, size_t max, const char **why);
 
 #endif

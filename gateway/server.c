@@ -230,8 +230,8 @@ static int start_lws(struct server *srv)
     void *loops[1] = {&srv->loop};
     info.foreign_loops = loops;
     info.user = srv;
-    info.max_http_header_data = 8192 + 1024; /* room for an RS256 token */
-    info.timeout_secs = 10;                  /* handshakes that stall */
+    info.max_http_header_data = HTTP_LWS_HEADER_ROOM; /* see HTTP_HEAD_MAX */
+    info.timeout_secs = 10;                           /* handshakes that stall */
     srv->lws = lws_create_context(&info);
     if (!srv->lws) {
         log_error("lws_context_failed",

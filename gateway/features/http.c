@@ -1,13 +1,16 @@
 #include "http.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
 #include "demo_client_js.h"
 #include "demo_html.h"
+#include "httphead.h"
 #include "opaque.h"
 #include "publish_api.h"
 #include "server.h"
@@ -27,6 +30,10 @@ const char *http_status_text(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
     case 413:
         return "Payload Too Large";
     case 426:
@@ -49,6 +56,17 @@ int http_format_status(char *buf, size_t size, int status, const char *headers, 
                      "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
                      status, http_status_text(status), strlen(body), headers, body);
     return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+int http_screen(int fd, char *scratch, const char **why)
+{
+    ssize_t n = recv(fd, scratch, HTTP_HEAD_MAX, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return HTTP_SCREEN_WAIT;
+    if (n <= 0)
+        return HTTP_SCREEN_GONE;
+    int status = httphead_screen(scratch, (size_t)n, HTTP_HEAD_MAX, why);
+    return status == HTTPHEAD_INCOMPLETE ? HTTP_SCREEN_WAIT : status;
 }
 
 int http_write_status(struct lws *wsi, int status, const char *body)
@@ -170,6 +188,56 @@ static struct publish_req *publish_of(struct lws *wsi)
     return kind && *kind == OPAQUE_PUBLISH ? (struct publish_req *)kind : NULL;
 }
 
+/* httphead_body_framing of the head as lws read it (its method and
+ * framing headers): conn.c screens only the first request of a connection,
+ * and a later one on a kept-alive connection comes to lws directly. 0, or
+ * the status it was refused with; the callback then returns -1, so lws
+ * closes the connection and nothing after the head is read as a request. */
+static int refuse_framing(struct server *srv, struct lws *wsi)
+{
+    static const struct {
+        enum lws_token_indexes token;
+        const char *method;
+    } with_body[] = {
+        {WSI_TOKEN_POST_URI, "POST"},
+#if defined(LWS_WITH_HTTP_UNCOMMON_HEADERS)
+        {WSI_TOKEN_PUT_URI, "PUT"},
+        {WSI_TOKEN_PATCH_URI, "PATCH"},
+#endif
+    };
+    static const struct {
+        enum lws_token_indexes token;
+        const char *name;
+    } framing[] = {
+        {WSI_TOKEN_HTTP_CONTENT_LENGTH, "Content-Length"},
+        {WSI_TOKEN_HTTP_TRANSFER_ENCODING, "Transfer-Encoding"},
+    };
+    struct httphead h = {.method = "GET", .method_len = 3}; /* a method without a body */
+    for (size_t i = 0; i < sizeof(with_body) / sizeof(with_body[0]); i++)
+        if (lws_hdr_total_length(wsi, with_body[i].token) > 0) {
+            h.method = with_body[i].method;
+            h.method_len = strlen(h.method);
+        }
+    char values[2][64];
+    for (size_t i = 0; i < 2; i++) {
+        if (lws_hdr_total_length(wsi, framing[i].token) <= 0)
+            continue;
+        struct httphead_field *f = &h.fields[h.n_fields++];
+        int n = lws_hdr_copy(wsi, values[i], sizeof(values[i]), framing[i].token);
+        f->name = framing[i].name;
+        f->name_len = strlen(f->name);
+        f->value = n < 0 ? "?" : values[i]; /* longer than any good value */
+        f->value_len = n < 0 ? 1 : (size_t)n;
+    }
+    const char *why = NULL;
+    int status = httphead_body_framing(&h, &why);
+    if (status) {
+        srv->metrics.rejected[REJECT_MALFORMED]++;
+        http_write_status(wsi, status, why);
+    }
+    return status;
+}
+
 /* Upgrades reach lws only on paths other than /ws (conn.c keeps GET /ws). */
 static int refuse_upgrade(struct server *srv, struct lws *wsi)
 {
@@ -185,6 +253,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     (void)user;
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        if (refuse_framing(server_of(wsi), wsi))
+            return -1;
         if (in && !strcmp(in, "/publish"))
             return publish_api_begin(server_of(wsi), wsi);
         return http_handle(server_of(wsi), wsi, in ? (const char *)in : "");
@@ -194,6 +264,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return (req = publish_of(wsi)) ? publish_api_complete(server_of(wsi), wsi, req) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return (req = publish_of(wsi)) ? publish_api_writeable(wsi, req) : 0;
+    case LWS_CALLBACK_TIMER:
+        return (req = publish_of(wsi)) ? publish_api_timeout(server_of(wsi), wsi, req) : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return refuse_upgrade(server_of(wsi), wsi);
     case LWS_CALLBACK_CLOSED_HTTP:

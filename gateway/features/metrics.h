@@ -16,8 +16,8 @@ enum reject_reason {
     REJECT_NODE_FULL,    /* 503: per-node limit */
     REJECT_DRAINING,     /* 503: shutting down */
     REJECT_UPGRADE,      /* 426: GET /ws without a WebSocket upgrade (version 13) */
-    REJECT_MALFORMED,    /* 400/431: a request head we cannot read */
-    REJECT_TIMEOUT,      /* no complete request head within 10 s */
+    REJECT_MALFORMED,    /* 400/411/431: a head we cannot read, or whose body we cannot frame */
+    REJECT_TIMEOUT,      /* no complete request head (or POST /publish body) within 10 s */
     REJECT__COUNT
 };
 

@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ struct publish_req {
     char *body;            /* request body, up to PUBLISH_MAX_BODY */
     size_t body_len;       /* bytes in body */
     int too_large;         /* the body went over the limit */
+    int reading;           /* the body is still arriving (its deadline runs) */
     unsigned pending;      /* Redis replies still due */
     int failed;            /* a Redis command failed */
     int history;           /* the results are ids */
@@ -72,7 +74,9 @@ int publish_api_begin(struct server *srv, struct lws *wsi)
     req->kind = OPAQUE_PUBLISH;
     req->wsi = wsi;
     req->srv = srv;
+    req->reading = 1;
     lws_set_opaque_user_data(wsi, req);
+    lws_set_timer_usecs(wsi, (lws_usec_t)PUBLISH_BODY_TIMEOUT_MS * 1000);
     return 0; /* lws now reads the body */
 }
 
@@ -254,7 +258,8 @@ out:
 
 int publish_api_complete(struct server *srv, struct lws *wsi, struct publish_req *req)
 {
-    (void)wsi;
+    req->reading = 0;
+    lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
     if (req->too_large) {
         answer_error(req, 413, "body over 64 KiB");
         return 0;
@@ -303,6 +308,18 @@ int publish_api_writeable(struct lws *wsi, struct publish_req *req)
     lws_set_opaque_user_data(wsi, NULL);
     req_free(req);
     return rc;
+}
+
+int publish_api_timeout(struct server *srv, struct lws *wsi, struct publish_req *req)
+{
+    if (!req->reading)
+        return 0; /* the body is in: the answer waits for Redis, not the client */
+    srv->metrics.rejected[REJECT_TIMEOUT]++;
+    char why[64];
+    snprintf(why, sizeof(why), "request body not complete within %d s\n",
+             PUBLISH_BODY_TIMEOUT_MS / 1000);
+    http_write_status(wsi, 408, why);
+    return -1;
 }
 
 void publish_api_detach(struct publish_req *req)

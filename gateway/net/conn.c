@@ -268,6 +268,27 @@ static void hand_to_lws(struct conn *c)
         log_warn("adopt_failed", "fd=%d", fd); /* lws closed fd */
 }
 
+/* Hands c to lws once http_screen passes its head (peeked: lws reads
+ * it), else refuses it. While the head is not whole, only new bytes wake
+ * c (edge-triggered), as peeking leaves the socket readable. */
+static void screen_for_lws(struct conn *c)
+{
+    const char *why = NULL;
+    int status = http_screen(c->fd, (char *)c->srv->rbuf, &why);
+    if (status == HTTP_SCREEN_WAIT && !c->lws_wait) {
+        c->lws_wait = 1;
+        watch(c, EPOLL_CTL_MOD, EPOLLIN | EPOLLET);
+    } else if (status == HTTP_SCREEN_GONE) {
+        conn_destroy(c);
+    } else if (status > 0) {
+        c->srv->metrics.rejected[REJECT_MALFORMED]++;
+        watch(c, EPOLL_CTL_MOD, EPOLLIN); /* level again: the refusal drains the socket */
+        conn_refuse(c, status, why);
+    } else if (status == 0) {
+        hand_to_lws(c);
+    }
+}
+
 static void on_route_retry(uv_timer_t *t)
 {
     struct server *srv = t->data;
@@ -295,7 +316,7 @@ static int route(struct conn *c)
     }
     size_t k = n < 7 ? (size_t)n : 7;
     if (memcmp(peek, ours, k) != 0 || (n == 8 && peek[7] != ' ' && peek[7] != '?')) {
-        hand_to_lws(c);
+        screen_for_lws(c);
         return 0;
     }
     if (n < 8) {

@@ -81,6 +81,7 @@ struct conn {
     uint8_t hold;                  /* 101 queued, not written before the register reply */
     uint8_t routed;                /* the request is GET /ws (ours) */
     uint8_t route_wait;            /* too few bytes to route yet: polling paused */
+    uint8_t lws_wait;              /* a head for lws not whole yet: woken by new bytes (ET) */
     uint8_t refused;               /* answered with an HTTP error status */
     uint8_t close_sent;            /* our close frame is out: lingering for the client's */
     uint8_t peer_closed;      /* the client sent its close: the socket closes once ours is out */

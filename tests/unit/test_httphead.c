@@ -578,6 +578,139 @@ START_TEST(query_counts)
 }
 END_TEST
 
+/* ---- requests served by libwebsockets ---- */
+
+/* httphead_body_framing of a head made of request line line and header
+ * lines fields (each ending in CRLF); *why_out (if not NULL) its reason. */
+static int framing(const char *line, const char *fields, const char **why_out)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof(buf), "%s\r\n%s\r\n", line, fields);
+    ck_assert(n > 0 && (size_t)n < sizeof(buf));
+    struct httphead h;
+    size_t head_len;
+    char *copy;
+    ck_assert_int_eq(parse_copy(buf, (size_t)n, &h, &head_len, &copy), HTTPHEAD_OK);
+    const char *why = NULL;
+    int st = httphead_body_framing(&h, &why);
+    ck_assert_msg(st == 0 || (why && why[strlen(why) - 1] == '\n'), "status %d has no reason", st);
+    free(copy);
+    if (why_out)
+        *why_out = why;
+    return st;
+}
+
+START_TEST(body_framing)
+{
+    static const char post[] = "POST /publish HTTP/1.1";
+    static const struct {
+        const char *line, *fields;
+        int want;
+    } cases[] = {
+        /* Taken: a length, or a method whose body is empty without one. */
+        {post, "Content-Length: 12\r\n", 0},
+        {post, "content-length:0\r\n", 0},
+        {post, "Content-Length:   7   \r\n", 0},
+        {"PUT /x HTTP/1.1", "Content-Length: 1\r\n", 0},
+        {"GET /healthz HTTP/1.1", "Host: a\r\n", 0},
+        {"GET /healthz HTTP/1.0", "", 0},
+        {"HEAD /metrics HTTP/1.1", "", 0},
+        {"DELETE /x HTTP/1.1", "", 0},
+        {"GET /x HTTP/1.1", "Content-Length: 3\r\n", 0},
+        {post, "Content-Length: 999999999999999999\r\n", 0}, /* 18 digits */
+        /* Both framings: a smuggling shape, whatever the order or case. */
+        {post, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400},
+        {post, "transfer-encoding: chunked\r\ncontent-length: 5\r\n", 400},
+        {post, "Content-Length: 5\r\nTransfer-Encoding: identity\r\n", 400},
+        {"GET /healthz HTTP/1.1", "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n", 400},
+        /* Lengths that are not one plain number. */
+        {post, "Content-Length: 5\r\nContent-Length: 5\r\n", 400},
+        {post, "Content-Length: 5\r\nContent-Length: 6\r\n", 400},
+        {post, "Content-Length: 5, 5\r\n", 400},
+        {post, "Content-Length: +5\r\n", 400},
+        {post, "Content-Length: -1\r\n", 400},
+        {post, "Content-Length: 0x10\r\n", 400},
+        {post, "Content-Length: 5 6\r\n", 400},
+        {post, "Content-Length:\r\n", 400},
+        {post, "Content-Length: 1000000000000000000\r\n", 400}, /* 19 digits */
+        {post, "Content-Length: 99999999999999999999999\r\n", 400},
+        /* No length where a body is expected, or a chunked one. */
+        {post, "Transfer-Encoding: chunked\r\n", 411},
+        {post, "Transfer-Encoding: gzip, chunked\r\n", 411},
+        {"GET /healthz HTTP/1.1", "Transfer-Encoding: chunked\r\n", 411},
+        {post, "", 411},
+        {post, "Host: a\r\nAuthorization: Bearer k\r\n", 411},
+        {"PUT /x HTTP/1.1", "", 411},
+        {"PATCH /x HTTP/1.1", "", 411},
+        {"POST /publish HTTP/1.0", "", 411},
+        /* Methods are case-sensitive: "post" is some other method. */
+        {"post /publish HTTP/1.1", "", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int st = framing(cases[i].line, cases[i].fields, NULL);
+        ck_assert_msg(st == cases[i].want, "%s / %s: %d, want %d", cases[i].line, cases[i].fields,
+                      st, cases[i].want);
+    }
+    const char *why;
+    framing(post, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", &why);
+    ck_assert_str_eq(why, "both Content-Length and Transfer-Encoding\n");
+    framing(post, "", &why);
+    ck_assert_str_eq(why, "Content-Length required\n");
+}
+END_TEST
+
+/* httphead_screen of the first len bytes of s, from an exact-size copy. */
+static int screen(const char *s, size_t len, size_t max, const char **why)
+{
+    char *copy = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, s, len);
+    *why = NULL;
+    int st = httphead_screen(copy, len, max, why);
+    free(copy);
+    return st;
+}
+
+START_TEST(screen_first_request)
+{
+    const char *why;
+    static const char ok[] = "POST /publish HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    size_t head = sizeof(ok) - 1 - 2;
+    ck_assert_int_eq(screen(ok, sizeof(ok) - 1, 1024, &why), 0);
+    /* Every prefix of the head waits for more; the body does not matter. */
+    for (size_t len = 0; len < head; len++)
+        ck_assert_msg(screen(ok, len, 1024, &why) == HTTPHEAD_INCOMPLETE, "prefix %zu", len);
+    ck_assert_int_eq(screen(ok, head, 1024, &why), 0);
+    /* A head of exactly max bytes is taken; one byte more is too large,
+     * and so is an unfinished head that has reached max. Bytes past max
+     * are never looked at, even when they would end the head. */
+    ck_assert_int_eq(screen(ok, head, head, &why), 0);
+    ck_assert_int_eq(screen(ok, head, head - 1, &why), 431);
+    ck_assert_str_eq(why, "request head too large\n");
+    ck_assert_int_eq(screen(ok, head - 1, head - 1, &why), 431);
+    ck_assert_int_eq(screen(ok, head - 2, head - 1, &why), HTTPHEAD_INCOMPLETE);
+
+    static const char bad[] = "GET /healthz HTTP/1.1\r\nHost : a\r\n\r\n";
+    ck_assert_int_eq(screen(bad, sizeof(bad) - 1, 1024, &why), 400);
+    ck_assert_str_eq(why, "malformed request\n");
+    static const char smuggle[] = "POST /publish HTTP/1.1\r\nContent-Length: 4\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+    ck_assert_int_eq(screen(smuggle, sizeof(smuggle) - 1, 1024, &why), 400);
+    static const char chunked[] = "POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    ck_assert_int_eq(screen(chunked, sizeof(chunked) - 1, 1024, &why), 411);
+
+    /* More header lines than are kept: the lines past them are never
+     * seen, so the head cannot be vouched for. */
+    char many[4096];
+    size_t n = (size_t)snprintf(many, sizeof(many), "GET /healthz HTTP/1.1\r\n");
+    for (int i = 0; i <= HTTPHEAD_MAX_HEADERS; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "X-H%d: v\r\n", i);
+    n += (size_t)snprintf(many + n, sizeof(many) - n, "\r\n");
+    ck_assert_int_eq(screen(many, n, sizeof(many), &why), 431);
+    ck_assert_str_eq(why, "too many headers\n");
+}
+END_TEST
+
 static Suite *httphead_suite(void)
 {
     Suite *s = suite_create("httphead");
@@ -602,6 +735,10 @@ static Suite *httphead_suite(void)
     tcase_add_test(query, query_args_bad);
     tcase_add_test(query, query_counts);
     suite_add_tcase(s, query);
+    TCase *lws = tcase_create("lws");
+    tcase_add_test(lws, body_framing);
+    tcase_add_test(lws, screen_first_request);
+    suite_add_tcase(s, lws);
     return s;
 }
 
