@@ -358,7 +358,7 @@ static void consume(struct conn *c, size_t w, uint64_t now)
         c->q_off = 0;
         if (f->arrived_ns) { /* a notification, not one of our replies */
             srv->metrics.delivered++;
-            metrics_observe_latency(&srv->metrics, now - f->arrived_ns);
+            counters_observe_latency(&srv->metrics, now - f->arrived_ns);
         }
         c->q_head = (c->q_head + 1) & (c->q_cap - 1);
         c->q_len--;

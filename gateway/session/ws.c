@@ -72,7 +72,7 @@ static void reject(struct conn *c, const struct httphead *h, enum reject_reason 
     uint64_t now = uv_now(&srv->loop);
     if (log_enabled(LOG_DEBUG) || now - srv->reject_logged_at >= 1000) {
         log_info("handshake_rejected", "status=%d reason=%s client=%s detail=%s suppressed=%llu",
-                 status, metrics_reject_name(why), client_addr(srv, c, h, addr, sizeof(addr)),
+                 status, counters_reject_name(why), client_addr(srv, c, h, addr, sizeof(addr)),
                  log_quote(q, sizeof(q), detail), (unsigned long long)srv->reject_unlogged);
         srv->reject_logged_at = now;
         srv->reject_unlogged = 0;
