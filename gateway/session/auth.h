@@ -3,14 +3,14 @@
  * With --auth jwt the token is verified with the configured key, and the
  * algorithm is pinned by that key: HS256 for --jwt-secret, RS256 or ES256
  * for an RSA or EC --jwt-public-key; "none" and any other algorithm are
- * refused (libjwt accepts alg none with a NULL key: FACTS.md). libjwt does
+ * refused (libjwt accepts alg none with a NULL key). libjwt does
  * not check exp, so it is checked here, and required. sub is the account
  * and must be a valid account id.
  *
  * HS256, the common case and the one every connect of a storm pays, is
- * verified here without libjwt: its one-shot HMAC fetched the digest and
- * built a BIO per token, about half of a connect's user-space instructions
- * (callgrind, BENCHMARKS.md). The key is set into an HMAC context once. */
+ * verified here without libjwt, whose one-shot HMAC fetches the digest and
+ * builds a BIO per token (a large share of a connect, BENCHMARKS.md). The
+ * key is set into an HMAC context once. */
 #ifndef NOTIFY_AUTH_H
 #define NOTIFY_AUTH_H
 
