@@ -308,8 +308,9 @@ int conn_send(struct conn *c, struct frame *f)
         return -1;
     if (c->q_len >= (uint32_t)n->opt.max_queue_messages ||
         (uint64_t)c->q_bytes + f->len > (uint64_t)n->opt.max_queue_bytes) {
+        /* The close counts in closed[] once, when the socket goes (its
+         * close code says why). */
         n->metrics->dropped[DROP_SLOW_CONSUMER] += c->q_len + 1;
-        n->metrics->closed[CLOSE_SLOW_CONSUMER]++;
         if (c->data)
             conn_route(c)->h->on_overflow(conn_route(c)->ctx, c, c->q_len, c->q_bytes);
         conn_close(c, 1013);
