@@ -2,8 +2,8 @@
  * in place without allocating.
  *
  * Used for WebSocket upgrades, which the gateway answers itself
- * (gateway/session/ws.c). Pure functions over a byte buffer: unit-tested and
- * fuzzed without a socket. */
+ * (gateway/net/input.c, gateway/session/session.c). Pure functions over a byte buffer: unit-tested
+ * and fuzzed without a socket. */
 #ifndef NOTIFY_HTTPHEAD_H
 #define NOTIFY_HTTPHEAD_H
 

@@ -1,7 +1,7 @@
 /* wsframe: the WebSocket wire format (RFC 6455), as pure functions.
  *
  * The gateway reads client frames and writes server frames on its own
- * sockets (gateway/net/conn.c); everything here works on byte buffers only, so
+ * sockets (gateway/net/input.c, output.c); everything here works on byte buffers only, so
  * it is unit-tested and fuzzed without a socket. */
 #ifndef NOTIFY_WSFRAME_H
 #define NOTIFY_WSFRAME_H

@@ -3,26 +3,16 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
-#include "envelope.h"
 #include "history.h"
-#include "log.h"
 #include "http.h"
-#include "ws.h"
+#include "log.h"
 
 /* How long the last presence removals may take before we exit anyway. */
 #define STOP_GRACE_MS 2000
 #define DRAIN_SLICE_MS 100
-/* Token expiries further off than this are rescheduled when it passes. */
-#define EXPIRY_WHEEL_MS (10 * 60 * 1000)
 
-int64_t server_wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
+static void drain_progress(struct server *srv);
 
 int server_ready(const struct server *srv)
 {
@@ -37,7 +27,7 @@ void server_gauges(const struct server *srv, struct metrics_gauges *g)
     g->redis_up = redis_link_connected(&srv->redis);
     g->ready = server_ready(srv);
     g->draining = srv->draining;
-    g->io_uring = srv->conn_batch != NULL;
+    g->io_uring = net_batched(&srv->net);
 }
 
 void server_on_redis_up(struct server *srv)
@@ -48,7 +38,81 @@ void server_on_redis_up(struct server *srv)
 
 void server_on_redis_down(struct server *srv)
 {
-    ws_on_redis_down(srv);
+    session_redis_down(&srv->sessions);
+}
+
+/* ---- the session's hooks ---- */
+
+static int hook_subscribe(void *ctx, const char *account)
+{
+    struct server *srv = ctx;
+    return redis_link_subscribe(&srv->redis, account);
+}
+
+static void hook_unsubscribe(void *ctx, const char *account)
+{
+    struct server *srv = ctx;
+    redis_link_unsubscribe(&srv->redis, account);
+}
+
+static int hook_redis_up(void *ctx)
+{
+    struct server *srv = ctx;
+    return redis_link_connected(&srv->redis);
+}
+
+static void hook_bound(void *ctx, struct session *s, const struct stream_id *since)
+{
+    struct server *srv = ctx;
+    if (since)
+        history_resume(srv, s, since);
+    presence_add(&srv->presence, s->acct->id, s->id);
+}
+
+static void hook_lost(void *ctx, struct session *s)
+{
+    history_lost(ctx, s);
+}
+
+static void hook_ready(void *ctx, struct session *s)
+{
+    /* If Redis cannot run the replay yet (a cluster still connecting to a
+     * promoted primary), history retries it; live frames wait meanwhile. */
+    history_ready(ctx, s);
+}
+
+static void hook_unbound(void *ctx, struct session *s)
+{
+    struct server *srv = ctx;
+    presence_remove(&srv->presence, s->acct->id, s->id);
+    history_forget(s);
+}
+
+static void hook_left(void *ctx)
+{
+    struct server *srv = ctx;
+    if (srv->draining)
+        drain_progress(srv);
+}
+
+/* net: every socket whose request is not a WebSocket path of ours goes to
+ * lws, unread. */
+static void adopt_by_lws(void *ctx, int fd)
+{
+    struct server *srv = ctx;
+    if (!lws_adopt_socket_vhost(srv->vhost, fd))
+        log_warn("adopt_failed", "fd=%d", fd); /* lws closed fd */
+}
+
+/* A request for lws is screened first (http_screen): lws would drop or
+ * misframe what it cannot take, unanswered. */
+static int screen_for_lws(void *ctx, int fd, const char **why)
+{
+    struct server *srv = ctx;
+    int verdict = http_screen(fd, srv->http_scratch, why);
+    if (verdict == HTTP_SCREEN_WAIT)
+        return NET_SCREEN_WAIT;
+    return verdict == HTTP_SCREEN_GONE ? NET_SCREEN_GONE : verdict;
 }
 
 /* lws logs through us so that every stderr line is logfmt. */
@@ -63,39 +127,6 @@ static void lws_log_emit(int level, const char *line)
               log_quote(q, sizeof(q), copy));
 }
 
-static int split_origins(struct server *srv, const char *list)
-{
-    if (!list || !*list)
-        return 0;
-    char *copy = strdup(list);
-    if (!copy)
-        return -1;
-    size_t cap = 1;
-    for (const char *p = list; *p; p++)
-        cap += *p == ',';
-    srv->origins = calloc(cap, sizeof(char *));
-    if (!srv->origins) {
-        free(copy);
-        return -1;
-    }
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        size_t n = strlen(tok);
-        while (n && tok[n - 1] == ' ')
-            tok[--n] = '\0';
-        if (n && !(srv->origins[srv->n_origins++] = strdup(tok))) {
-            free(copy);
-            return -1;
-        }
-        if (!n)
-            continue;
-    }
-    free(copy);
-    return 0;
-}
-
 /* ---- shutdown ---- */
 
 static void close_handle(uv_handle_t *h)
@@ -105,8 +136,8 @@ static void close_handle(uv_handle_t *h)
 }
 
 /* Final stage: every handle of ours closes and lws lets go of the loop, so
- * uv_run returns (FACTS.md: destroy the context inside the loop, then once
- * more after uv_run). */
+ * uv_run returns (lws on a foreign loop: destroy the context inside the loop,
+ * then once more after uv_run). */
 static void teardown(struct server *srv)
 {
     if (srv->stopping)
@@ -119,14 +150,8 @@ static void teardown(struct server *srv)
     close_handle((uv_handle_t *)&srv->sigint);
     uv_timer_stop(&srv->drain_timer);
     close_handle((uv_handle_t *)&srv->drain_timer);
-    listener_close(&srv->listener);
-    conn_poll_stop(srv);
-    uv_prepare_stop(&srv->flush_prep);
-    close_handle((uv_handle_t *)&srv->flush_prep);
-    uv_timer_stop(&srv->route_timer);
-    close_handle((uv_handle_t *)&srv->route_timer);
-    hb_close(&srv->heartbeat);
-    hb_close(&srv->expiry);
+    net_close(&srv->net);
+    session_close(&srv->sessions);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
     redis_link_stop(&srv->redis);
@@ -145,7 +170,7 @@ static void on_stop_grace(uv_timer_t *t)
     teardown(srv);
 }
 
-void server_drain_progress(struct server *srv)
+static void drain_progress(struct server *srv)
 {
     if (!srv->draining || srv->drained || srv->registry.n_conns > 0 ||
         uv_now(&srv->loop) < srv->drain_close_from)
@@ -169,17 +194,17 @@ static void on_drain_slice(uv_timer_t *t)
     uint64_t slices =
         now >= srv->drain_deadline ? 1 : (srv->drain_deadline - now) / DRAIN_SLICE_MS + 1;
     uint64_t n = (srv->registry.n_conns + slices - 1) / slices;
-    struct conn *c, *tmp;
-    HASH_ITER(hh, srv->registry.by_id, c, tmp)
+    struct session *s, *tmp;
+    HASH_ITER(hh, srv->registry.by_id, s, tmp)
     {
         if (!n)
             break;
-        if (c->close_code)
+        if (!session_is_open(s))
             continue;
-        conn_close(c, 1001);
+        session_end(s, 1001);
         n--;
     }
-    server_drain_progress(srv);
+    drain_progress(srv);
 }
 
 void server_drain(struct server *srv)
@@ -190,6 +215,7 @@ void server_drain(struct server *srv)
         return;
     }
     srv->draining = 1;
+    session_drain(&srv->sessions);
     /* For --drain-delay the node only answers /readyz 503 and refuses
      * upgrades (503), so a load balancer takes it out of its pool before
      * clients are sent back; then the sockets close in slices over
@@ -212,19 +238,14 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- start ---- */
 
-static void on_flush(uv_prepare_t *h)
-{
-    conn_flush_all(h->data);
-}
-
 static int start_lws(struct server *srv)
 {
     lws_set_log_level(log_enabled(LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : LLL_ERR, lws_log_emit);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    /* libuv gives lws epoll; its default poll() loop costs ~9 ms per wait
-     * at 20,000 sockets (FACTS.md). Explicit vhosts: a failure to create
-     * the vhost is then clean. */
+    /* libuv gives lws epoll; its default poll() loop does not scale
+     * (README.md, "Why libuv"). Explicit vhosts: a failure to create the
+     * vhost is then clean. */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
     void *loops[1] = {&srv->loop};
@@ -244,9 +265,8 @@ static int start_lws(struct server *srv)
     info.vhost_name = "notify";
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     /* lws's own keepalive keeps every connection in one sorted timer list,
-     * walked on each insert: at 15,000 connections it was over half of the
-     * CPU of a connect storm (FACTS.md, BENCHMARKS.md). Liveness is ours
-     * (heartbeat.c), so lws's is switched off. */
+     * walked on each insert, which dominates a connect storm (BENCHMARKS.md).
+     * Liveness is ours (session.c), so lws's is switched off. */
     static const lws_retry_bo_t no_lws_keepalive = {
         .secs_since_valid_ping = 0,
         .secs_since_valid_hangup = 0,
@@ -263,82 +283,57 @@ static int start_lws(struct server *srv)
 int server_init(struct server *srv, const struct config *cfg)
 {
     memset(srv, 0, sizeof(*srv));
-    srv->conn_epfd = srv->conn_gate = srv->conn_wepfd = -1;
     srv->cfg = cfg;
-    srv->started_at = server_wall_ms() / 1000;
-    srv->heartbeat_timeout_ms = (uint64_t)cfg->heartbeat_timeout * 1000;
-    srv->heartbeat_interval_ms = srv->heartbeat_timeout_ms / 2;
-    if (srv->heartbeat_interval_ms < 1000)
-        srv->heartbeat_interval_ms = 1000;
-    /* A ping must go out at least one check (plus a margin for a late
-     * tick and the pong's trip) before the deadline, or a client that only
-     * answers pings would be closed between two checks; any earlier would
-     * ping clients that heartbeat on their own. */
-    uint64_t tick_ms = (uint64_t)cfg->heartbeat_check * 1000;
-    uint64_t margin = tick_ms / 2 < 1000 ? tick_ms / 2 : 1000;
-    srv->ping_after_ms = srv->heartbeat_timeout_ms > tick_ms + margin
-                             ? srv->heartbeat_timeout_ms - tick_ms - margin
-                             : 0;
+    srv->started_at = wallclock_ms() / 1000;
     char err[256];
     int rc = uv_loop_init(&srv->loop);
     if (rc < 0) {
         log_error("loop_init_failed", "error=\"%s\"", uv_strerror(rc));
         return -1;
     }
-    if (idgen_init(&srv->ids) < 0) {
-        log_error("random_failed", "what=getrandom");
-        return -1;
-    }
-    srandom((unsigned)srv->ids.base);
-    if (cfg->auth_mode == AUTH_JWT &&
-        auth_init(&srv->auth, cfg->jwt_secret, cfg->jwt_public_key, err, sizeof(err)) < 0) {
-        log_error("jwt_key_failed", "error=\"%s\"", err);
-        return -1;
-    }
-    redis_link_select(&srv->redis, srv);
-    if (split_origins(srv, cfg->allowed_origins) < 0 || history_init(srv) < 0) {
+    const struct net_options opt = {
+        .max_message_bytes = cfg->max_message_bytes,
+        .max_queue_messages = cfg->max_queue_messages,
+        .max_queue_bytes = cfg->max_queue_bytes,
+        .input_batch_ms = cfg->input_batch_ms,
+        .io_uring = cfg->io_uring,
+    };
+    if (!(srv->http_scratch = malloc(HTTP_HEAD_MAX))) {
         log_error("out_of_memory", "where=init");
         return -1;
     }
-    size_t len;
-    char *hb = envelope_build("heartbeat", "", "", &len);
-    srv->heartbeat_reply = hb ? frame_new(hb, len) : NULL;
-    free(hb);
-    /* The ping's payload makes its pong recognisable in a capture. */
-    srv->ping = frame_new_op(WS_OP_PING, "hb", 2);
-    /* A partial frame is carried over to the next read, so the buffer holds
-     * the largest client frame plus a full read after it. */
-    srv->rbuf_size = (size_t)cfg->max_message_bytes + WS_HEADER_MAX + 4 + 64 * 1024;
-    srv->rbuf = malloc(srv->rbuf_size);
-    srv->wbuf = malloc(CONN_GATHER_MAX);
-    srv->token_buf = malloc(SERVER_TOKEN_MAX);
-    if (!srv->heartbeat_reply || !srv->ping || !srv->rbuf || !srv->wbuf || !srv->token_buf)
-        return -1;
-    registry_init(&srv->registry, (uint32_t)cfg->max_connections,
-                  (uint32_t)cfg->max_connections_per_account);
-    if (start_lws(srv) < 0)
-        return -1;
-    uv_prepare_init(&srv->loop, &srv->flush_prep);
-    srv->flush_prep.data = srv;
-    uv_prepare_start(&srv->flush_prep, on_flush);
-    uv_unref((uv_handle_t *)&srv->flush_prep);
-    uv_timer_init(&srv->loop, &srv->route_timer);
-    srv->route_timer.data = srv;
-    if ((rc = conn_poll_start(srv)) < 0) {
+    if ((rc = net_init(&srv->net, &srv->loop, &opt, &srv->metrics, adopt_by_lws, srv)) < 0) {
         log_error("epoll_failed", "error=\"%s\"", uv_strerror(rc));
         return -1;
     }
-    if (listener_open(&srv->listener, &srv->loop, srv, cfg->listen_host, cfg->listen_port,
-                      cfg->reuse_port, err, sizeof(err)) < 0) {
-        log_error("listen_failed", "listen=%s error=\"%s\"", cfg->listen, err);
+    net_set_screen(&srv->net, screen_for_lws);
+    registry_init(&srv->registry, (uint32_t)cfg->max_connections,
+                  (uint32_t)cfg->max_connections_per_account);
+    const struct session_hooks hooks = {
+        .ctx = srv,
+        .subscribe = hook_subscribe,
+        .unsubscribe = hook_unsubscribe,
+        .redis_up = hook_redis_up,
+        .on_bound = hook_bound,
+        .on_lost = hook_lost,
+        .on_ready = hook_ready,
+        .on_unbound = hook_unbound,
+        .on_left = hook_left,
+    };
+    if (session_init(&srv->sessions, &srv->loop, &srv->net, cfg, &srv->registry, &srv->metrics,
+                     &hooks) < 0)
+        return -1;
+    srandom((unsigned)srv->sessions.ids.base);
+    redis_link_select(&srv->redis, srv);
+    if (history_init(srv) < 0) {
+        log_error("out_of_memory", "where=init");
         return -1;
     }
-    if ((rc = hb_init(&srv->heartbeat, &srv->loop, (uint64_t)cfg->heartbeat_check * 1000,
-                      srv->heartbeat_timeout_ms + srv->heartbeat_interval_ms,
-                      offsetof(struct conn, hb), ws_heartbeat_due, srv)) < 0 ||
-        (rc = hb_init(&srv->expiry, &srv->loop, 1000, EXPIRY_WHEEL_MS, offsetof(struct conn, exp),
-                      ws_expiry_due, srv)) < 0) {
-        log_error("heartbeat_init_failed", "error=\"%s\"", uv_strerror(rc));
+    if (start_lws(srv) < 0)
+        return -1;
+    if (net_listen(&srv->net, cfg->listen_host, cfg->listen_port, cfg->reuse_port, err,
+                   sizeof(err)) < 0) {
+        log_error("listen_failed", "listen=%s error=\"%s\"", cfg->listen, err);
         return -1;
     }
     if (presence_init(&srv->presence, srv) < 0 || redis_link_start(&srv->redis) < 0) {
@@ -369,16 +364,10 @@ int server_run(struct server *srv)
     if (rc != 0)
         log_warn("loop_close_busy", "error=\"%s\"", uv_strerror(rc));
     registry_clear(&srv->registry);
-    frame_unref(srv->heartbeat_reply);
-    frame_unref(srv->ping);
-    free(srv->rbuf);
-    free(srv->wbuf);
-    free(srv->token_buf);
-    auth_free(&srv->auth);
+    session_free(&srv->sessions);
+    net_free(&srv->net);
+    free(srv->http_scratch);
     history_free(srv);
-    for (size_t i = 0; i < srv->n_origins; i++)
-        free(srv->origins[i]);
-    free(srv->origins);
     log_info("stopped", NULL);
     return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "history.h"
 #include "jsoncheck.h"
 #include "log.h"
 #include "server.h"
@@ -31,6 +32,14 @@ static int payload_ok(struct server *srv, const char *account, size_t account_le
     return 0;
 }
 
+/* One recipient: held while a replay of it is in flight, else queued
+ * (skipped when a replay sent it already). */
+static void deliver_to(struct server *srv, struct session *s, struct frame *f)
+{
+    if (!history_hold(srv, s, f))
+        session_deliver(s, f);
+}
+
 void deliver_account(struct server *srv, const char *account, size_t account_len,
                      const char *payload, size_t len)
 {
@@ -47,12 +56,12 @@ void deliver_account(struct server *srv, const char *account, size_t account_len
     f->arrived_ns = uv_hrtime();
     if (stream_id_from_payload(payload, len, &f->id) == 0)
         f->has_id = 1;
-    struct conn *c, *next;
-    /* conn_deliver may close c (slow consumer) but never unlinks it here:
+    struct session *s, *next;
+    /* Delivering may close s (slow consumer) but never unlinks it here:
      * closing only queues a close frame; the socket goes later. */
-    for (c = a->conns; c; c = next) {
-        next = c->acct_next;
-        conn_deliver(c, f);
+    for (s = a->conns; s; s = next) {
+        next = s->acct_next;
+        deliver_to(srv, s, f);
     }
     frame_unref(f);
 }
@@ -67,10 +76,10 @@ void deliver_broadcast(struct server *srv, const char *payload, size_t len)
         return;
     }
     f->arrived_ns = uv_hrtime();
-    struct conn *c, *tmp;
-    HASH_ITER(hh, srv->registry.by_id, c, tmp)
+    struct session *s, *tmp;
+    HASH_ITER(hh, srv->registry.by_id, s, tmp)
     {
-        conn_deliver(c, f);
+        deliver_to(srv, s, f);
     }
     frame_unref(f);
 }

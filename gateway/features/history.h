@@ -1,11 +1,16 @@
 /* history: the Redis function library `notify` (lua/notify.lua) and the
- * replays that make notify_publish messages survive reconnects (contract
- * section 6).
+ * replays that make notify_publish messages survive reconnects (README.md,
+ * "Resuming").
  *
  * A replay runs once the account's channel is subscribed, so every message
  * is either in the stream snapshot the replay reads or arrives live after
- * it: live frames are held meanwhile and then delivered, skipping ids the
- * replay already sent (conn_deliver). Nothing missed, nothing twice. */
+ * it: live frames are held meanwhile (history_hold) and then delivered,
+ * skipping ids the replay already sent (session_deliver compares with the
+ * session's last_id). Nothing missed, nothing twice.
+ *
+ * What a session is owed is a struct replay of history's, allocated when
+ * a replay becomes owed and freed when it is done: an idle connection
+ * carries only the pointer. */
 #ifndef NOTIFY_HISTORY_H
 #define NOTIFY_HISTORY_H
 
@@ -14,9 +19,11 @@
 #include <uv.h>
 
 #include "ids.h"
+#include "streamid.h"
 
+struct frame;
 struct server;
-struct conn;
+struct session;
 
 /* Replays that failed and wait for another try. */
 struct history {
@@ -36,8 +43,24 @@ void history_free(struct server *srv);
 /* Queues FUNCTION LOAD REPLACE on the command connection (after connect). */
 void history_load(struct server *srv);
 
-/* Replays c's history after c->replay_since; live frames are held until
- * it succeeds (retried every 500 ms while Redis cannot answer). */
-void history_replay(struct server *srv, struct conn *c);
+/* s asked for what followed since (?since=): it is owed a replay from
+ * there, gaps reported. */
+void history_resume(struct server *srv, struct session *s, const struct stream_id *since);
+
+/* s's subscription is gone or never came: it is owed what is published
+ * from now on (from its last id, or from a little before now). */
+void history_lost(struct server *srv, struct session *s);
+
+/* s is subscribed and registered: the replay it is owed starts, live
+ * frames held until it succeeds (retried every 500 ms while Redis cannot
+ * answer). */
+void history_ready(struct server *srv, struct session *s);
+
+/* Holds f for s while a replay of s is in flight; returns 1 when held (or
+ * dropped because s closed for holding too many), 0 when f goes on. */
+int history_hold(struct server *srv, struct session *s, struct frame *f);
+
+/* s closes: what history kept for it goes. */
+void history_forget(struct session *s);
 
 #endif

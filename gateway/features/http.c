@@ -15,49 +15,6 @@
 #include "publish_api.h"
 #include "server.h"
 
-const char *http_status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Payload Too Large";
-    case 426:
-        return "Upgrade Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Error";
-    }
-}
-
-int http_format_status(char *buf, size_t size, int status, const char *headers, const char *body)
-{
-    int n = snprintf(buf, size,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
-                     status, http_status_text(status), strlen(body), headers, body);
-    return n < 0 || (size_t)n >= size ? -1 : n;
-}
-
 int http_screen(int fd, char *scratch, const char **why)
 {
     ssize_t n = recv(fd, scratch, HTTP_HEAD_MAX, MSG_PEEK);
@@ -189,7 +146,7 @@ static struct publish_req *publish_of(struct lws *wsi)
 }
 
 /* httphead_body_framing of the head as lws read it (its method and
- * framing headers): conn.c screens only the first request of a connection,
+ * framing headers): gateway/net screens only the first request of a connection,
  * and a later one on a kept-alive connection comes to lws directly. 0, or
  * the status it was refused with; the callback then returns -1, so lws
  * closes the connection and nothing after the head is read as a request. */
@@ -238,7 +195,7 @@ static int refuse_framing(struct server *srv, struct lws *wsi)
     return status;
 }
 
-/* Upgrades reach lws only on paths other than /ws (conn.c keeps GET /ws). */
+/* Upgrades reach lws only on paths other than /ws (gateway/net keeps GET /ws). */
 static int refuse_upgrade(struct server *srv, struct lws *wsi)
 {
     srv->metrics.rejected[REJECT_NOT_FOUND]++;

@@ -1,11 +1,13 @@
 /* http: the plain HTTP routes served on the WebSocket port (contract
  * section 7): GET /healthz, GET /readyz, GET /metrics, POST /publish (with
- * publish_api.c) and the demo. Served by lws: conn.c hands it every
+ * publish_api.c) and the demo. Served by lws: gateway/net hands it every
  * request that is not GET /ws. */
 #ifndef NOTIFY_HTTP_H
 #define NOTIFY_HTTP_H
 
 #include <libwebsockets.h>
+
+#include "httpstatus.h"
 
 struct server;
 
@@ -34,9 +36,6 @@ int http_screen(int fd, char *scratch, const char **why);
 /* The lws protocol list of the vhost: one HTTP-only protocol. */
 extern const struct lws_protocols http_protocols[];
 
-/* "Not Found" for 404 and so on. */
-const char *http_status_text(int status);
-
 /* Answers the request for uri on wsi (LWS_CALLBACK_HTTP). Returns what the
  * lws callback must return. */
 int http_handle(struct server *srv, struct lws *wsi, const char *uri);
@@ -45,11 +44,6 @@ int http_handle(struct server *srv, struct lws *wsi, const char *uri);
  * bodies only: lws buffers what the socket does not take at once) and ends
  * the transaction. Returns what the lws callback must return. */
 int http_respond(struct lws *wsi, int status, const char *type, const char *body, size_t len);
-
-/* Formats a complete "HTTP/1.1 <status>" response with a short text body,
- * extra header lines (each ending in CRLF, or "") and Connection: close.
- * Returns its length, or -1 if it does not fit in size. */
-int http_format_status(char *buf, size_t size, int status, const char *headers, const char *body);
 
 /* Writes a complete "HTTP/1.1 <status>" response with a short text body and
  * Connection: close (used to refuse WebSocket upgrades: lws's own helper

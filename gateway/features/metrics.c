@@ -3,33 +3,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static const char *reject_names[REJECT__COUNT] = {
-    "bad_request", "unauthorized", "forbidden",        "not_found", "account_full",
-    "node_full",   "draining",     "upgrade_required", "malformed", "timeout"};
 static const char *drop_names[DROP__COUNT] = {"invalid_payload", "slow_consumer", "no_memory"};
 static const char *close_names[CLOSE__COUNT] = {"client",        "heartbeat_timeout", "too_big",
                                                 "policy",        "slow_consumer",     "draining",
                                                 "token_expired", "protocol_error"};
-
-/* Bounds in nanoseconds; the last bucket is +Inf. */
-static const uint64_t latency_bounds_ns[METRICS_LATENCY_BUCKETS - 1] = {
-    50000,    100000,   250000,   500000,    1000000,   2500000,   5000000,
-    10000000, 25000000, 50000000, 100000000, 250000000, 1000000000};
-
-void metrics_observe_latency(struct metrics *m, uint64_t ns)
-{
-    int b = 0;
-    while (b < METRICS_LATENCY_BUCKETS - 1 && ns > latency_bounds_ns[b])
-        b++;
-    m->latency_buckets[b]++;
-    m->latency_count++;
-    m->latency_sum_ns += ns;
-}
-
-const char *metrics_reject_name(enum reject_reason r)
-{
-    return reject_names[r];
-}
 
 struct out {
     char *buf;
@@ -70,8 +47,8 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     emit(&o, "notify_connections_accepted_total %llu\n", (unsigned long long)m->accepted);
     header(&o, "notify_connections_rejected_total", "counter", "Handshakes refused, by reason.");
     for (int i = 0; i < REJECT__COUNT; i++)
-        emit(&o, "notify_connections_rejected_total{reason=\"%s\"} %llu\n", reject_names[i],
-             (unsigned long long)m->rejected[i]);
+        emit(&o, "notify_connections_rejected_total{reason=\"%s\"} %llu\n",
+             counters_reject_name((enum reject_reason)i), (unsigned long long)m->rejected[i]);
     header(&o, "notify_connections_closed_total", "counter", "Connections ended, by reason.");
     for (int i = 0; i < CLOSE__COUNT; i++)
         emit(&o, "notify_connections_closed_total{reason=\"%s\"} %llu\n", close_names[i],
@@ -104,7 +81,7 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
         cumulative += m->latency_buckets[b];
         if (b < METRICS_LATENCY_BUCKETS - 1)
             emit(&o, "notify_delivery_latency_seconds_bucket{le=\"%g\"} %llu\n",
-                 (double)latency_bounds_ns[b] / 1e9, (unsigned long long)cumulative);
+                 (double)counters_latency_bounds_ns[b] / 1e9, (unsigned long long)cumulative);
         else
             emit(&o, "notify_delivery_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
                  (unsigned long long)cumulative);

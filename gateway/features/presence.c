@@ -12,6 +12,7 @@
 #include "presence_lua.h"
 #include "rnames.h"
 #include "server.h"
+#include "wallclock.h"
 
 /* Changes kept while Redis is unreachable; beyond this, the refresh after
  * reconnecting is what repairs presence (removals then wait for the TTL). */
@@ -79,7 +80,7 @@ static int batch_send(struct presence *p, struct eval_batch *b)
 {
     if (b->n == 0)
         return 0;
-    int64_t now = server_wall_ms();
+    int64_t now = wallclock_ms();
     char score[20], nowbuf[20], numkeys[20];
     size_t slen = numfmt_u64(score, (uint64_t)expiry_ms(p, now));
     size_t tlen = numfmt_u64(nowbuf, (uint64_t)now);
@@ -169,7 +170,7 @@ static void node_refresh(struct presence *p)
     const struct config *cfg = p->srv->cfg;
     char nodes[RNAME_MAX], node[RNAME_MAX], score[24], now[24], ttl[24], conns[24], started[24],
         refreshed[24], addr[300];
-    int64_t wall = server_wall_ms();
+    int64_t wall = wallclock_ms();
     rnames_nodes(nodes, sizeof(nodes), cfg->redis_prefix);
     rnames_node(node, sizeof(node), cfg->redis_prefix, cfg->node_id);
     snprintf(score, sizeof(score), "%lld", (long long)expiry_ms(p, wall));
@@ -233,7 +234,7 @@ static void refresh_account(struct presence *p, struct respbuf *b, const struct 
     respbuf_header(b, '*', 2 + 2 * (size_t)a->n_conns);
     respbuf_arg(b, "ZADD", 4);
     respbuf_arg(b, key, klen);
-    for (const struct conn *c = a->conns; c; c = c->acct_next) {
+    for (const struct session *c = a->conns; c; c = c->acct_next) {
         char member[300];
         int mlen = rnames_presence_member(member, sizeof(member), node, c->id);
         assert(mlen > 0); /* node and connection ids are validated and short */
@@ -316,7 +317,7 @@ static void refresh(struct presence *p, uint32_t n, int prune)
     }
     if (!sorted(items, n, sizeof(*items), by_shard))
         qsort(items, n, sizeof(*items), by_shard);
-    int64_t now = server_wall_ms();
+    int64_t now = wallclock_ms();
     char score[20], after[21], key[RNAME_MAX], first[RNAME_MAX];
     size_t slen = numfmt_u64(score, (uint64_t)expiry_ms(p, now));
     after[0] = '('; /* exclusive: members scored before now */
@@ -479,7 +480,7 @@ void presence_stop(struct presence *p, void (*done)(struct server *))
     uv_timer_stop(&p->refresh_timer);
     uv_close((uv_handle_t *)&p->refresh_timer, NULL);
     /* Connections still open at this point (a drain cut short) go too. */
-    struct conn *c, *tmp;
+    struct session *c, *tmp;
     HASH_ITER(hh, p->srv->registry.by_id, c, tmp)
     {
         queue_op(p, 0, c->acct->id, c->id);

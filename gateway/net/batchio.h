@@ -1,11 +1,11 @@
 /* batchio: the reads and writes of many sockets in one system call
  * (io_uring).
  *
- * On these machines a system call costs about 2 us of CPU on its own (a
- * paravirtualised guest: getppid() takes 1.97 us), and a 100-byte send()
- * on loopback 3.2 us; the same sends queued on an io_uring and submitted
- * 256 at a time cost 1.45 us each (BENCHMARKS.md). A loop turn's writes
- * (deliveries, heartbeat replies, the 15,000 frames of a broadcast) and a
+ * On these machines (paravirtualised guests) a system call is expensive in
+ * itself, and sends queued on an io_uring and submitted together cost
+ * much less each than one send() per call (README.md, "Why writes go
+ * through io_uring"; the figures are in BENCHMARKS.md). A loop turn's
+ * writes (deliveries, heartbeat replies, the frames of a broadcast) and a
  * gathered pass's reads (the heartbeats of many clients) go out that way.
  * Each is a sendmsg or a recv with MSG_DONTWAIT, which the kernel runs
  * inline during the submit: its result is in when batchio_run returns and

@@ -1,36 +1,36 @@
-/* conn: one client socket, from its first byte to its close.
- *
- * The gateway speaks WebSocket on its own sockets: lws's per-connection
- * state (about 2 KB) and its writable round trip (two epoll_ctl calls per
- * delivered message) were the largest costs left in BENCHMARKS.md. A conn
- * reads the request head, hands anything that is not GET /ws to lws (plain
- * HTTP: /healthz, /metrics, /publish, the demo), and otherwise reads client
- * frames and writes queued frames itself with one sendmsg() per socket per
- * loop turn. What the frames mean is ws.c's business.
+/* conn: one client socket, from its first byte to its close; private to
+ * net (the layer above sees struct conn through net.h's functions only).
  *
  * Frames are shared (frame.h): the queue holds references, never copies.
- * Every client socket is in one epoll set of ours (conn_poll_start), and
- * a full one also in a second, for POLLOUT, until it drains. A
- * closed conn is freed between batches of events, after everything that
- * can point at it (registry, wheels, flush list) has dropped it. */
+ * Every client socket is in one epoll set of ours (gate.c), and a full one
+ * also in a second, for POLLOUT, until it drains. A closed conn is freed
+ * between batches of events, after everything that can point at it (the
+ * layer above, the timer wheel, the flush list) has dropped it.
+ *
+ * This header also declares what the files of net share with each other:
+ * conn.c (lifetime), input.c, output.c and gate.c. */
 #ifndef NOTIFY_CONN_H
 #define NOTIFY_CONN_H
 
 #include <stdint.h>
-#include <uthash.h>
-#include <uv.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
-#include "frame.h"
-#include "heartbeat.h"
-#include "ids.h"
-#include "metrics.h"
-#include "streamid.h"
+#include "batchio.h"
+#include "net.h"
+#include "wsframe.h"
 
-struct server;
-struct account;
-
-/* Largest burst copied into one buffer before sendmsg (server->wbuf). */
+/* Largest burst copied into one buffer before sendmsg (net->wbuf). */
 #define CONN_GATHER_MAX (16 * 1024)
+/* Frames gathered into one sendmsg(). */
+#define FLUSH_FRAMES 64
+/* Sockets written or read per io_uring submit, and the bytes of small
+ * frames a submit's writes may copy together (output.c). */
+#define BATCH_SOCKETS 128
+#define BATCH_GATHER (256 * 1024)
+/* Bytes of one socket's batched read: a heartbeat is 26 on the wire, and
+ * a read that fills the slot goes on at once with read(). */
+#define READ_SLOT 1024
 
 enum conn_state {
     CONN_HEAD,    /* reading the HTTP request head */
@@ -40,123 +40,149 @@ enum conn_state {
 };
 
 struct conn {
-    uv_poll_t poll;                /* the socket, readable (and writable when full) */
-    struct server *srv;            /* the one server */
-    struct account *acct;          /* registry entry; NULL until registered */
-    struct conn *acct_prev;        /* the account's connections (before: the */
-    struct conn *acct_next;        /* server's list of unregistered sockets) */
-    struct conn *flush_prev;       /* srv->flush: written at the end of the loop turn */
-    struct conn *flush_next;       /* (once dead: srv->dead, freed between event batches) */
-    UT_hash_handle hh;             /* registry: connection id -> conn */
-    struct wheel_link hb;          /* heartbeat wheel: next silence check */
-    struct wheel_link exp;         /* 1 s wheel: token exp, handshake and close timeouts */
-    uint64_t last_seen;            /* loop ms of the last sign of life */
-    struct frame **q;              /* ring of queued frames, allocated lazily */
-    uint32_t q_head;               /* index of the oldest queued frame */
-    uint32_t q_len;                /* frames queued */
-    uint32_t q_cap;                /* ring capacity (a power of two) */
-    uint32_t q_bytes;              /* payload bytes queued */
-    uint32_t q_off;                /* bytes of the oldest frame (header included) already sent */
-    uint8_t *in;                   /* bytes read but not yet parsed (a partial head or frame) */
-    uint32_t in_len;               /* bytes in in */
-    char *rx;                      /* a fragmented client message being assembled */
-    uint32_t rx_len;               /* bytes in rx */
-    uint32_t errors;               /* error replies in the current window */
-    uint64_t errors_since;         /* loop ms the error window started */
-    uint64_t rl_at;                /* loop ms of the last rate-limit refill */
-    uint32_t rl_tokens;            /* rate-limit bucket, in thousandths of a frame */
-    int64_t token_exp;             /* JWT exp in Unix seconds; 0 = none */
-    int64_t connected_at;          /* Unix ms of the upgrade */
-    struct stream_id last_id;      /* newest history id delivered, when has_last_id */
-    struct stream_id replay_since; /* replay from here when replay_pending */
-    struct frame **held;           /* live notifications held during a replay */
-    uint32_t n_held;               /* frames in held */
-    uint32_t cap_held;             /* capacity of held */
-    int fd;                        /* the socket */
-    uint16_t close_code;           /* our close code; 0 = the client closed or vanished */
-    uint8_t state;                 /* enum conn_state */
-    uint8_t rx_op;                 /* opcode of the message in rx; 0 = none */
-    uint8_t flushing;              /* on srv->flush */
-    uint8_t want_write;            /* POLLOUT armed: the socket was full */
-    uint8_t hold;                  /* 101 queued, not written before the register reply */
-    uint8_t routed;                /* the request is GET /ws (ours) */
-    uint8_t route_wait;            /* too few bytes to route yet: polling paused */
-    uint8_t lws_wait;              /* a head for lws not whole yet: woken by new bytes (ET) */
-    uint8_t refused;               /* answered with an HTTP error status */
-    uint8_t close_sent;            /* our close frame is out: lingering for the client's */
-    uint8_t peer_closed;      /* the client sent its close: the socket closes once ours is out */
-    uint8_t registered;       /* the register reply was queued */
-    uint8_t has_last_id;      /* last_id is set */
-    uint8_t replay_pending;   /* history must be replayed once subscribed */
-    uint8_t replaying;        /* a replay is in flight: live frames are held */
-    uint8_t replay_exact;     /* replay_since is an id the client saw (gaps matter) */
-    char id[CONN_ID_LEN + 1]; /* unique across nodes and restarts */
+    struct net *net;         /* the one transport */
+    void *data;              /* the layer above's (conn_set_data) */
+    struct conn *prev;       /* net->opening or net->open */
+    struct conn *next;       /* (once dead: net->dead, freed between event batches) */
+    struct conn *flush_prev; /* net->flush: written at the end of the loop turn */
+    struct conn *flush_next;
+    struct wheel_link timer; /* net->timers: head, linger or conn_set_timer */
+    struct frame **q;        /* ring of queued frames, allocated lazily */
+    uint32_t q_head;         /* index of the oldest queued frame */
+    uint32_t q_len;          /* frames queued */
+    uint32_t q_cap;          /* ring capacity (a power of two) */
+    uint32_t q_bytes;        /* payload bytes queued */
+    uint32_t q_off;          /* bytes of the oldest frame (header included) already sent */
+    uint32_t in_len;         /* bytes in in */
+    uint8_t *in;             /* bytes read but not yet parsed (a partial head or frame) */
+    char *rx;                /* a fragmented client message being assembled */
+    uint32_t rx_len;         /* bytes in rx */
+    int fd;                  /* the socket */
+    uint16_t close_code;     /* our close code; 0 = the client closed or vanished */
+    uint8_t state;           /* enum conn_state */
+    uint8_t route;           /* 1 + index in net->routes; 0 = not routed yet */
+    uint8_t rx_op;           /* opcode of the message in rx; 0 = none */
+    uint8_t flushing;        /* on net->flush */
+    uint8_t want_write;      /* POLLOUT armed: the socket was full */
+    uint8_t hold;            /* 101 queued, not written before conn_release_hold */
+    uint8_t route_wait;      /* too few bytes to route yet: polling paused */
+    uint8_t screen_wait;     /* a head for adoption not whole yet: woken by new bytes (ET) */
+    uint8_t refused;         /* answered with an HTTP error status */
+    uint8_t close_sent;      /* our close frame is out: lingering for the client's */
+    uint8_t peer_closed;     /* the client sent its close: the socket closes once ours is out */
 };
 
-/* Starts serving an accepted socket (nonblocking): its request head is
- * read, then it is either upgraded here or handed to lws. On failure the
- * socket is closed. */
-void conn_accept(struct server *srv, int fd);
+/* One socket's write: the front of its queue as iovecs. */
+struct write_prep {
+    uint8_t hdr[FLUSH_FRAMES][WS_HEADER_MAX];
+    struct iovec iov[2 * FLUSH_FRAMES];
+    struct msghdr msg;
+    size_t total; /* bytes the iovecs hold */
+};
 
-/* Queues the HTTP 101 answer. It is written together with the register
- * reply (conn_release_hold), so a client costs one write to open. */
-int conn_upgrade(struct conn *c, const char *accept_key, int with_protocol);
+/* The writes of one loop turn, or the reads of one pass over the client
+ * set, submitted together (batchio.h says why). */
+struct conn_batch {
+    struct batchio io;
+    struct write_prep prep[BATCH_SOCKETS];
+    struct conn *conn[BATCH_SOCKETS];
+    uint8_t reported[BATCH_SOCKETS];
+    uint8_t gather[BATCH_GATHER];
+    uint8_t in[BATCH_SOCKETS][READ_SLOT];
+};
 
-/* Lets the held 101 (and whatever was queued behind it) go out. */
-void conn_release_hold(struct conn *c);
+/* The route c's request was for. */
+static inline const struct net_route *conn_route(const struct conn *c)
+{
+    return &c->net->routes[c->route - 1];
+}
 
-/* Answers the request head with an HTTP status and a short text body and
- * closes the socket once it is sent (and the client has had a moment to
- * read it). */
-void conn_refuse(struct conn *c, int status, const char *body);
+/* The files of net call each other bottom up, never back: conn.c <-
+ * output.c <- input.c <- gate.c <- net.c (the layer above is reached only
+ * through the handler table). */
 
-/* Queues a reference to f; it goes out at the end of this loop turn,
- * together with whatever else was queued for c. When the queue is over its
- * bounds the connection is closed with 1013 instead (and the queue
- * emptied). Returns 0 if queued, -1 if not. */
-int conn_send(struct conn *c, struct frame *f);
+/* ---- conn.c: lifetime, the lists, the client set, the timer ---- */
 
-/* Builds a server message (envelope.h) and queues it for c alone (register,
- * heartbeat-free replies, errors, gaps). Returns 0, or -1 if not queued. */
-int conn_send_envelope(struct conn *c, const char *type, const char *body, const char *meta);
+/* A new socket (nonblocking, accepted): watched in the client set, its
+ * request head awaited. Returns NULL after logging why and closing fd. */
+struct conn *conn_new(struct net *n, int fd);
 
-/* Delivers a notification: held while a replay is in flight, skipped when
- * its history id is not newer than the last one this connection got, else
- * queued with conn_send(). Returns 0 when queued, held or skipped. */
-int conn_deliver(struct conn *c, struct frame *f);
+/* Adds (EPOLL_CTL_ADD) c to the client set, or changes what it is watched
+ * for. Returns epoll_ctl's result. */
+int conn_watch(struct conn *c, int op, uint32_t events);
 
-/* The replay is over: delivers the held frames (deduplicated) in order. */
-void conn_release_held(struct conn *c);
+/* Not a route's request: net->adopt takes the socket, unread. */
+void conn_hand_off(struct conn *c);
 
-/* The reason text sent with a close code, and the metric it counts in. */
+/* The request head was read and handed to the route: c joins net->open
+ * when it was upgraded, or stays on net->opening while a refusal lingers. */
+void conn_headed(struct conn *c);
+
+/* c has output: written at the end of this loop turn (net->flush). */
+void conn_flush_later(struct conn *c);
+
+/* c leaves net->flush. */
+void conn_flush_unlink(struct conn *c);
+
+/* The timer wheel's callback: a head or a close that never came ends the
+ * socket; an open connection's timer is its route's. */
+void conn_on_timer(void *data, void *item, uint64_t now);
+
+/* The reason text sent with a close code. */
 const char *conn_close_text(uint16_t code);
-enum close_reason conn_close_reason(uint16_t code);
 
-/* Closes the connection with code and its reason text: queued frames are
- * dropped, the close frame is sent, and the socket closes when the client
- * answers (or after a short linger). The first close asked for wins. */
-void conn_close(struct conn *c, uint16_t code);
+/* Frees the conns closed since the last call (between event batches). */
+void conn_reap(struct net *n);
 
-/* Closes the socket now, without a close frame (teardown, a dead peer, a
- * handshake or close that timed out). */
-void conn_destroy(struct conn *c);
+/* ---- output.c: the queue, writes, closing ---- */
 
-/* Writes what every connection queued during this loop turn (run by a
- * prepare handle, just before the loop waits). */
-void conn_flush_all(struct server *srv);
+/* Appends f to c's queue, bounds aside. Returns 0 or -1 (no memory). */
+int output_enqueue(struct conn *c, struct frame *f);
 
-/* The 1 s wheel's timeouts that belong to the socket (a head that never
- * completes, a close the client never answers). Returns 1 if it handled c. */
-int conn_timeout(struct conn *c);
+/* Drops queued frames, except one already partly written (the stream
+ * would be cut mid-frame) or the held 101 (the close must follow it). */
+void output_drop(struct conn *c);
 
-/* Closes every socket at once (teardown). */
-void conn_destroy_all(struct server *srv);
+/* Watches (on) or stops watching a full socket for POLLOUT. */
+void output_arm_write(struct conn *c, int on);
 
-/* Creates the epoll set of client sockets and has the loop watch it.
- * Returns 0 or a negative errno/libuv code. */
-int conn_poll_start(struct server *srv);
+/* Writes c's queue now (POLLOUT came), until empty or full. */
+void output_flush(struct conn *c);
 
-/* Closes every socket and the set (teardown). */
-void conn_poll_stop(struct server *srv);
+/* The prepare handle: writes what every connection queued during this
+ * loop turn, just before the loop waits. */
+void output_flush_all(uv_prepare_t *h);
+
+/* Runs the n operations queued on b for b->conn[0..n), each reported to
+ * done; if the ring fails, the unreported connections close. */
+void output_batch_run(struct conn_batch *b, unsigned n, batchio_done_fn *done);
+
+/* The client closes: our answer echoes its code (0: none), then the
+ * socket closes. */
+void conn_echo_close(struct conn *c, uint16_t code);
+
+/* ---- input.c: routing, the request head, frames ---- */
+
+/* What epoll reported for c (EPOLLIN, EPOLLOUT, hang-ups). */
+void input_on_io(struct conn *c, uint32_t events);
+
+/* n bytes of a batched read, in a slot of the batch. */
+void input_take(struct conn *c, uint8_t *data, size_t n);
+
+/* Whether c's readable bytes are client frames, which a batched read can
+ * take. */
+int input_reads_frames(const struct conn *c);
+
+/* ---- gate.c: the passes over the client sets, gathering ---- */
+
+/* A connection is opening: input is read as it comes until it is. */
+void gate_opening(struct net *n);
+
+/* Creates the epoll sets and has the loop watch them. Returns 0 or a
+ * negative errno/libuv code. */
+int gate_start(struct net *n);
+
+/* Closes the sets and their handles (teardown). */
+void gate_stop(struct net *n);
 
 #endif

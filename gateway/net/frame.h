@@ -1,7 +1,7 @@
 /* frame: one serialized WebSocket payload shared by every recipient.
  *
  * A message from Redis is copied once into a frame, and each recipient's
- * queue holds a reference; conn.c writes the WebSocket header from a
+ * queue holds a reference; output.c writes the WebSocket header from a
  * small per-write scratch array, so the bytes themselves are never copied
  * again nor modified. The last frame_unref() frees it. */
 #ifndef NOTIFY_FRAME_H
@@ -32,11 +32,6 @@ struct frame *frame_new(const void *payload, size_t len);
 
 /* The same with another opcode (ping, pong, close, FRAME_RAW). */
 struct frame *frame_new_op(uint8_t opcode, const void *payload, size_t len);
-
-static inline unsigned char *frame_payload(struct frame *f)
-{
-    return f->data;
-}
 
 static inline void frame_ref(struct frame *f)
 {

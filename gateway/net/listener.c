@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "log.h"
 
 /* Accepts at most this many sockets per readable event, so a connect storm
@@ -54,16 +53,17 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        conn_accept(l->srv, fd);
+        l->accept(l->ctx, fd);
     }
 }
 
-int listener_open(struct listener *l, uv_loop_t *loop, struct server *srv, const char *host,
-                  int port, int reuse_port, char *err, size_t errlen)
+int listener_open(struct listener *l, uv_loop_t *loop, listener_accept_fn *accept, void *ctx,
+                  const char *host, int port, int reuse_port, char *err, size_t errlen)
 {
     memset(l, 0, sizeof(*l));
     l->fd = -1;
-    l->srv = srv;
+    l->accept = accept;
+    l->ctx = ctx;
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

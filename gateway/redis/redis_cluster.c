@@ -14,7 +14,6 @@
 #include "rnames.h"
 #include "server.h"
 #include "shardsub.h"
-#include "ws.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -82,7 +81,7 @@ static void csub_lost(struct cluster_link *cl, struct csub *cs)
         return;
     struct account *a = registry_find_account(&cl->srv->registry, cs->account, strlen(cs->account));
     if (a)
-        ws_account_lost(cl->srv, a);
+        session_account_lost(&cl->srv->sessions, a);
 }
 
 static int send_sub(struct cluster_link *cl, struct cnode *n, const char *verb, const char *account)
@@ -233,7 +232,7 @@ static void on_sub_reply(void *data, redisReply *reply)
         struct account *a =
             registry_find_account(&cl->srv->registry, cs->account, strlen(cs->account));
         if (a && !a->subscribed)
-            ws_account_subscribed(cl->srv, a);
+            session_account_subscribed(&cl->srv->sessions, a);
     } else if (redis_reply_is(kind, "sunsubscribe") && cs->node == n->index) {
         /* Pushed by the server: the slot moved (resharding or failover). */
         log_info("cluster_slot_moved", "node=%s:%d slot=%u", n->host, n->port, cs->slot);

@@ -12,7 +12,6 @@
 #include "respbuf.h"
 #include "rnames.h"
 #include "server.h"
-#include "ws.h"
 
 /* Channels named in one SUBSCRIBE or UNSUBSCRIBE. */
 #define SUB_BATCH 1000
@@ -151,7 +150,7 @@ static void sub_confirmed(struct single_link *l, int subscribe, const char *chan
     struct account *a;
     if (rnames_parse_account_channel(chan, chan_len, l->srv->cfg->redis_prefix, &id, &len) &&
         (a = registry_find_account(&l->srv->registry, id, len)) && !a->subscribed)
-        ws_account_subscribed(l->srv, a);
+        session_account_subscribed(&l->srv->sessions, a);
     if (l->sync_acks_left > 0 && --l->sync_acks_left == 0)
         set_up_if_synced(l);
 }

@@ -152,7 +152,8 @@ int auth_check_public_key(const char *path, char *err, size_t errlen)
 }
 
 /* base64url digit values plus one, 0 for every other byte: a table, since
- * a token's ~200 characters made branches 2,100 instructions a connect. */
+ * branches per character are a visible share of a connect (a token is
+ * some 200 characters). */
 static const unsigned char b64url_digit[256] = {
     ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
     ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
@@ -211,8 +212,8 @@ static void b64url_encode_mac(const unsigned char in[HS256_LEN], char out[HS256_
 
 /* The members of a token's header or claims that we read, as raw spans of
  * their JSON values (strings with their quotes), found by one scan of the
- * text: a tree from a JSON library cost about 7,700 instructions per part,
- * more than the HMAC (callgrind). */
+ * text: building a tree with a JSON library costs more than the HMAC
+ * (BENCHMARKS.md). */
 struct fields {
     const char *alg, *typ, *exp, *sub;
     size_t alg_len, typ_len, exp_len, sub_len;

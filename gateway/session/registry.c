@@ -17,9 +17,9 @@ struct account *registry_find_account(const struct registry *r, const char *id, 
     return a;
 }
 
-struct conn *registry_find_conn(const struct registry *r, const char *id)
+struct session *registry_find_session(const struct registry *r, const char *id)
 {
-    struct conn *c = NULL;
+    struct session *c = NULL;
     HASH_FIND_STR(r->by_id, id, c);
     return c;
 }
@@ -36,7 +36,7 @@ enum registry_verdict registry_check(const struct registry *r, const char *accou
     return REGISTRY_OK;
 }
 
-int registry_add(struct registry *r, struct conn *c, const char *account)
+int registry_add(struct registry *r, struct session *c, const char *account)
 {
     if (registry_check(r, account) != REGISTRY_OK)
         return -1;
@@ -65,7 +65,7 @@ int registry_add(struct registry *r, struct conn *c, const char *account)
     return is_new;
 }
 
-int registry_remove(struct registry *r, struct conn *c, char **gone_id)
+int registry_remove(struct registry *r, struct session *c, char **gone_id)
 {
     struct account *a = c->acct;
     if (!a)

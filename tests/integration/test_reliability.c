@@ -423,6 +423,14 @@ START_TEST(test_slow_consumer_1013)
     char *log = gw_log();
     ck_assert_int_ge(h_count(log, "msg=slow_consumer_closed"), 4);
     free(log);
+    /* Each of the four closes counts once in /metrics (the socket goes
+     * once the client answered the close: wait for that, then make sure
+     * nothing counts it a second time). */
+    const char *closed = "notify_connections_closed_total{reason=\"slow_consumer\"}";
+    for (int i = 0; i < 50 && h_ck_metric(G.port, closed) < 4; i++)
+        h_sleep_ms(100);
+    h_sleep_ms(300);
+    ck_assert_double_eq(h_ck_metric(G.port, closed), 4);
     ck_assert_msg(heartbeat_ok(&fast, 3000), "fast client not served");
     ws_close(&fast, 1000);
     assert_node_ok("slow consumers");

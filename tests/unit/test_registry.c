@@ -7,11 +7,11 @@
 
 #include "registry.h"
 
-/* A zeroed conn with the given id, as lws would hand it over. */
-static void conn_make(struct conn *c, const char *id)
+/* A zeroed session with the given id, as the session layer registers it. */
+static void conn_make(struct session *c, const char *id)
 {
     memset(c, 0, sizeof(*c));
-    c->hb.slot = c->exp.slot = -1;
+    c->hb.slot = -1;
     size_t n = strlen(id);
     if (n > CONN_ID_LEN)
         n = CONN_ID_LEN;
@@ -24,8 +24,8 @@ static void conn_make(struct conn *c, const char *id)
 static uint32_t list_len(const struct account *a)
 {
     uint32_t n = 0;
-    const struct conn *prev = NULL;
-    for (const struct conn *c = a->conns; c; c = c->acct_next) {
+    const struct session *prev = NULL;
+    for (const struct session *c = a->conns; c; c = c->acct_next) {
         ck_assert_ptr_eq(c->acct_prev, prev);
         ck_assert_ptr_eq(c->acct, a);
         prev = c;
@@ -46,8 +46,8 @@ static void check_consistent(const struct registry *r)
         ck_assert_uint_eq(list_len(a), a->n_conns);
         ck_assert_uint_eq(strlen(a->id), a->id_len);
         ck_assert_ptr_eq(registry_find_account(r, a->id, a->id_len), a);
-        for (const struct conn *c = a->conns; c; c = c->acct_next)
-            ck_assert_ptr_eq(registry_find_conn(r, c->id), c);
+        for (const struct session *c = a->conns; c; c = c->acct_next)
+            ck_assert_ptr_eq(registry_find_session(r, c->id), c);
         total += a->n_conns;
     }
     ck_assert_uint_eq(total, r->n_conns);
@@ -59,15 +59,15 @@ START_TEST(add_remove_single)
     registry_init(&r, 0, 0);
     ck_assert_uint_eq(r.n_conns, 0);
     ck_assert_uint_eq(r.n_accounts, 0);
-    ck_assert_ptr_null(registry_find_conn(&r, "c1"));
+    ck_assert_ptr_null(registry_find_session(&r, "c1"));
     ck_assert_ptr_null(registry_find_account(&r, "u1", 2));
 
-    struct conn c;
+    struct session c;
     conn_make(&c, "c1");
     ck_assert_int_eq(registry_add(&r, &c, "u1"), 1); /* account appears */
     ck_assert_uint_eq(r.n_conns, 1);
     ck_assert_uint_eq(r.n_accounts, 1);
-    ck_assert_ptr_eq(registry_find_conn(&r, "c1"), &c);
+    ck_assert_ptr_eq(registry_find_session(&r, "c1"), &c);
     struct account *a = registry_find_account(&r, "u1", 2);
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_eq(c.acct, a);
@@ -84,7 +84,7 @@ START_TEST(add_remove_single)
     ck_assert_ptr_null(c.acct);
     ck_assert_uint_eq(r.n_conns, 0);
     ck_assert_uint_eq(r.n_accounts, 0);
-    ck_assert_ptr_null(registry_find_conn(&r, "c1"));
+    ck_assert_ptr_null(registry_find_session(&r, "c1"));
     ck_assert_ptr_null(registry_find_account(&r, "u1", 2));
     check_consistent(&r);
 
@@ -100,7 +100,7 @@ START_TEST(account_appears_once)
 {
     struct registry r;
     registry_init(&r, 0, 0);
-    struct conn c[4];
+    struct session c[4];
     conn_make(&c[0], "a");
     conn_make(&c[1], "b");
     conn_make(&c[2], "c");
@@ -155,13 +155,13 @@ START_TEST(find_needs_exact_id)
 {
     struct registry r;
     registry_init(&r, 0, 0);
-    struct conn c;
+    struct session c;
     conn_make(&c, "0123456789abcdef01234567");
     ck_assert_int_eq(registry_add(&r, &c, "acct:x"), 1);
-    ck_assert_ptr_eq(registry_find_conn(&r, "0123456789abcdef01234567"), &c);
-    ck_assert_ptr_null(registry_find_conn(&r, "0123456789abcdef0123456"));
-    ck_assert_ptr_null(registry_find_conn(&r, "0123456789abcdef012345678"));
-    ck_assert_ptr_null(registry_find_conn(&r, ""));
+    ck_assert_ptr_eq(registry_find_session(&r, "0123456789abcdef01234567"), &c);
+    ck_assert_ptr_null(registry_find_session(&r, "0123456789abcdef0123456"));
+    ck_assert_ptr_null(registry_find_session(&r, "0123456789abcdef012345678"));
+    ck_assert_ptr_null(registry_find_session(&r, ""));
     /* by account: the length counts, not a prefix */
     ck_assert_ptr_nonnull(registry_find_account(&r, "acct:x", 6));
     ck_assert_ptr_null(registry_find_account(&r, "acct:x", 5));
@@ -175,7 +175,7 @@ START_TEST(per_account_limit)
 {
     struct registry r;
     registry_init(&r, 0, 2);
-    struct conn c[5];
+    struct session c[5];
     for (int i = 0; i < 5; i++) {
         char id[8];
         snprintf(id, sizeof(id), "c%d", i);
@@ -188,7 +188,7 @@ START_TEST(per_account_limit)
     ck_assert_int_eq(registry_check(&r, "u1"), REGISTRY_ACCOUNT_FULL);
     ck_assert_int_eq(registry_add(&r, &c[2], "u1"), -1);
     ck_assert_ptr_null(c[2].acct);
-    ck_assert_ptr_null(registry_find_conn(&r, "c2"));
+    ck_assert_ptr_null(registry_find_session(&r, "c2"));
     ck_assert_uint_eq(r.n_conns, 2);
     /* other accounts are not affected */
     ck_assert_int_eq(registry_check(&r, "u2"), REGISTRY_OK);
@@ -210,7 +210,7 @@ START_TEST(per_node_limit)
 {
     struct registry r;
     registry_init(&r, 3, 0);
-    struct conn c[5];
+    struct session c[5];
     for (int i = 0; i < 5; i++) {
         char id[8];
         snprintf(id, sizeof(id), "c%d", i);
@@ -243,7 +243,7 @@ START_TEST(both_limits_node_first)
 {
     struct registry r;
     registry_init(&r, 2, 2);
-    struct conn c[3];
+    struct session c[3];
     conn_make(&c[0], "x0");
     conn_make(&c[1], "x1");
     conn_make(&c[2], "x2");
@@ -262,7 +262,7 @@ START_TEST(many_accounts_and_conns)
     enum { ACCOUNTS = 2000, PER = 5, N = ACCOUNTS * PER };
     struct registry r;
     registry_init(&r, 0, 0);
-    struct conn *c = calloc(N, sizeof(*c));
+    struct session *c = calloc(N, sizeof(*c));
     ck_assert_ptr_nonnull(c);
     int appeared = 0;
     for (int i = 0; i < N; i++) {
@@ -282,7 +282,7 @@ START_TEST(many_accounts_and_conns)
     for (int i = 0; i < N; i += 97) {
         char id[32];
         snprintf(id, sizeof(id), "%024d", i);
-        ck_assert_ptr_eq(registry_find_conn(&r, id), &c[i]);
+        ck_assert_ptr_eq(registry_find_session(&r, id), &c[i]);
     }
 
     /* remove in an order that mixes heads, middles and tails */
@@ -322,7 +322,7 @@ START_TEST(clear_frees_accounts)
 {
     struct registry r;
     registry_init(&r, 10, 10);
-    struct conn c[3];
+    struct session c[3];
     conn_make(&c[0], "a");
     conn_make(&c[1], "b");
     conn_make(&c[2], "c");
@@ -332,13 +332,13 @@ START_TEST(clear_frees_accounts)
     registry_clear(&r);
     ck_assert_uint_eq(r.n_conns, 0);
     ck_assert_uint_eq(r.n_accounts, 0);
-    ck_assert_ptr_null(registry_find_conn(&r, "a"));
+    ck_assert_ptr_null(registry_find_session(&r, "a"));
     ck_assert_ptr_null(registry_find_account(&r, "u2", 2));
     /* limits survive a clear */
     ck_assert_uint_eq(r.max_conns, 10);
     ck_assert_uint_eq(r.max_per_account, 10);
     /* usable again with fresh conns */
-    struct conn d;
+    struct session d;
     conn_make(&d, "d");
     ck_assert_int_eq(registry_add(&r, &d, "u1"), 1);
     check_consistent(&r);

@@ -1,4 +1,4 @@
-/* Unit tests of gateway/heartbeat: the timing wheel, on a real libuv loop
+/* Unit tests of gateway/net/wheel: the timing wheel, on a real libuv loop
  * with a short tick.
  *
  * A "metronome" connection reschedules itself for the next tick every
@@ -15,8 +15,13 @@
 #include <string.h>
 #include <uv.h>
 
-#include "conn.h"
-#include "heartbeat.h"
+#include "wheel.h"
+
+/* An item of the wheel, as a connection would embed its link. */
+struct conn {
+    int pad; /* the link is not at offset 0 */
+    struct wheel_link hb;
+};
 
 #define TICK_MS 20
 #define MAX_TICKS 4096
@@ -33,7 +38,7 @@ struct rec {
 
 struct fixture {
     uv_loop_t loop;
-    struct hb_wheel w;
+    struct wheel w;
     uv_timer_t stop_timer;
     struct conn metronome;
     uint64_t ticks[MAX_TICKS]; /* loop time of each tick */
@@ -50,8 +55,9 @@ struct fixture {
 
 static struct fixture F;
 
-static void due(void *data, struct conn *c, uint64_t now)
+static void due(void *data, void *item, uint64_t now)
 {
+    struct conn *c = item;
     struct fixture *f = data;
     ck_assert_ptr_eq(f, &F);
     ck_assert_int_eq(c->hb.slot, -1); /* already out of the wheel */
@@ -65,7 +71,7 @@ static void due(void *data, struct conn *c, uint64_t now)
         f->ticks[f->n_ticks++] = now;
     }
     if (c == &f->metronome) {
-        hb_schedule(&f->w, c, now); /* due already: the next tick */
+        wheel_schedule(&f->w, c, now); /* due already: the next tick */
         if (f->stop_after_ticks && f->n_ticks >= f->stop_after_ticks)
             uv_stop(&f->loop);
         return;
@@ -94,10 +100,10 @@ static void fixture_start(int n, uint64_t max_delay_ms)
     memset(&F, 0, sizeof(F));
     ck_assert_int_eq(uv_loop_init(&F.loop), 0);
     ck_assert_int_eq(
-        hb_init(&F.w, &F.loop, TICK_MS, max_delay_ms, offsetof(struct conn, hb), due, &F), 0);
+        wheel_init(&F.w, &F.loop, TICK_MS, max_delay_ms, offsetof(struct conn, hb), due, &F), 0);
     ck_assert_uint_ge(F.w.n_slots, max_delay_ms / TICK_MS + 1);
     F.metronome.hb.slot = -1;
-    hb_schedule(&F.w, &F.metronome, uv_now(&F.loop));
+    wheel_schedule(&F.w, &F.metronome, uv_now(&F.loop));
     F.n = n;
     F.conns = calloc((size_t)n + 1, sizeof(*F.conns));
     F.recs = calloc((size_t)n + 1, sizeof(*F.recs));
@@ -115,7 +121,7 @@ static void sched(int i, uint64_t at)
     r->at = at;
     r->sched_next = F.w.next_tick_at;
     r->sched_ticks = F.n_ticks;
-    hb_schedule(&F.w, &F.conns[i], at);
+    wheel_schedule(&F.w, &F.conns[i], at);
     ck_assert_int_ge(F.conns[i].hb.slot, 0);
 }
 
@@ -130,7 +136,7 @@ static void run(int deadline_ms)
 
 static void fixture_end(void)
 {
-    hb_close(&F.w);
+    wheel_close(&F.w);
     uv_close((uv_handle_t *)&F.stop_timer, NULL);
     uv_run(&F.loop, UV_RUN_DEFAULT);
     ck_assert_ptr_null(F.w.slots); /* freed in the close callback */
@@ -209,10 +215,10 @@ START_TEST(cancel_before_due)
     sched(0, t0 + 60);
     sched(1, t0 + 60); /* same slot as 0 */
     sched(2, t0 + 120);
-    hb_cancel(&F.w, &F.conns[0]); /* the head of its slot's list */
+    wheel_cancel(&F.w, &F.conns[0]); /* the head of its slot's list */
     ck_assert_int_eq(F.conns[0].hb.slot, -1);
-    hb_cancel(&F.w, &F.conns[0]); /* twice is harmless */
-    hb_cancel(&F.w, &F.conns[2]);
+    wheel_cancel(&F.w, &F.conns[0]); /* twice is harmless */
+    wheel_cancel(&F.w, &F.conns[2]);
     F.stop_after_ticks = (int)(240 / TICK_MS);
     run(3000);
     ck_assert_int_eq(F.recs[0].delivered, 0);
@@ -227,10 +233,10 @@ START_TEST(cancel_tail_and_middle)
     fixture_start(5, 1000);
     uint64_t t0 = uv_now(&F.loop);
     for (int i = 0; i < 5; i++)
-        sched(i, t0 + 80);        /* all in one slot: list 4,3,2,1,0 */
-    hb_cancel(&F.w, &F.conns[0]); /* tail */
-    hb_cancel(&F.w, &F.conns[2]); /* middle */
-    hb_cancel(&F.w, &F.conns[4]); /* head */
+        sched(i, t0 + 80);           /* all in one slot: list 4,3,2,1,0 */
+    wheel_cancel(&F.w, &F.conns[0]); /* tail */
+    wheel_cancel(&F.w, &F.conns[2]); /* middle */
+    wheel_cancel(&F.w, &F.conns[4]); /* head */
     F.expect = 2;
     run(3000);
     ck_assert_int_eq(F.recs[0].delivered, 0);
@@ -314,7 +320,7 @@ START_TEST(beyond_the_wheel)
     fixture_start(1, 100);
     uint32_t slots = F.w.n_slots;
     uint64_t t0 = uv_now(&F.loop);
-    hb_schedule(&F.w, &F.conns[0], t0 + 1000);
+    wheel_schedule(&F.w, &F.conns[0], t0 + 1000);
     ck_assert_int_ge(F.conns[0].hb.slot, 0);
     ck_assert_uint_lt((uint32_t)F.conns[0].hb.slot, slots);
     F.expect = 1;
@@ -342,7 +348,7 @@ START_TEST(many_only_due_handed_over)
     int want = 0;
     for (int i = 0; i < N; i++) {
         if (i % 3 == 0) {
-            hb_cancel(&F.w, &F.conns[i]);
+            wheel_cancel(&F.w, &F.conns[i]);
             F.recs[i].cancelled = 1;
         } else if (i % 7 == 0) {
             sched(i, t0 + 1900);

@@ -1,20 +1,18 @@
-#include "heartbeat.h"
+#include "wheel.h"
 
 #include <stdlib.h>
 
-#include "conn.h"
-
-static struct wheel_link *link_of(const struct hb_wheel *w, struct conn *c)
+static struct wheel_link *link_of(const struct wheel *w, void *item)
 {
-    return (struct wheel_link *)((char *)c + w->link_offset);
+    return (struct wheel_link *)((char *)item + w->link_offset);
 }
 
-static struct conn *conn_of(const struct hb_wheel *w, struct wheel_link *l)
+static void *item_of(const struct wheel *w, struct wheel_link *l)
 {
-    return (struct conn *)((char *)l - w->link_offset);
+    return (char *)l - w->link_offset;
 }
 
-static void slot_push(struct hb_wheel *w, uint32_t slot, struct wheel_link *l)
+static void slot_push(struct wheel *w, uint32_t slot, struct wheel_link *l)
 {
     l->slot = (int32_t)slot;
     l->prev = NULL;
@@ -24,7 +22,7 @@ static void slot_push(struct hb_wheel *w, uint32_t slot, struct wheel_link *l)
     w->slots[slot] = l;
 }
 
-static void link_remove(struct hb_wheel *w, struct wheel_link *l)
+static void link_remove(struct wheel *w, struct wheel_link *l)
 {
     if (l->slot < 0)
         return;
@@ -38,14 +36,14 @@ static void link_remove(struct hb_wheel *w, struct wheel_link *l)
     l->slot = -1;
 }
 
-void hb_cancel(struct hb_wheel *w, struct conn *c)
+void wheel_cancel(struct wheel *w, void *item)
 {
-    link_remove(w, link_of(w, c));
+    link_remove(w, link_of(w, item));
 }
 
-void hb_schedule(struct hb_wheel *w, struct conn *c, uint64_t at_ms)
+void wheel_schedule(struct wheel *w, void *item, uint64_t at_ms)
 {
-    struct wheel_link *l = link_of(w, c);
+    struct wheel_link *l = link_of(w, item);
     link_remove(w, l);
     /* Ticks ahead of the next one; a delay beyond the wheel lands in its
      * farthest slot and is simply rescheduled when that slot comes up. */
@@ -58,11 +56,11 @@ void hb_schedule(struct hb_wheel *w, struct conn *c, uint64_t at_ms)
 
 static void on_tick(uv_timer_t *t)
 {
-    struct hb_wheel *w = t->data;
+    struct wheel *w = t->data;
     uint64_t now = uv_now(t->loop);
     /* The due slot moves to the extra slot n_slots before any callback
-     * runs, so a callback may reschedule or cancel any connection (itself
-     * or another due one) and the walk below stays consistent. */
+     * runs, so a callback may reschedule or cancel any item (itself or
+     * another due one) and the walk below stays consistent. */
     uint32_t due = w->n_slots;
     w->slots[due] = w->slots[w->cursor];
     w->slots[w->cursor] = NULL;
@@ -73,12 +71,12 @@ static void on_tick(uv_timer_t *t)
     struct wheel_link *l;
     while ((l = w->slots[due])) {
         link_remove(w, l);
-        w->due(w->data, conn_of(w, l), now);
+        w->due(w->data, item_of(w, l), now);
     }
 }
 
-int hb_init(struct hb_wheel *w, uv_loop_t *loop, uint64_t tick_ms, uint64_t max_delay_ms,
-            size_t link_offset, hb_due_fn *due, void *data)
+int wheel_init(struct wheel *w, uv_loop_t *loop, uint64_t tick_ms, uint64_t max_delay_ms,
+               size_t link_offset, wheel_due_fn *due, void *data)
 {
     w->tick_ms = tick_ms;
     w->link_offset = link_offset;
@@ -102,12 +100,12 @@ int hb_init(struct hb_wheel *w, uv_loop_t *loop, uint64_t tick_ms, uint64_t max_
 
 static void on_closed(uv_handle_t *h)
 {
-    struct hb_wheel *w = h->data;
+    struct wheel *w = h->data;
     free(w->slots);
     w->slots = NULL;
 }
 
-void hb_close(struct hb_wheel *w)
+void wheel_close(struct wheel *w)
 {
     if (!w->slots || uv_is_closing((uv_handle_t *)&w->timer))
         return;

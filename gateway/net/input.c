@@ -1,0 +1,392 @@
+/* input: what a client socket sends. First its request line, peeked to
+ * route it (a claimed path, or the adopt function); then its request head,
+ * read and parsed (common/httphead.c) and given to the route; then its
+ * WebSocket frames (common/wsframe.c: masking, fragments, ping/pong, the
+ * close handshake, 1002/1007/1009), each complete message given to the
+ * route. */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "httphead.h"
+
+/* Longest request head taken (a browser's cookies plus an 8 KB token). */
+#define HEAD_MAX 16384
+/* A socket whose first bytes do not yet tell whose request it is looks
+ * again this much later (instead of spinning on a readable socket). */
+#define ROUTE_RETRY_MS 20
+
+/* ---- frames ---- */
+
+/* Keeps the unparsed tail of buf for the next read. */
+static void keep_input(struct conn *c, const uint8_t *p, size_t len)
+{
+    c->in = malloc(len);
+    if (!c->in) {
+        conn_destroy(c);
+        return;
+    }
+    memcpy(c->in, p, len);
+    c->in_len = (uint32_t)len;
+}
+
+static void protocol_error(struct conn *c, uint16_t code)
+{
+    if (c->state == CONN_OPEN)
+        conn_close(c, code);
+    else
+        conn_destroy(c);
+}
+
+static void append_rx(struct conn *c, const uint8_t *p, size_t len)
+{
+    if (!c->rx && !(c->rx = malloc((size_t)c->net->opt.max_message_bytes))) {
+        conn_destroy(c);
+        return;
+    }
+    memcpy(c->rx + c->rx_len, p, len);
+    c->rx_len += (uint32_t)len;
+}
+
+static void message(struct conn *c, int binary, const char *buf, size_t len)
+{
+    const struct net_route *r = conn_route(c);
+    r->h->on_message(r->ctx, c, binary, buf, len);
+}
+
+/* A ping or a pong: the client is there (liveness is the route's). */
+static void alive(struct conn *c)
+{
+    const struct net_route *r = conn_route(c);
+    if (c->state == CONN_OPEN)
+        r->h->on_alive(r->ctx, c);
+}
+
+static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
+{
+    size_t len = (size_t)fr->payload_len;
+    if (c->state == CONN_CLOSING) {
+        /* Only the client's answer to our close matters now. It may come
+         * in the same read as the frame we are closing on, before our close
+         * is written: then the socket closes once ours is out (output.c). */
+        if (fr->opcode == WS_OP_CLOSE) {
+            if (c->close_sent)
+                conn_destroy(c);
+            else
+                c->peer_closed = 1;
+        }
+        return;
+    }
+    switch (fr->opcode) {
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        if (c->rx_op) {
+            protocol_error(c, 1002); /* a new message inside a fragmented one */
+            return;
+        }
+        if (fr->fin) {
+            message(c, fr->opcode == WS_OP_BINARY, (const char *)p, len);
+            return;
+        }
+        c->rx_op = fr->opcode;
+        append_rx(c, p, len);
+        return;
+    case WS_OP_CONT:
+        if (!c->rx_op) {
+            protocol_error(c, 1002);
+            return;
+        }
+        append_rx(c, p, len);
+        if (fr->fin && c->state == CONN_OPEN) {
+            int binary = c->rx_op == WS_OP_BINARY;
+            c->rx_op = 0;
+            message(c, binary, c->rx, c->rx_len);
+            free(c->rx);
+            c->rx = NULL;
+            c->rx_len = 0;
+        }
+        return;
+    case WS_OP_PING: {
+        struct frame *pong = frame_new_op(WS_OP_PONG, p, len);
+        if (pong)
+            conn_send(c, pong);
+        frame_unref(pong);
+        alive(c);
+        return;
+    }
+    case WS_OP_PONG:
+        alive(c);
+        return;
+    case WS_OP_CLOSE: {
+        uint16_t code = wsframe_close_code(p, len);
+        if (!code) {
+            /* A bad close is a close all the same: the client sends
+             * nothing more, so ours (1002) ends the connection. */
+            c->peer_closed = 1;
+            protocol_error(c, 1002);
+            return;
+        }
+        /* The client closes: answer with its code, then close the socket
+         * (the server closes TCP first, RFC 6455 7.1.1). */
+        conn_echo_close(c, code == 1005 ? 0 : code);
+        return;
+    }
+    default:
+        protocol_error(c, 1002);
+    }
+}
+
+static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
+{
+    uint64_t max = (uint64_t)c->net->opt.max_message_bytes;
+    size_t pos = 0;
+    while (pos < len && c->state != CONN_DEAD) {
+        struct wsframe fr;
+        enum wsframe_result r = wsframe_parse(buf + pos, len - pos, &fr);
+        if (r == WSFRAME_INCOMPLETE)
+            break;
+        if (r != WSFRAME_OK) {
+            protocol_error(c, 1002);
+            return;
+        }
+        if (fr.opcode < WS_OP_CLOSE && (uint64_t)c->rx_len + fr.payload_len > max) {
+            protocol_error(c, 1009);
+            return;
+        }
+        if (len - pos - fr.header_len < fr.payload_len)
+            break; /* the payload is still on its way */
+        uint8_t *p = buf + pos + fr.header_len;
+        wsframe_unmask(p, (size_t)fr.payload_len, fr.mask, 0);
+        pos += fr.header_len + (size_t)fr.payload_len;
+        on_frame(c, &fr, p);
+    }
+    if (pos < len && c->state != CONN_DEAD)
+        keep_input(c, buf + pos, len - pos);
+}
+
+/* Reads into the transport's buffer after what was kept from the last
+ * read; returns the bytes now in it, or 0 when there is nothing (more) to
+ * do. */
+static size_t read_frames_input(struct conn *c)
+{
+    uint8_t *buf = c->net->rbuf;
+    size_t have = c->in_len;
+    if (have)
+        memcpy(buf, c->in, have);
+    ssize_t n = read(c->fd, buf + have, c->net->rbuf_size - have);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        conn_destroy(c); /* the client went away (or reset) */
+        return 0;
+    }
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
+    return have + (size_t)n;
+}
+
+void input_take(struct conn *c, uint8_t *data, size_t n)
+{
+    /* Parsed where they are unless part of a frame was kept from the last
+     * read. */
+    if (c->in_len) {
+        uint8_t *buf = c->net->rbuf; /* holds a kept frame and a slot */
+        size_t have = c->in_len;
+        memcpy(buf, c->in, have);
+        memcpy(buf + have, data, n);
+        free(c->in);
+        c->in = NULL;
+        c->in_len = 0;
+        data = buf;
+        n += have;
+    }
+    parse_frames(c, data, n);
+}
+
+int input_reads_frames(const struct conn *c)
+{
+    return (c->state == CONN_OPEN || c->state == CONN_CLOSING) && !c->refused;
+}
+
+/* ---- routing ---- */
+
+static void on_route_retry(uv_timer_t *t)
+{
+    struct net *n = t->data;
+    for (struct conn *c = n->opening; c; c = c->next)
+        if (c->route_wait) {
+            c->route_wait = 0;
+            conn_watch(c, EPOLL_CTL_MOD, EPOLLIN);
+        }
+    n->route_waiting = 0;
+}
+
+/* A request for no route: adopted once net->screen passes its head
+ * (peeked: the adopter reads it), else refused. While the head is not
+ * whole, only new bytes wake c (edge-triggered), as peeking leaves the
+ * socket readable. */
+static void hand_off(struct conn *c)
+{
+    struct net *n = c->net;
+    const char *why = NULL;
+    int verdict = n->screen ? n->screen(n->adopt_ctx, c->fd, &why) : 0;
+    if (verdict == NET_SCREEN_WAIT) {
+        if (!c->screen_wait) {
+            c->screen_wait = 1;
+            conn_watch(c, EPOLL_CTL_MOD, EPOLLIN | EPOLLET);
+        }
+    } else if (verdict == NET_SCREEN_GONE) {
+        conn_destroy(c);
+    } else if (verdict > 0) {
+        n->metrics->rejected[REJECT_MALFORMED]++;
+        conn_watch(c, EPOLL_CTL_MOD, EPOLLIN); /* level again: the refusal drains the socket */
+        conn_refuse(c, verdict, why);
+    } else {
+        conn_hand_off(c);
+    }
+}
+
+/* Whose request is it? "GET <path>" then '?' or ' ' for a claimed path
+ * (returns 1, c->route set); anything else goes to net->adopt untouched,
+ * since routing only peeks. (lws's "readbuf" adoption would take bytes we
+ * had read, but it serves them from inside the call and, on a foreign
+ * libuv loop, leaves the rest of a body unread until the socket happens to
+ * become readable again.) */
+static int route(struct conn *c)
+{
+    struct net *n = c->net;
+    char peek[4 + NET_PATH_MAX + 1];
+    ssize_t got = recv(c->fd, peek, n->peek_len, MSG_PEEK);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (got <= 0) {
+        conn_destroy(c);
+        return 0;
+    }
+    size_t have = (size_t)got;
+    int maybe = 0; /* a route's prefix so far: wait for more */
+    for (unsigned i = 0; i < n->n_routes; i++) {
+        const struct net_route *r = &n->routes[i];
+        size_t want = 4 + r->len + 1, k = have < want - 1 ? have : want - 1;
+        if (memcmp(peek, "GET ", k < 4 ? k : 4) != 0 ||
+            (k > 4 && memcmp(peek + 4, r->path, k - 4) != 0))
+            continue;
+        if (have < want) {
+            maybe = 1;
+            continue;
+        }
+        if (peek[want - 1] == ' ' || peek[want - 1] == '?') {
+            c->route = (uint8_t)(i + 1);
+            return 1;
+        }
+    }
+    if (!maybe) {
+        hand_off(c);
+        return 0;
+    }
+    /* A request line trickling in: look again shortly. */
+    conn_watch(c, EPOLL_CTL_MOD, 0);
+    c->route_wait = 1;
+    if (!n->route_waiting++)
+        uv_timer_start(&n->route_timer, on_route_retry, ROUTE_RETRY_MS, 0);
+    return 0;
+}
+
+/* ---- the request head ---- */
+
+static void read_head(struct conn *c)
+{
+    struct net *n = c->net;
+    if (!c->route && !route(c))
+        return;
+    /* A head that did not come whole is gathered in its own HEAD_MAX
+     * buffer, read into directly: one trickling in byte by byte costs no
+     * copies. */
+    uint8_t *buf = c->in ? c->in : n->rbuf;
+    size_t have = c->in_len;
+    ssize_t got = read(c->fd, buf + have, HEAD_MAX - have);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (got <= 0) {
+        conn_destroy(c);
+        return;
+    }
+    have += (size_t)got;
+    struct httphead h;
+    size_t head_len = 0;
+    switch (httphead_parse((const char *)buf, have, &h, &head_len)) {
+    case HTTPHEAD_INCOMPLETE:
+        if (have >= HEAD_MAX) {
+            n->metrics->rejected[REJECT_MALFORMED]++;
+            conn_refuse(c, 431, "request head too large\n");
+        } else if (c->in || (c->in = malloc(HEAD_MAX))) {
+            if (buf != c->in)
+                memcpy(c->in, buf, have);
+            c->in_len = (uint32_t)have;
+        } else {
+            conn_destroy(c);
+        }
+        return;
+    case HTTPHEAD_BAD:
+        n->metrics->rejected[REJECT_MALFORMED]++;
+        conn_refuse(c, 400, "malformed request\n");
+        return;
+    case HTTPHEAD_TOO_MANY:
+        n->metrics->rejected[REJECT_MALFORMED]++;
+        conn_refuse(c, 431, "too many headers\n");
+        return;
+    case HTTPHEAD_OK:
+        break;
+    }
+    /* The head buffer is ours from here: frames after the head may need a
+     * new c->in. */
+    uint8_t *own = c->in;
+    c->in = NULL;
+    c->in_len = 0;
+    const struct net_route *r = conn_route(c);
+    r->h->on_head(r->ctx, c, &h);
+    conn_headed(c);
+    if (c->state == CONN_OPEN && have > head_len)
+        parse_frames(c, buf + head_len, have - head_len);
+    free(own);
+}
+
+void input_on_io(struct conn *c, uint32_t events)
+{
+    if (events & EPOLLOUT) {
+        output_flush(c); /* disarms POLLOUT once the queue is empty */
+        if (c->state == CONN_DEAD)
+            return;
+    }
+    /* A hang-up or an error shows as a read of 0 or -1. */
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    switch (c->state) {
+    case CONN_HEAD:
+        read_head(c);
+        return;
+    case CONN_OPEN:
+    case CONN_CLOSING:
+        if (c->refused) { /* an HTTP refusal: drop what the client still sends */
+            char sink[4096];
+            ssize_t got = read(c->fd, sink, sizeof(sink));
+            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
+                conn_destroy(c);
+            return;
+        }
+        {
+            size_t have = read_frames_input(c);
+            if (have)
+                parse_frames(c, c->net->rbuf, have);
+        }
+        return;
+    default:
+        return;
+    }
+}
