@@ -97,11 +97,6 @@ void server_drain(struct server *srv);
 /* A connection closed while draining: finishes the drain after the last. */
 void server_drain_progress(struct server *srv);
 
-/* Hooks called by the Redis link: both connections are (back) up; the
- * link just failed (called before its contexts are freed). */
-void server_on_redis_up(struct server *srv);
-void server_on_redis_down(struct server *srv);
-
 /* 1 when /readyz should answer 200. */
 int server_ready(const struct server *srv);
 
