@@ -84,6 +84,9 @@ struct redis_subs {
     uint32_t n_waited;        /* unacknowledged entries readiness waits for */
     struct redis_sub **queue; /* entries to (un)subscribe at the next flush */
     size_t n_queue, cap_queue;
+    void *free_cells[9]; /* free entry memory by 16-byte size class (subs.c) */
+    void **blocks;       /* the blocks entries are cut from */
+    size_t n_blocks, cap_blocks;
 };
 
 struct redis_link {

@@ -3,10 +3,12 @@
  *
  * One entry per channel this node wants: each account present here, and
  * the broadcast channel (account ""). An entry records the primary its
- * SUBSCRIBE went to and whether that primary acknowledged it. The table
- * is open addressing over entry pointers (an entry is its account and 7
- * bytes): uthash's 56-byte handle per entry would be a tenth of what an
- * idle connection costs. */
+ * SUBSCRIBE went to and whether that primary acknowledged it. It costs
+ * every idle connection of its own account, so it is kept small: open
+ * addressing over entry pointers (uthash's 56-byte handle per entry would
+ * be a tenth of what an idle connection costs), and entries (their
+ * account and 7 bytes) cut from blocks in 16-byte steps (malloc gives no
+ * chunk under 32 bytes). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,91 @@ struct redis_sub {
     uint8_t len;    /* account's length (ids are at most 128 bytes) */
     char account[]; /* NUL-terminated; "" = the broadcast channel */
 };
+
+/* ---- entries' memory ---- */
+
+#define CELL_STEP 16
+#define CELL_CLASSES 9 /* up to 144 bytes: 7 + 128 + 1 for the longest account */
+#define BLOCK_BYTES 4096
+
+struct cell {
+    struct cell *next; /* a free cell of its class */
+};
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer each entry is an allocation of its own, so that
+ * a use after free is caught. */
+static struct redis_sub *cell_alloc(struct redis_subs *s, size_t len)
+{
+    (void)s;
+    return malloc(offsetof(struct redis_sub, account) + len + 1);
+}
+
+static void cell_free(struct redis_subs *s, struct redis_sub *e)
+{
+    (void)s;
+    free(e);
+}
+
+static void cells_free_all(struct redis_subs *s)
+{
+    for (size_t i = 0; i < s->n_queue; i++)
+        if (s->queue[i]->flags & SUB_DEAD) /* in no table slot */
+            free(s->queue[i]);
+    for (uint32_t i = 0; i < s->cap; i++)
+        free(s->slots[i]);
+}
+#else
+static size_t cell_class(size_t len)
+{
+    size_t size = offsetof(struct redis_sub, account) + len + 1;
+    return (size + CELL_STEP - 1) / CELL_STEP - 1;
+}
+
+static struct redis_sub *cell_alloc(struct redis_subs *s, size_t len)
+{
+    size_t c = cell_class(len), size = (c + 1) * CELL_STEP;
+    if (c >= CELL_CLASSES)
+        return NULL;
+    if (!s->free_cells[c]) {
+        if (s->n_blocks == s->cap_blocks) {
+            size_t cap = s->cap_blocks ? s->cap_blocks * 2 : 16;
+            void **bigger = realloc(s->blocks, cap * sizeof(*bigger));
+            if (!bigger)
+                return NULL;
+            s->blocks = bigger;
+            s->cap_blocks = cap;
+        }
+        char *b = malloc(BLOCK_BYTES);
+        if (!b)
+            return NULL;
+        s->blocks[s->n_blocks++] = b;
+        for (size_t off = 0; off + size <= BLOCK_BYTES; off += size) {
+            struct cell *cell = (struct cell *)(void *)(b + off);
+            cell->next = s->free_cells[c];
+            s->free_cells[c] = cell;
+        }
+    }
+    struct cell *cell = s->free_cells[c];
+    s->free_cells[c] = cell->next;
+    return (struct redis_sub *)(void *)cell;
+}
+
+static void cell_free(struct redis_subs *s, struct redis_sub *e)
+{
+    size_t c = cell_class(e->len);
+    struct cell *cell = (struct cell *)(void *)e;
+    cell->next = s->free_cells[c];
+    s->free_cells[c] = cell;
+}
+
+static void cells_free_all(struct redis_subs *s)
+{
+    for (size_t i = 0; i < s->n_blocks; i++)
+        free(s->blocks[i]);
+    free(s->blocks);
+}
+#endif
 
 /* ---- the table ---- */
 
@@ -192,7 +279,7 @@ static void forget(struct redis_link *l, struct redis_sub *e)
     if (e->flags & SUB_QUEUED)
         e->flags = SUB_QUEUED | SUB_DEAD;
     else
-        free(e);
+        cell_free(s, e);
 }
 
 /* ---- writing (UN)SUBSCRIBEs ---- */
@@ -280,7 +367,7 @@ static void on_flush(uv_timer_t *t)
         struct redis_sub *e = s->queue[i];
         e->flags &= (uint8_t)~SUB_QUEUED;
         if (e->flags & SUB_DEAD) {
-            free(e);
+            cell_free(s, e);
         } else if (e->flags & SUB_LEAVING) {
             struct redis_node *n = e->node >= 0 ? l->nodes[e->node] : NULL;
             if (n && n->sub_ok)
@@ -318,7 +405,7 @@ static int enqueue(struct redis_link *l, struct redis_sub *e)
 
 static struct redis_sub *add(struct redis_link *l, const char *account, size_t len)
 {
-    struct redis_sub *e = malloc(offsetof(struct redis_sub, account) + len + 1);
+    struct redis_sub *e = cell_alloc(&l->subs, len);
     if (!e)
         return NULL;
     e->hash = hash_of(account, len);
@@ -327,7 +414,7 @@ static struct redis_sub *add(struct redis_link *l, const char *account, size_t l
     e->len = (uint8_t)len;
     memcpy(e->account, account, len + 1);
     if (insert(&l->subs, e) < 0) {
-        free(e);
+        cell_free(&l->subs, e);
         return NULL;
     }
     l->subs.n_unacked++;
@@ -399,11 +486,7 @@ int subs_init(struct redis_link *l)
 void subs_free(struct redis_link *l)
 {
     struct redis_subs *s = &l->subs;
-    for (size_t i = 0; i < s->n_queue; i++)
-        if (s->queue[i]->flags & SUB_DEAD)
-            free(s->queue[i]);
-    for (uint32_t i = 0; i < s->cap; i++)
-        free(s->slots[i]);
+    cells_free_all(s);
     free(s->slots);
     free(s->queue);
     memset(s, 0, sizeof(*s));
