@@ -54,9 +54,10 @@ void subs_node_lost(struct redis_link *l, int index);
  * (on_lost if it was acknowledged there). Readiness waits for them. */
 void subs_place_all(struct redis_link *l);
 
-/* Once a second: entries sent but unacknowledged since the previous call
- * are sent again (a MOVED answer names no channel); returns 1 when some
- * entry has no reachable owner. */
+/* Once a second: unsent entries are sent if their owner is up, and in a
+ * cluster entries sent but unacknowledged for two calls are sent again (a
+ * MOVED answer names no channel); returns 1 when some entry has no
+ * reachable owner. */
 int subs_health(struct redis_link *l);
 
 #endif

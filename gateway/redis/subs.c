@@ -29,6 +29,8 @@ enum {
     SUB_WAITED = 8,  /* readiness waits for its acknowledgement */
     SUB_STALE = 16,  /* sent and unacknowledged at the last health check */
     SUB_DEAD = 32,   /* out of the table; freed by the flush that holds it */
+    SUB_OLD = 64,    /* ... and at the one before */
+    SUB_AGED = SUB_STALE | SUB_OLD,
 };
 
 struct redis_sub {
@@ -229,7 +231,7 @@ static struct redis_node *owner_up(const struct redis_link *l, const struct redi
 static void set_acked(struct redis_link *l, struct redis_sub *e)
 {
     struct redis_subs *s = &l->subs;
-    e->flags = (uint8_t)((e->flags | SUB_ACKED) & ~SUB_STALE);
+    e->flags = (uint8_t)((e->flags | SUB_ACKED) & ~SUB_AGED);
     s->n_unacked--;
     if (e->len)
         s->n_acked++;
@@ -243,7 +245,7 @@ static void set_acked(struct redis_link *l, struct redis_sub *e)
 static void set_unsent(struct redis_link *l, struct redis_sub *e)
 {
     e->node = -1;
-    e->flags &= (uint8_t)~SUB_STALE;
+    e->flags &= (uint8_t)~SUB_AGED;
     if (!(e->flags & SUB_ACKED))
         return;
     e->flags &= (uint8_t)~SUB_ACKED;
@@ -521,17 +523,22 @@ int subs_health(struct redis_link *l)
         if (!e || (e->flags & (SUB_ACKED | SUB_LEAVING)))
             continue;
         if (e->node >= 0) {
-            if (!(e->flags & SUB_STALE)) {
-                e->flags |= SUB_STALE;
+            /* One Redis answers every SUBSCRIBE in order, or fails the
+             * connection: nothing to resend, even when a resync of many
+             * channels takes long. */
+            if (!l->cluster)
+                continue;
+            if ((e->flags & SUB_AGED) != SUB_AGED) {
+                e->flags |= (e->flags & SUB_STALE) ? SUB_OLD : SUB_STALE;
                 continue;
             }
-            e->node = -1; /* never acknowledged: sent again */
+            e->node = -1; /* unacknowledged for 2 to 3 s: sent again */
         }
         place(l, e, 1);
         if (e->node < 0)
             missing = 1;
         else
-            e->flags &= (uint8_t)~SUB_STALE;
+            e->flags &= (uint8_t)~SUB_AGED;
     }
     send_all(l);
     return missing;

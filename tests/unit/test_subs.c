@@ -169,6 +169,36 @@ START_TEST(unasked_unsubscribe_is_a_move)
 }
 END_TEST
 
+/* An unacknowledged SSUBSCRIBE is sent again at the third health check
+ * (a cluster's MOVED names no channel), and readiness then waits for it;
+ * one Redis's SUBSCRIBE is never sent twice. */
+START_TEST(cluster_resends_unacknowledged)
+{
+    subs_place_all(&L);
+    ck_assert_int_eq(confirm("", 1), 1); /* the broadcast channel */
+    L.up = 1;
+    redis_link_subscribe(&L, "r");
+    flush();
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(subs_health(&L), 0);
+    ck_assert_int_eq(redis_link_ready(&L), 1);
+    L.cluster = 1;
+    for (int i = 0; i < 2; i++) {
+        subs_health(&L);
+        ck_assert_int_eq(redis_link_ready(&L), 1);
+    }
+    subs_health(&L);
+    ck_assert_int_eq(redis_link_ready(&L), 0);
+    ck_assert_int_eq(confirm("r", 1), 1);
+    ck_assert_int_eq(redis_link_ready(&L), 1);
+    /* an entry whose owner is away is counted as missing */
+    N.sub_ok = 0;
+    redis_link_subscribe(&L, "s");
+    flush();
+    ck_assert_int_eq(subs_health(&L), 1);
+}
+END_TEST
+
 /* Many entries in, half out in a scattered order, the rest all found:
  * open addressing's deletions leave no entry unreachable. */
 START_TEST(table_many_entries)
@@ -219,6 +249,7 @@ int main(void)
     tcase_add_test(tc, changes_cancel_out);
     tcase_add_test(tc, node_lost_and_back);
     tcase_add_test(tc, unasked_unsubscribe_is_a_move);
+    tcase_add_test(tc, cluster_resends_unacknowledged);
     tcase_add_test(tc, table_many_entries);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
