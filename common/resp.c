@@ -150,22 +150,39 @@ long resp_scan(const char *buf, size_t len, struct resp_message *msg, int *is_me
     return (long)off;
 }
 
+/* The confirmation kinds: the verb's name, whether it subscribes, whether
+ * it is sharded. */
+static const struct {
+    const char *name;
+    size_t len;
+    int subscribe, sharded;
+} confirm_kinds[] = {
+    {"subscribe", 9, 1, 0},
+    {"unsubscribe", 11, 0, 0},
+    {"ssubscribe", 10, 1, 1},
+    {"sunsubscribe", 12, 0, 1},
+};
+
 int resp_confirmation(const char *buf, size_t len, struct resp_confirmation *c)
 {
     size_t off = 4;
     const char *kind;
     size_t kind_len;
     long long count;
-    if (len < off || memcmp(buf, "*3\r\n", 4) != 0 ||
-        !next_bulk(buf, len, &off, &kind, &kind_len) ||
-        !((kind_len == 9 && memcmp(kind, "subscribe", 9) == 0) ||
-          (kind_len == 11 && memcmp(kind, "unsubscribe", 11) == 0)) ||
-        !next_bulk(buf, len, &off, &c->channel, &c->channel_len) || off >= len || buf[off] != ':')
+    if (len < off || memcmp(buf, "*3\r\n", 4) != 0 || !next_bulk(buf, len, &off, &kind, &kind_len))
+        return 0;
+    size_t k = 0, n_kinds = sizeof(confirm_kinds) / sizeof(confirm_kinds[0]);
+    while (k < n_kinds && !(kind_len == confirm_kinds[k].len &&
+                            memcmp(kind, confirm_kinds[k].name, kind_len) == 0))
+        k++;
+    if (k == n_kinds || !next_bulk(buf, len, &off, &c->channel, &c->channel_len) || off >= len ||
+        buf[off] != ':')
         return 0;
     long n = read_number_line(buf + off, len - off, INTEGER_MAX, &count);
     if (n <= 0 || off + (size_t)n != len)
         return 0;
-    c->subscribe = kind_len == 9;
+    c->subscribe = confirm_kinds[k].subscribe;
+    c->sharded = confirm_kinds[k].sharded;
     c->count = count;
     return 1;
 }

@@ -4,11 +4,12 @@
  * hiredis parse each into a reply tree (four allocations), look its channel
  * up in its callback table and free it again cost about 4,000 instructions
  * a message (callgrind); reading the push where it lies costs a few hundred.
- * Subscription confirmations are recognised too (resp_confirmation), so
- * that a subscriber can send its (UN)SUBSCRIBEs past hiredis and keep no
- * per-channel state there. Anything else (errors, other replies) still
- * goes to hiredis, whole replies only, so its reader never holds half of
- * one. */
+ * Subscription confirmations are recognised too (resp_confirmation), for
+ * SUBSCRIBE and sharded SSUBSCRIBE alike, so that a subscriber can write
+ * its (UN)SUBSCRIBEs itself and keep no per-channel state in hiredis (nor
+ * meet hiredis 0.14's abort on an "smessage"). Anything else (errors,
+ * other replies) is measured whole, so a caller can hand it on as one
+ * reply. */
 #ifndef NOTIFY_RESP_H
 #define NOTIFY_RESP_H
 
@@ -29,15 +30,18 @@ struct resp_message {
 long resp_scan(const char *buf, size_t len, struct resp_message *msg, int *is_message);
 
 struct resp_confirmation {
-    int subscribe;       /* 1 for "subscribe", 0 for "unsubscribe" */
+    int subscribe;       /* 1 for "(s)subscribe", 0 for "(s)unsubscribe" */
+    int sharded;         /* 1 for "ssubscribe" and "sunsubscribe" */
     const char *channel; /* points into the reply */
     size_t channel_len;
     long long count; /* channels the connection is subscribed to now */
 };
 
 /* Whether the complete reply buf[0..len) (as measured by resp_scan) is a
- * subscription confirmation, ["subscribe" or "unsubscribe", channel,
- * count]; if so c points at its parts. */
+ * subscription confirmation, ["subscribe", "unsubscribe", "ssubscribe" or
+ * "sunsubscribe", channel, count]; if so c points at its parts. A
+ * "sunsubscribe" also comes unasked, when the channel's slot moved to
+ * another shard. */
 int resp_confirmation(const char *buf, size_t len, struct resp_confirmation *c);
 
 #endif

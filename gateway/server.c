@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deliver.h"
+#include "envelope.h"
 #include "history.h"
 #include "http.h"
 #include "log.h"
@@ -30,14 +32,47 @@ void server_gauges(const struct server *srv, struct metrics_gauges *g)
     g->io_uring = net_batched(&srv->net);
 }
 
-void server_on_redis_up(struct server *srv)
+/* ---- the Redis link's events (redis.h) ---- */
+
+static void on_redis_message(void *data, const char *account, size_t account_len,
+                             const char *payload, size_t len)
 {
-    history_load(srv);
+    deliver_account(data, account, account_len, payload, len);
+}
+
+static void on_redis_broadcast(void *data, const char *payload, size_t len)
+{
+    deliver_broadcast(data, payload, len);
+}
+
+static void on_redis_subscribed(void *data, const char *account, size_t account_len)
+{
+    struct server *srv = data;
+    struct account *a = registry_find_account(&srv->registry, account, account_len);
+    if (a && !a->subscribed)
+        session_account_subscribed(&srv->sessions, a);
+}
+
+static void on_redis_lost(void *data, const char *account, size_t account_len)
+{
+    struct server *srv = data;
+    struct account *a = registry_find_account(&srv->registry, account, account_len);
+    if (a)
+        session_account_lost(&srv->sessions, a);
+}
+
+/* Connected again: the library is loaded by now (the link does it on
+ * every primary), presence is written again. */
+static void on_redis_up(void *data)
+{
+    struct server *srv = data;
+    srv->metrics.redis_reconnects = redis_link_reconnects(&srv->redis);
     presence_resync(&srv->presence);
 }
 
-void server_on_redis_down(struct server *srv)
+static void on_redis_down(void *data)
 {
+    struct server *srv = data;
     session_redis_down(&srv->sessions);
 }
 
@@ -113,6 +148,22 @@ static int screen_for_lws(void *ctx, int fd, const char **why)
     if (verdict == HTTP_SCREEN_WAIT)
         return NET_SCREEN_WAIT;
     return verdict == HTTP_SCREEN_GONE ? NET_SCREEN_GONE : verdict;
+}
+
+/* The Redis link reports to these handlers, and reaches nothing above
+ * it otherwise. */
+static void redis_wire(struct server *srv)
+{
+    const struct redis_events ev = {
+        .on_message = on_redis_message,
+        .on_broadcast = on_redis_broadcast,
+        .on_subscribed = on_redis_subscribed,
+        .on_lost = on_redis_lost,
+        .on_up = on_redis_up,
+        .on_down = on_redis_down,
+        .data = srv,
+    };
+    redis_link_init(&srv->redis, &srv->loop, srv->cfg, &ev);
 }
 
 /* lws logs through us so that every stderr line is logfmt. */
@@ -324,7 +375,7 @@ int server_init(struct server *srv, const struct config *cfg)
                      &hooks) < 0)
         return -1;
     srandom((unsigned)srv->sessions.ids.base);
-    redis_link_select(&srv->redis, srv);
+    redis_wire(srv);
     if (history_init(srv) < 0) {
         log_error("out_of_memory", "where=init");
         return -1;
@@ -336,7 +387,8 @@ int server_init(struct server *srv, const struct config *cfg)
         log_error("listen_failed", "listen=%s error=\"%s\"", cfg->listen, err);
         return -1;
     }
-    if (presence_init(&srv->presence, srv) < 0 || redis_link_start(&srv->redis) < 0) {
+    if (presence_init(&srv->presence, srv) < 0 ||
+        redis_link_start(&srv->redis, srv->notify_lib) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;
     }
@@ -349,7 +401,7 @@ int server_init(struct server *srv, const struct config *cfg)
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     log_info("listening", "listen=%s node=%s auth=%s redis=%s:%d mode=%s version=%s", cfg->listen,
              cfg->node_id, cfg->auth, cfg->redis_url.host, cfg->redis_url.port,
-             srv->redis.ops->name, NOTIFY_VERSION);
+             redis_link_mode(&srv->redis), NOTIFY_VERSION);
     return 0;
 }
 

@@ -67,10 +67,6 @@ int server_run(struct server *srv);
  * over --drain-seconds. A second call exits at once. */
 void server_drain(struct server *srv);
 
-/* Hooks called by the Redis link: both connections are (back) up; the
- * link just failed (called before its contexts are freed). */
-void server_on_redis_up(struct server *srv);
-void server_on_redis_down(struct server *srv);
 
 /* 1 when /readyz should answer 200. */
 int server_ready(const struct server *srv);

@@ -62,24 +62,6 @@ void history_free(struct server *srv)
     srv->notify_lib = NULL;
 }
 
-static void on_loaded(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply *reply = r;
-    (void)ac;
-    (void)privdata;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
-        log_error("function_load_failed", "library=notify error=\"%s\"", reply->str);
-    else if (reply)
-        log_debug("function_loaded", "library=notify");
-}
-
-void history_load(struct server *srv)
-{
-    const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", srv->notify_lib};
-    size_t lens[] = {8, 4, 7, strlen(srv->notify_lib)};
-    redis_link_command_all(&srv->redis, on_loaded, NULL, 4, argv, lens);
-}
-
 /* What one session is owed: allocated when a replay becomes owed, freed
  * once no replay is owed or running. */
 struct replay {

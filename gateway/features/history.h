@@ -33,15 +33,13 @@ struct history {
     size_t cap_retry;               /* capacity of retry */
 };
 
-/* Builds the library text from the flags and the retry timer. Returns 0
- * or -1. */
+/* Builds the library text from the flags (srv->notify_lib, which the
+ * Redis link loads on every primary it connects to) and the retry timer.
+ * Returns 0 or -1. */
 int history_init(struct server *srv);
 /* Closes the retry timer (teardown); history_free releases the rest. */
 void history_close(struct server *srv);
 void history_free(struct server *srv);
-
-/* Queues FUNCTION LOAD REPLACE on the command connection (after connect). */
-void history_load(struct server *srv);
 
 /* s asked for what followed since (?since=): it is owed a replay from
  * there, gaps reported. */

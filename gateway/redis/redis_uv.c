@@ -1,6 +1,7 @@
 #include "redis_uv.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,54 +21,51 @@ void redisProcessCallbacks(redisAsyncContext *ac);
  * freed in the close callback, never earlier, because libuv may still
  * reference the handle. */
 struct redis_uv {
-    redisAsyncContext *ac;           /* NULL once hiredis has freed the context */
-    uv_poll_t poll;                  /* watches the context's socket */
-    int events;                      /* UV_READABLE | UV_WRITABLE wanted by hiredis */
-    int armed;                       /* what the poll handle watches now */
-    redis_uv_message_fn *on_message; /* message pushes, when set */
-    redis_uv_confirm_fn *on_confirm; /* with on_message: (un)subscribe confirmations */
-    void *message_data;              /* passed to both */
-    char *in;                        /* with on_message: bytes read, from the start of the */
-    size_t in_len;                   /* first reply not yet complete */
+    redisAsyncContext *ac;              /* NULL once hiredis has freed the context */
+    uv_poll_t poll;                     /* watches the context's socket */
+    int events;                         /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+    int armed;                          /* what the poll handle watches now */
+    const struct redis_uv_pushes *take; /* every reply read in place, when set */
+    char *in;                           /* with take: bytes read, from the start of the */
+    size_t in_len;                      /* first reply not yet complete */
     size_t in_cap;
 };
 
-/* Whether the whole reply r[0..n) is a subscription confirmation that
- * on_confirm took. */
-static int confirmation_taken(struct redis_uv *p, const char *r, size_t n)
+/* The bytes are not RESP: the connection fails as hiredis's own reader
+ * would fail it, with its disconnect callback. */
+static void protocol_error(struct redis_uv *p)
 {
-    struct resp_confirmation c;
-    return p->on_confirm && resp_confirmation(r, n, &c) &&
-           p->on_confirm(p->message_data, c.subscribe, c.channel, c.channel_len, c.count);
+    p->ac->c.err = REDIS_ERR_PROTOCOL;
+    snprintf(p->ac->c.errstr, sizeof(p->ac->c.errstr), "Protocol error");
+    redisAsyncDisconnect(p->ac); /* no callback is pending: frees it now (p->ac = NULL) */
 }
 
-/* Hands what has arrived on, reply by reply in order: message pushes to
- * on_message, subscription confirmations to on_confirm, everything else to
- * hiredis (whole replies, so that its reader is never in the middle of
- * one). Keeps an incomplete tail. */
+/* Hands what has arrived on, reply by reply in order: message pushes,
+ * subscription confirmations and every other reply to the handlers
+ * (which may free the context: p->ac is then NULL). Keeps an incomplete
+ * tail. */
 static void dispatch(struct redis_uv *p)
 {
+    const struct redis_uv_pushes *h = p->take;
     size_t off = 0;
     while (off < p->in_len && p->ac) {
         struct resp_message m;
+        struct resp_confirmation c;
         int is_message;
-        long n = resp_scan(p->in + off, p->in_len - off, &m, &is_message);
+        const char *r = p->in + off;
+        long n = resp_scan(r, p->in_len - off, &m, &is_message);
         if (n == 0)
             break;
         if (n < 0) {
-            /* Not a reply we measure (not RESP, or an array too long for a
-             * subscriber): hiredis takes this and every later byte, and
-             * fails the connection if it is not RESP either. */
-            n = (long)(p->in_len - off);
-            is_message = 0;
-            p->on_message = NULL;
+            protocol_error(p);
+            break;
         }
-        if (is_message) {
-            p->on_message(p->message_data, m.channel, m.channel_len, m.payload, m.payload_len);
-        } else if (!confirmation_taken(p, p->in + off, (size_t)n)) {
-            redisReaderFeed(p->ac->c.reader, p->in + off, (size_t)n);
-            redisProcessCallbacks(p->ac); /* may free the context (p->ac = NULL) */
-        }
+        if (is_message)
+            h->message(h->data, m.channel, m.channel_len, m.payload, m.payload_len);
+        else if (resp_confirmation(r, (size_t)n, &c))
+            h->confirm(h->data, &c);
+        else
+            h->reply(h->data, r, (size_t)n);
         off += (size_t)n;
     }
     if (!p->ac) {
@@ -106,7 +104,7 @@ static void read_replies(struct redis_uv *p)
     char stack_buf[READ_CHUNK];
     for (int i = 0; i < READ_ROUNDS && p->ac; i++) {
         char *buf = stack_buf;
-        if (p->on_message) {
+        if (p->take) {
             if (reserve_chunk(p) < 0) {
                 redisAsyncDisconnect(p->ac); /* out of memory: drop it, reconnect later */
                 break;
@@ -120,7 +118,7 @@ static void read_replies(struct redis_uv *p)
             redisAsyncHandleRead(p->ac); /* hiredis meets the EOF or error itself */
             break;
         }
-        if (p->on_message) {
+        if (p->take) {
             p->in_len += (size_t)n;
             dispatch(p);
         } else {
@@ -210,8 +208,7 @@ static void cleanup(void *data)
     uv_close((uv_handle_t *)&p->poll, on_closed);
 }
 
-redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port, const char *user,
-                                    const char *password, redisCallbackFn *auth_cb, void *data)
+redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port, void *data)
 {
     redisAsyncContext *ac = redisAsyncConnect(host, port);
     if (!ac)
@@ -221,22 +218,13 @@ redisAsyncContext *redis_uv_connect(uv_loop_t *loop, const char *host, int port,
         return NULL;
     }
     ac->data = data;
-    if (password[0]) {
-        if (user[0])
-            redisAsyncCommand(ac, auth_cb, NULL, "AUTH %s %s", user, password);
-        else
-            redisAsyncCommand(ac, auth_cb, NULL, "AUTH %s", password);
-    }
     return ac;
 }
 
-void redis_uv_on_pushes(redisAsyncContext *ac, redis_uv_message_fn *on_message,
-                        redis_uv_confirm_fn *on_confirm, void *data)
+void redis_uv_take_replies(redisAsyncContext *ac, const struct redis_uv_pushes *h)
 {
     struct redis_uv *p = ac->ev.data;
-    p->on_message = on_message;
-    p->on_confirm = on_confirm;
-    p->message_data = data;
+    p->take = h;
 }
 
 int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len)
@@ -247,12 +235,6 @@ int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len)
         return -1;
     ac->ev.addWrite(ac->ev.data); /* hiredis writes its output buffer when writable */
     return 0;
-}
-
-int redis_reply_is(const redisReply *reply, const char *s)
-{
-    return reply->type == REDIS_REPLY_STRING && reply->len == strlen(s) &&
-           !memcmp(reply->str, s, reply->len);
 }
 
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)

@@ -6,7 +6,7 @@
  * must not find incomplete nor shorter (it may refuse it: it allows no
  * nesting deeper than 7, which Redis never sends); a message push must
  * read as hiredis reads it, and so must a subscription confirmation
- * (resp_confirmation). Whatever resp_scan finds incomplete, hiredis must
+ * (resp_confirmation, sharded ones included). Whatever resp_scan finds incomplete, hiredis must
  * not complete. */
 #include <hiredis/hiredis.h>
 #include <stdint.h>
@@ -38,7 +38,7 @@ static int hiredis_parse(const uint8_t *buf, size_t len, redisReply **out)
 
 static int same(const redisReply *e, const char *s, size_t n)
 {
-    return e->type == REDIS_REPLY_STRING && e->len == n && memcmp(e->str, s, n) == 0;
+    return e && e->type == REDIS_REPLY_STRING && e->len == n && memcmp(e->str, s, n) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -69,10 +69,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* a confirmation is read as hiredis reads it (where hiredis
              * reads it at all: like resp_scan, it takes numbers such as
              * "$016" that hiredis refuses and Redis never writes) */
+            const redisReply *k =
+                reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 ? reply->element[0] : NULL;
+            int sub = same(k, "subscribe", 9) || same(k, "ssubscribe", 10);
+            int unsub = same(k, "unsubscribe", 11) || same(k, "sunsubscribe", 12);
+            int sharded = same(k, "ssubscribe", 10) || same(k, "sunsubscribe", 12);
             if (is_message || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-                !(same(reply->element[0], "subscribe", 9) ||
-                  same(reply->element[0], "unsubscribe", 11)) ||
-                c.subscribe != same(reply->element[0], "subscribe", 9) ||
+                !(sub || unsub) || c.subscribe != sub || c.sharded != sharded ||
                 !same(reply->element[1], c.channel, c.channel_len) ||
                 reply->element[2]->type != REDIS_REPLY_INTEGER ||
                 reply->element[2]->integer != c.count)

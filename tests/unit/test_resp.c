@@ -167,10 +167,28 @@ START_TEST(subscription_confirmations)
     ck_assert_int_eq(c.count, 15000);
     ck_assert(confirm("*3\r\n$11\r\nunsubscribe\r\n$0\r\n\r\n:0\r\n", &c));
     ck_assert_uint_eq(c.channel_len, 0);
+    ck_assert_int_eq(c.sharded, 0);
+    /* sharded pub/sub (Redis Cluster): the same shape, other verbs */
+    ck_assert(confirm("*3\r\n$10\r\nssubscribe\r\n$3\r\nabc\r\n:1\r\n", &c));
+    ck_assert_int_eq(c.subscribe, 1);
+    ck_assert_int_eq(c.sharded, 1);
+    ck_assert_uint_eq(c.channel_len, 3);
+    ck_assert(!memcmp(c.channel, "abc", 3));
+    ck_assert_int_eq(c.count, 1);
+    ck_assert(confirm("*3\r\n$12\r\nsunsubscribe\r\n$4\r\nab:c\r\n:0\r\n", &c));
+    ck_assert_int_eq(c.subscribe, 0);
+    ck_assert_int_eq(c.sharded, 1);
+    ck_assert(!memcmp(c.channel, "ab:c", 4));
+    ck_assert_int_eq(c.count, 0);
+    ck_assert(confirm("*3\r\n$9\r\nsubscribe\r\n$3\r\nabc\r\n:1\r\n", &c));
+    ck_assert_int_eq(c.sharded, 0);
     const char * not [] = {
         "*3\r\n$7\r\nmessage\r\n$3\r\nabc\r\n$1\r\nx\r\n",    /* a message */
         "*3\r\n$10\r\npsubscribe\r\n$3\r\nab*\r\n:1\r\n",     /* a pattern */
-        "*3\r\n$10\r\nssubscribe\r\n$3\r\nabc\r\n:1\r\n",     /* a shard channel */
+        "*3\r\n$11\r\npsubscribex\r\n$3\r\nabc\r\n:1\r\n",    /* no such verb */
+        "*3\r\n$10\r\nSSUBSCRIBE\r\n$3\r\nabc\r\n:1\r\n",     /* not what Redis sends */
+        "*3\r\n$12\r\nsunsubscribe\r\n$3\r\nabc\r\n+1\r\n",   /* count not an integer */
+        "*3\r\n$8\r\nsmessage\r\n$3\r\nabc\r\n$1\r\nx\r\n",   /* a sharded message */
         "*3\r\n$9\r\nSUBSCRIBE\r\n$3\r\nabc\r\n:1\r\n",       /* not what Redis sends */
         "*3\r\n$9\r\nsubscribe\r\n$3\r\nabc\r\n$1\r\n1\r\n",  /* count not an integer */
         "*3\r\n$9\r\nsubscribe\r\n$-1\r\n:1\r\n",             /* null channel */
