@@ -16,22 +16,6 @@
 
 static void drain_progress(struct server *srv);
 
-int server_ready(const struct server *srv)
-{
-    return !srv->draining && redis_link_ready(&srv->redis);
-}
-
-void server_gauges(const struct server *srv, struct metrics_gauges *g)
-{
-    g->connections = srv->registry.n_conns;
-    g->accounts = srv->registry.n_accounts;
-    g->subscribed_accounts = redis_link_subscribed(&srv->redis);
-    g->redis_up = redis_link_connected(&srv->redis);
-    g->ready = server_ready(srv);
-    g->draining = srv->draining;
-    g->io_uring = net_batched(&srv->net);
-}
-
 /* ---- the Redis link's events (redis.h) ---- */
 
 static void on_redis_message(void *data, const char *account, size_t account_len,

@@ -67,10 +67,4 @@ int server_run(struct server *srv);
  * over --drain-seconds. A second call exits at once. */
 void server_drain(struct server *srv);
 
-
-/* 1 when /readyz should answer 200. */
-int server_ready(const struct server *srv);
-
-void server_gauges(const struct server *srv, struct metrics_gauges *g);
-
 #endif

@@ -10,6 +10,7 @@
 
 #include "demo_client_js.h"
 #include "demo_html.h"
+#include "health.h"
 #include "httphead.h"
 #include "opaque.h"
 #include "publish_api.h"
@@ -26,36 +27,6 @@ int http_screen(int fd, char *scratch, const char **why)
     return status == HTTPHEAD_INCOMPLETE ? HTTP_SCREEN_WAIT : status;
 }
 
-int http_write_status(struct lws *wsi, int status, const char *body)
-{
-    char buf[LWS_PRE + 1024];
-    char *p = buf + LWS_PRE;
-    int n = http_format_status(p, sizeof(buf) - LWS_PRE, status, "", body);
-    if (n < 0)
-        return -1;
-    return lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n ? -1 : 0;
-}
-
-int http_respond(struct lws *wsi, int status, const char *type, const char *body, size_t len)
-{
-    unsigned char hdr[LWS_PRE + 512];
-    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned int)status, type, len, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    unsigned char *out = malloc(LWS_PRE + len + 1);
-    if (!out)
-        return -1;
-    memcpy(out + LWS_PRE, body, len);
-    int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
-    free(out);
-    if (n < (int)len)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
 static int text_reply(struct lws *wsi, int status, const char *body)
 {
     return http_respond(wsi, status, "text/plain; charset=utf-8", body, strlen(body));
@@ -64,7 +35,7 @@ static int text_reply(struct lws *wsi, int status, const char *body)
 static int metrics(struct server *srv, struct lws *wsi)
 {
     struct metrics_gauges g;
-    server_gauges(srv, &g);
+    health_gauges(srv, &g);
     size_t need = metrics_render(&srv->metrics, &g, NULL, 0) + 1;
     char *buf = malloc(need);
     if (!buf)
@@ -123,7 +94,7 @@ int http_handle(struct server *srv, struct lws *wsi, const char *uri)
             return text_reply(wsi, 405, "use GET\n");
         if (srv->draining)
             return text_reply(wsi, 503, "draining\n");
-        if (!server_ready(srv))
+        if (!health_ready(srv))
             return text_reply(wsi, 503, "redis not connected or subscriptions not current\n");
         return text_reply(wsi, 200, "ready\n");
     }

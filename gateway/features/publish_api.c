@@ -52,25 +52,33 @@ static void req_free(struct publish_req *req)
     free(req);
 }
 
+/* Refuses the request before its body is read; returns what
+ * publish_api_begin returns for it (-1: lws closes the connection). */
+static int refuse(struct lws *wsi, int status, const char *body)
+{
+    http_write_status(wsi, status, body);
+    return -1;
+}
+
 int publish_api_begin(struct server *srv, struct lws *wsi)
 {
     if (!srv->cfg->api_key)
-        return http_write_status(wsi, 404, "publish API off: start with --api-key\n"), -1;
+        return refuse(wsi, 404, "publish API off: start with --api-key\n");
     if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0)
-        return http_write_status(wsi, 405, "use POST\n"), -1;
+        return refuse(wsi, 405, "use POST\n");
     char auth[512];
     int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
     const char *key = srv->cfg->api_key;
     if (n <= 7 || strncasecmp(auth, "Bearer ", 7) != 0 ||
         !constant_time_equal(auth + 7, strlen(auth + 7), key, strlen(key)))
-        return http_write_status(wsi, 401, "missing or bad API key\n"), -1;
+        return refuse(wsi, 401, "missing or bad API key\n");
     char clen[32];
     if (lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
         strtoull(clen, NULL, 10) > PUBLISH_MAX_BODY)
-        return http_write_status(wsi, 413, "body over 64 KiB\n"), -1;
+        return refuse(wsi, 413, "body over 64 KiB\n");
     struct publish_req *req = calloc(1, sizeof(*req));
     if (!req)
-        return http_write_status(wsi, 503, "out of memory\n"), -1;
+        return refuse(wsi, 503, "out of memory\n");
     req->kind = OPAQUE_PUBLISH;
     req->wsi = wsi;
     req->srv = srv;

@@ -1,0 +1,36 @@
+#include "http_reply.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpstatus.h"
+
+int http_write_status(struct lws *wsi, int status, const char *body)
+{
+    char buf[LWS_PRE + 1024];
+    char *p = buf + LWS_PRE;
+    int n = http_format_status(p, sizeof(buf) - LWS_PRE, status, "", body);
+    if (n < 0)
+        return -1;
+    return lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n ? -1 : 0;
+}
+
+int http_respond(struct lws *wsi, int status, const char *type, const char *body, size_t len)
+{
+    unsigned char hdr[LWS_PRE + 512];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, type, len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    unsigned char *out = malloc(LWS_PRE + len + 1);
+    if (!out)
+        return -1;
+    memcpy(out + LWS_PRE, body, len);
+    int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+    free(out);
+    if (n < (int)len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
