@@ -1,4 +1,4 @@
-/* config: the daemon's flags (contract section 2) and their NOTIFY_*
+/* config: the daemon's flags (README.md "Flags") and their NOTIFY_*
  * environment variables. A flag wins over its variable; every value is
  * checked here so the rest of the daemon can trust struct config. */
 #ifndef NOTIFY_CONFIG_H

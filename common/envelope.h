@@ -1,4 +1,4 @@
-/* envelope: the JSON message shape of contract section 4.
+/* envelope: the JSON message shape of README.md "Messages".
  *
  *   {"type":"<string>","content":{"body":"<string>","meta_data":"<string>"}}
  *

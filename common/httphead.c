@@ -5,7 +5,7 @@
 
 /* Byte classes, looked up once per byte: a head is parsed on every
  * connect, and testing each byte against a list (strchr for the '-' of
- * every Sec-WebSocket-* name) was most of its cost (callgrind). */
+ * every Sec-WebSocket-* name) would be most of its cost. */
 enum {
     C_TCHAR = 1, /* RFC 9110 section 5.6.2: method and header names */
     C_FIELD = 2, /* allowed in a header value */
@@ -144,7 +144,7 @@ enum httphead_result httphead_parse(const char *buf, size_t len, struct httphead
                                     size_t *head_len)
 {
     /* The scalars only: fields[] is read up to n_fields, and clearing all
-     * of it was a kilobyte per connect. */
+     * of it would cost a kilobyte of stores per connect. */
     h->method = h->path = h->query = NULL;
     h->method_len = h->path_len = h->query_len = 0;
     h->minor_version = 0;

@@ -10,8 +10,8 @@ int idgen_init(struct idgen *g)
     return 0;
 }
 
-/* The low 48 bits of v as 12 lowercase hex digits, zero-padded: snprintf's
- * format parsing was ~1,500 instructions of every connect (callgrind). */
+/* The low 48 bits of v as 12 lowercase hex digits, zero-padded, without
+ * snprintf's format parsing (this runs on every connect). */
 static void hex48(char *out, uint64_t v)
 {
     static const char digits[] = "0123456789abcdef";

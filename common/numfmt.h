@@ -1,6 +1,6 @@
 /* numfmt: integers written as text without printf, for the paths that
  * write one per connect or per command (printf's format parsing showed in
- * callgrind profiles of both). */
+ * profiles of both). */
 #ifndef NOTIFY_NUMFMT_H
 #define NOTIFY_NUMFMT_H
 

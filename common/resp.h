@@ -2,8 +2,8 @@
  *
  * The subscriber connection receives one push per published message. Having
  * hiredis parse each into a reply tree (four allocations), look its channel
- * up in its callback table and free it again cost about 4,000 instructions
- * a message (callgrind); reading the push where it lies costs a few hundred.
+ * up in its callback table and free it again cost several times what
+ * reading the push where it lies costs (BENCHMARKS.md).
  * Subscription confirmations are recognised too (resp_confirmation), for
  * SUBSCRIBE and sharded SSUBSCRIBE alike, so that a subscriber can write
  * its (UN)SUBSCRIBEs itself and keep no per-channel state in hiredis (nor

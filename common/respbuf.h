@@ -3,7 +3,7 @@
  *
  * For the commands sent in bulk (presence refreshes, subscription
  * batches): hiredis's formatting goes through printf-style parsing and an
- * sds per argument, which showed in profiles of both (perf, callgrind). */
+ * sds per argument, which showed in profiles of both. */
 #ifndef NOTIFY_RESPBUF_H
 #define NOTIFY_RESPBUF_H
 

@@ -1,4 +1,4 @@
-/* rnames: every Redis key and channel name of contract section 5, built in
+/* rnames: every Redis key and channel name of README.md "Publishing" and "Presence", built in
  * one place so that the gateway, notifyctl and the tests agree on them.
  * Account ids sit inside {} so all of an account's names share one Redis
  * Cluster slot. Each builder writes a NUL-terminated name into buf and

@@ -1,5 +1,5 @@
-/* streamid: Redis stream ids ("<ms>-<seq>"), the history ids of contract
- * section 6, as numbers that compare cheaply. */
+/* streamid: Redis stream ids ("<ms>-<seq>"), the history ids of README.md
+ * "Resuming", as numbers that compare cheaply. */
 #ifndef NOTIFY_STREAMID_H
 #define NOTIFY_STREAMID_H
 

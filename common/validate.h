@@ -8,7 +8,7 @@
 
 #define ACCOUNT_ID_MAX 128
 
-/* 1 to 128 bytes of [A-Za-z0-9_.@:-] (contract section 3). */
+/* 1 to 128 bytes of [A-Za-z0-9_.@:-] (README.md "Connecting"). */
 int validate_account_id(const char *s, size_t len);
 
 /* Well-formed UTF-8: no overlong forms, no surrogates, nothing above

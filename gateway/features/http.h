@@ -1,5 +1,5 @@
-/* http: the plain HTTP routes served on the WebSocket port (contract
- * section 7): GET /healthz, GET /readyz, GET /metrics, POST /publish (with
+/* http: the plain HTTP routes served on the WebSocket port (README.md
+ * "HTTP endpoints"): GET /healthz, GET /readyz, GET /metrics, POST /publish (with
  * publish_api.c) and the demo. Served by lws: gateway/net hands it every
  * request that is not GET /ws. */
 #ifndef NOTIFY_HTTP_H

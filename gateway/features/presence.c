@@ -73,9 +73,8 @@ static void on_eval_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 /* Sends the batch as one EVAL and empties it. Returns -1 if Redis is down
  * (the batch is then dropped: the resync after reconnecting covers it).
- * The RESP is written here, straight from the arena: through hiredis's
- * argv formatting it was about 3,000 instructions per connect (callgrind,
- * connect storm). */
+ * The RESP is written here, straight from the arena: hiredis's argv
+ * formatting showed in every connect's profile (BENCHMARKS.md). */
 static int batch_send(struct presence *p, struct eval_batch *b)
 {
     if (b->n == 0)
@@ -261,7 +260,7 @@ struct refresh_item {
 
 /* Whether n elements are in cmp's order already: with one Redis every
  * account is on shard 0 and the lists come in order, and the merge sort
- * behind qsort still cost ~2,600 instructions per connect (callgrind). */
+ * behind qsort is not free even then. */
 static int sorted(const void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
 {
     const char *e = base;
@@ -374,9 +373,9 @@ static void flush_ops(uv_timer_t *t)
     p->n_ops = 0;
 }
 
-/* snprintf("%s")'s truncation without its format parsing (~560
- * instructions a copy, two copies per change): the ids are validated to
- * fit, but a longer one is cut, never written past size. */
+/* snprintf("%s")'s truncation without its format parsing (two copies per
+ * change): the ids are validated to fit, but a longer one is cut, never
+ * written past size. */
 static void copy_id(char *dst, size_t size, const char *src)
 {
     size_t n = strnlen(src, size - 1);

@@ -1,5 +1,5 @@
 /* presence: this node's connections and the node itself, kept in Redis
- * (contract section 5).
+ * (README.md "Presence").
  *
  * Every connection is a member "<node id>/<connection id>" of
  * notify:presence:{<account>} scored with its expiry (Unix ms); the key

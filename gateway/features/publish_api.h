@@ -1,5 +1,5 @@
 /* publish_api: POST /publish, for producers that cannot speak Redis
- * (contract section 7).
+ * (README.md "HTTP endpoints").
  *
  *   Authorization: Bearer <--api-key>
  *   {"accounts":["u1","u2"],"message":<envelope>,"history":true|false}

@@ -1,5 +1,5 @@
 #!lua name=notify
--- notify-gateway's Redis function library (contract sections 5 and 6).
+-- notify-gateway's Redis function library (README.md "Publishing" and "Resuming").
 -- Every gateway loads it with FUNCTION LOAD REPLACE at start and after each
 -- reconnect; the gateway replaces the three __PLACEHOLDERS__ with its
 -- --history-max-len, --history-ttl and the publish command of its mode.

@@ -321,8 +321,8 @@ static int emit(struct redis_link *l, struct redis_node *n, int subscribe,
 
 /* Writes what emit built, one buffer per primary, past hiredis: through
  * hiredis, formatting the command, an sds and a table entry per channel
- * and a reply tree per confirmation cost about 10,700 instructions of
- * every connect (callgrind) and 0.13 KiB of every idle connection. */
+ * and a reply tree per confirmation were a large share of a connect and of
+ * an idle connection's memory (BENCHMARKS.md). */
 static void send_all(struct redis_link *l)
 {
     for (int i = 0; i < REDIS_MAX_NODES; i++) {

@@ -1,4 +1,4 @@
-/* Black-box tests of Redis Cluster mode (contract section 9) against a real
+/* Black-box tests of Redis Cluster mode (README.md "Redis Cluster") against a real
  * cluster of six redis-server processes (three primaries, three replicas,
  * cluster-node-timeout 2000, see cluster_util.h) and the real
  * notify-gateway started with --redis-cluster (no --redis):

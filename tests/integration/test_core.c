@@ -1,5 +1,6 @@
 /* Black-box tests of the gateway core against a real redis-server and the
- * real notify-gateway process (contract sections 2-5, 7, 8). Each test
+ * real notify-gateway process (README.md: flags, connecting, messages,
+ * publishing, presence, HTTP endpoints, shutdown). Each test
  * starts its own redis-server and gateway with the flags it needs. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -125,7 +126,7 @@ START_TEST(test_register_ids_unique)
 }
 END_TEST
 
-/* ---- presence (contract section 5) ------------------------------------- */
+/* ---- presence (README.md "Presence") ------------------------------------- */
 
 START_TEST(test_presence_follows_connections)
 {
@@ -698,7 +699,7 @@ START_TEST(test_redis_outage)
     wait_subscribed(h_chan("u1"));
     h_ck_publish_raw(&R, h_chan("u1"), PAYLOAD, strlen(PAYLOAD));
     /* the new Redis is empty, so the gateway may first report the lost
-     * history with a "gap" message (contract section 6) */
+     * history with a "gap" message (README.md "Resuming") */
     char *got = ws_recv_text(&c, 3000);
     if (got && strstr(got, "\"gap\"")) {
         json_decref(h_ck_envelope(got, "gap"));

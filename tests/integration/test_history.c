@@ -1,4 +1,4 @@
-/* Black-box tests of history and recovery (contract sections 5, 6 and 7)
+/* Black-box tests of history and recovery (README.md "Publishing", "Resuming" and "HTTP endpoints")
  * against a real redis-server and the real notify-gateway: notify_publish
  * and its ids, ?since= replays (also racing live publishes), gaps, replays
  * after a Redis restart and after the node's connections are killed, and

@@ -1,8 +1,8 @@
 /* test_notifyctl: notifyctl (NOTIFYCTL_BIN) against a real redis-server.
  *
  * Each test starts its own redis-server on a free loopback port, writes the
- * presence and node entries directly the way the gateway does (contract
- * section 5), runs notifyctl as a child process and checks its exit status
+ * presence and node entries directly the way the gateway does (README.md
+ * "Presence"), runs notifyctl as a child process and checks its exit status
  * and output. */
 #include <check.h>
 #include <hiredis/hiredis.h>
@@ -708,7 +708,7 @@ static int cluster_cmd(const char *cmd)
 }
 
 /* Presence, nodes and publish follow MOVED from one seed to the owners of
- * the keys; publish uses SPUBLISH (contract section 9). */
+ * the keys; publish uses SPUBLISH (README.md "Redis Cluster"). */
 START_TEST(cluster_presence_nodes_publish)
 {
     long long now = h_wall_ms();

@@ -1,5 +1,5 @@
 /* test_presence: presence in Redis with TTLs and the node registry
- * (contract section 5), against a real redis-server and real gateway
+ * (README.md "Presence"), against a real redis-server and real gateway
  * processes (several nodes sharing one Redis).
  *
  *   notify:presence:{<account>}  zset, member "<node>/<conn>", score expiry ms
@@ -366,7 +366,7 @@ START_TEST(node_registry_and_sigterm)
     int c1 = ws_wait_close(&a1, 5000), c2 = ws_wait_close(&a2, 5000);
     ck_assert_msg(c1 != 0 && c2 != 0, "connections not closed 5 s after SIGTERM");
     if (c1 != 1001 || c2 != 1001)
-        fprintf(stderr, "presence: note: drain closed with %d and %d (contract: 1001)\n", c1, c2);
+        fprintf(stderr, "presence: note: drain closed with %d and %d (README: 1001)\n", c1, c2);
     ws_close(&a1, 1000);
     ws_close(&a2, 1000);
     int st = h_gw_wait(&GA, 10000);

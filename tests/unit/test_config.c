@@ -1,5 +1,5 @@
 /* Unit tests of common/config: daemon flags, NOTIFY_* variables, defaults
- * and the exit-2 errors of contract section 2. */
+ * and the exit-2 errors of README.md "Flags". */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

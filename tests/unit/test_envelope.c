@@ -1,5 +1,5 @@
 /* Unit tests of common/envelope: server-built envelopes and client frames
- * (contract section 4). */
+ * (README.md "Messages"). */
 #include <check.h>
 #include <jansson.h>
 #include <stdlib.h>

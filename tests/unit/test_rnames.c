@@ -1,4 +1,4 @@
-/* Unit tests of common/rnames: the Redis names of contract section 5. */
+/* Unit tests of common/rnames: the Redis names of README.md "Publishing" and "Presence". */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
