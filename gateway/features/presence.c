@@ -155,10 +155,14 @@ static void on_node_reply(redisAsyncContext *ac, void *r, void *privdata)
         log_error("node_registry_failed", "error=\"%s\"", reply->str);
 }
 
+/* The most arguments a node-registry command has (HSET of every field). */
+#define NODE_COMMAND_ARGS 16
+
 /* A node-registry command; argv[1] is its key. */
 static void node_command(struct presence *p, int argc, const char **argv)
 {
-    size_t lens[16];
+    size_t lens[NODE_COMMAND_ARGS];
+    assert(argc >= 2 && argc <= NODE_COMMAND_ARGS);
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     redis_link_command(&p->srv->redis, argv[1], lens[1], on_node_reply, NULL, argc, argv, lens);
