@@ -13,8 +13,8 @@
  * the signature check differs, and none goes through libjwt: HS256, the
  * common case and the one every connect of a storm pays, uses an HMAC
  * context keyed once (libjwt's one-shot HMAC fetched the digest and built a
- * BIO per token, a large share of a connect: BENCHMARKS.md); RS256 and ES256 use OpenSSL with the public
- * key parsed once at start-up. */
+ * BIO per token, a large share of a connect: BENCHMARKS.md); RS256 and ES256 use OpenSSL with the
+ * public key parsed once at start-up. */
 #ifndef NOTIFY_AUTH_H
 #define NOTIFY_AUTH_H
 
