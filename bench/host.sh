@@ -11,6 +11,12 @@
 #   HB=30 TIMEOUT=60 ROUNDS=3 bench/host.sh
 #   GW_FLAGS="--input-batch-ms 0" ...   more gateway flags (in the file names)
 #   TARGETS=gateway ...                 the gateways only
+#   N=1000000 PROCS=55 HB=60 TIMEOUT=120 PRESENCE_TTL=120 DURATION=300 \
+#       TARGETS=gateway bench/host.sh   a million (BENCHMARKS.md)
+#
+# Each run also records the kernel's socket memory (/proc/net/sockstat:
+# TCP "mem" is in pages) before and after, and Redis's CPU, key count and
+# memory, since at host scale they matter as much as the gateways' RSS.
 #
 # Raw output: bench/results-host/idle-<N>-hb<HB>[-flags].<target>.r<k>.txt,
 # summary in the same directory, idle-<N>-hb<HB>[-flags].summary.txt.
@@ -22,6 +28,7 @@ N=${N:-100000}
 PROCS=${PROCS:-6}
 HB=${HB:-10}
 TIMEOUT=${TIMEOUT:-20}
+PRESENCE_TTL=${PRESENCE_TTL:-30}
 DURATION=${DURATION:-30}
 ROUNDS=${ROUNDS:-1}
 TARGETS=${TARGETS:-gateway forwarder}
@@ -45,6 +52,19 @@ trap 'stop_all; rm -rf "$tmp"' EXIT
 tag=$(flags_tag "${GW_FLAGS:-}")
 base="$OUT/idle-$N-hb$HB${tag:+-$tag}"
 
+sockstat() { # when: the kernel's TCP sockets and their memory (pages)
+    awk -v w="$1" '/^TCP:/ { print "sockstat_tcp_inuse_" w "=" $3; print "sockstat_tcp_mem_pages_" w "=" $NF }' /proc/net/sockstat
+    echo "sockstat_sockets_used_$1=$(awk '/^sockets:/ { print $3 }' /proc/net/sockstat)"
+}
+
+redis_info() { # port when: Redis's CPU (user+sys seconds), keys and memory
+    redis-cli -p "$1" INFO | tr -d '\r' | awk -v w="$2" -F: '
+        /^used_cpu_(user|sys):/ { cpu += $2 }
+        /^used_memory:/ { mem = $2 }
+        /^db0:keys=/ { split($2, a, /[=,]/); keys = a[2] }
+        END { printf "redis_cpu_s_%s=%.2f\nredis_used_memory_%s=%d\nredis_keys_%s=%d\n", w, cpu, w, mem, w, keys + 0 }'
+}
+
 run_one() { # target round
     local target=$1 k=$2 rport sport out
     rport=$(freeport)
@@ -56,7 +76,7 @@ run_one() { # target round
         if [ "$target" = gateway ]; then
             "$BUILD/gateway/notify-gateway" --listen "127.0.0.1:$sport" --reuse-port \
                 --redis "redis://127.0.0.1:$rport/0" --node-id "host-$i" --auth jwt \
-                --jwt-secret "$SECRET" --presence-ttl 30 --heartbeat-timeout "$TIMEOUT" \
+                --jwt-secret "$SECRET" --presence-ttl "$PRESENCE_TTL" --heartbeat-timeout "$TIMEOUT" \
                 --max-connections 19900 --log-level warn --drain-seconds 1 ${GW_FLAGS:-} \
                 2>"$tmp/gw-$i.log" &
         else
@@ -67,7 +87,7 @@ run_one() { # target round
     done
     if [ "$target" = gateway ]; then
         targs=(--auth jwt --jwt-secret "$SECRET")
-        flags="--reuse-port --auth jwt --presence-ttl 30 --heartbeat-timeout $TIMEOUT --max-connections 19900 ${GW_FLAGS:-}"
+        flags="--reuse-port --auth jwt --presence-ttl $PRESENCE_TTL --heartbeat-timeout $TIMEOUT --max-connections 19900 ${GW_FLAGS:-}"
     else
         targs=(--auth none --ready-on-upgrade)
         flags="-c (SO_REUSEPORT)"
@@ -78,11 +98,15 @@ run_one() { # target round
         echo "git=$(git describe --always --dirty)"
         echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
         echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+        sockstat before
+        redis_info "$rport" before
         echo "server_flags=$flags (x$PROCS)"
         "$BUILD/tools/bench" idle --url "127.0.0.1:$sport" --redis "127.0.0.1:$rport" "${targs[@]}" \
             --conns "$N" --procs "$PROCS" --heartbeat "$HB" --duration "$DURATION" \
-            --inflight 500 "${spids[@]}" --label "six-${target}s"
+            --inflight 500 --connect-timeout "${CONNECT_TIMEOUT:-60}" "${spids[@]}" --label "$PROCS-${target}s"
         echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)"
+        sockstat after
+        redis_info "$rport" after
         if [ "$target" = gateway ]; then
             for i in $(seq "$PROCS"); do echo "gateway_$i=$(grep -c . "$tmp/gw-$i.log") log lines"; done
         fi

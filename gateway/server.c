@@ -255,7 +255,12 @@ void server_drain(struct server *srv)
      * upgrades (503), so a load balancer takes it out of its pool before
      * clients are sent back; then the sockets close in slices over
      * --drain-seconds. The listener stays open for those answers until the
-     * end. */
+     * end, but on a port shared with --reuse-port: there the load balancer
+     * sees the port, not this process, and a listener left open would take
+     * its share of the new connections only to refuse them, so it closes at
+     * once and the siblings take them all (README "Shutdown and deploys"). */
+    if (srv->cfg->reuse_port)
+        net_unlisten(&srv->net);
     uint64_t now = uv_now(&srv->loop);
     srv->drain_close_from = now + (uint64_t)srv->cfg->drain_delay * 1000;
     srv->drain_deadline = srv->drain_close_from + (uint64_t)srv->cfg->drain_seconds * 1000;

@@ -83,6 +83,11 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+void net_unlisten(struct net *n)
+{
+    listener_close(&n->listener);
+}
+
 void net_close(struct net *n)
 {
     listener_close(&n->listener);

@@ -153,6 +153,11 @@ int net_route(struct net *n, const char *path, const struct net_handlers *h, voi
  * reason in err. */
 int net_listen(struct net *n, const char *host, int port, int reuse_port, char *err, size_t errlen);
 
+/* Stops accepting: the listening socket closes, so that on a port shared
+ * with --reuse-port the kernel hands every new connection to the other
+ * processes; open sockets carry on. */
+void net_unlisten(struct net *n);
+
 /* Stops accepting, closes every socket at once (those with data through
  * on_gone) and closes the handles (teardown). */
 void net_close(struct net *n);

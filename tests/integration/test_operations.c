@@ -1,13 +1,15 @@
 /* test_operations: what an operator of many nodes relies on, against a real
  * redis-server and real gateway processes:
  *   - --reuse-port: two processes on one port both take connections (the
- *     kernel spreads them) and together deliver to every account;
+ *     kernel spreads them) and together deliver to every account; while one
+ *     drains, every new connection on the port lands on the other;
  *   - /metrics while traffic flows: the counters, gauges and the delivery
  *     latency histogram move by exactly what happened. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,17 +36,19 @@ static void teardown(void)
 
 #define N_REUSE 40
 
-START_TEST(test_reuse_port_spreads_connections)
+/* GA and GB, two processes on one port with --reuse-port (rp-a, rp-b). */
+static void start_pair(const char *drain_seconds)
 {
     ck_assert(h_gw_startl(&GA, &R, "--auth", "none", "--reuse-port", "--node-id", "rp-a",
-                          (const char *)NULL) == 0);
+                          "--drain-seconds", drain_seconds, (const char *)NULL) == 0);
     /* The second process gets exactly the first one's port (the harness
      * would pick a free one), so it is started by hand. */
     char listen[64], redis[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", GA.port);
     h_redis_url(&R, redis, sizeof(redis));
-    const char *argv[] = {GATEWAY_BIN, "--listen",     listen,      "--redis", redis, "--auth",
-                          "none",      "--reuse-port", "--node-id", "rp-b",    NULL};
+    const char *argv[] = {
+        GATEWAY_BIN,    "--listen",  listen, "--redis",         redis,         "--auth", "none",
+        "--reuse-port", "--node-id", "rp-b", "--drain-seconds", drain_seconds, NULL};
     ck_assert_int_eq(h_proc_spawn(&GB.proc, argv, NULL), 0);
     GB.port = GA.port;
     long long deadline = h_mono_ms() + 10000;
@@ -57,6 +61,12 @@ START_TEST(test_reuse_port_spreads_connections)
             h_sleep_ms(50);
     }
     ck_assert_msg(listening, "a second process could not share the port with --reuse-port");
+}
+
+START_TEST(test_reuse_port_spreads_connections)
+{
+    start_pair("10");
+    long long deadline;
 
     static struct ws c[N_REUSE];
     char account[N_REUSE][16];
@@ -96,6 +106,36 @@ START_TEST(test_reuse_port_spreads_connections)
     }
     for (int i = 0; i < N_REUSE; i++)
         ws_close(&c[i], 1000);
+}
+END_TEST
+
+/* A rolling restart of the processes on one port: while rp-a drains
+ * (SIGTERM: its clients are sent away with 1001), the clients it sends away
+ * and every new one must land on rp-b at the first try, not get rp-a's 503
+ * because the kernel still hands rp-a its share of the port. */
+START_TEST(test_reuse_port_drain_hands_over)
+{
+    start_pair("6");
+    ck_assert_int_eq(h_gw_signal(&GA, SIGTERM), 0);
+    /* rp-a's /readyz turns 503 at once; give the signal that long. */
+    h_sleep_ms(300);
+    int refused = 0, upgraded = 0;
+    for (int i = 0; i < N_REUSE; i++) {
+        struct ws c;
+        char path[64];
+        snprintf(path, sizeof(path), "/ws?user_id=dr%d", i);
+        int st = ws_connect(&c, GA.port, path, NULL, 3000);
+        if (st == 101) {
+            upgraded++;
+            ws_close(&c, 1000);
+        } else {
+            refused++;
+        }
+    }
+    fprintf(stderr, "[operations] during a drain: %d upgraded, %d refused\n", upgraded, refused);
+    ck_assert_msg(refused == 0, "%d of %d connections were refused while one process drained",
+                  refused, N_REUSE);
+    ck_assert_int_eq(h_gw_wait(&GA, 15000), 0);
 }
 END_TEST
 
@@ -250,6 +290,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_reuse_port_spreads_connections);
+    tcase_add_test(tc, test_reuse_port_drain_hands_over);
     suite_add_tcase(s, tc);
     tc = tcase_create("descriptors");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -7,8 +7,12 @@
  * each a single epoll loop with its own minimal client framing. Workers and
  * parent share one anonymous mapping: live counters and latency histograms.
  *
- *   bench SCENARIO [flags]       scenarios: idle unicast unicast-max broadcast
- *                                connect-storm reconnect-storm
+ *   bench SCENARIO[,SCENARIO...] [flags]   scenarios: idle unicast unicast-max
+ *                                broadcast connect-storm reconnect-storm rolling
+ *
+ * Several scenarios joined by commas run one after the other on the same
+ * connections, each after a "phase=<name>" line (host scale: connecting a
+ * million takes minutes, so bench/million.sh holds them once for all).
  *
  * Every published body is "<kind> <CLOCK_MONOTONIC ns> <seq>": kind u is a
  * per-account sequence (each connection of the account expects 0,1,2...),
@@ -31,7 +35,8 @@
 #include <sys/types.h>
 
 #define MAXPROCS 64
-#define MAXPIDS 16
+#define MAXPIDS 64 /* one per --reuse-port process (bench/million.sh runs 55) */
+#define MAXPHASES 8
 #define HBUCKETS 4608
 
 /* ---------------------------------------------------------------- options */
@@ -42,12 +47,14 @@ enum scenario {
     SC_UNICAST_MAX,
     SC_BROADCAST,
     SC_CONNECT_STORM,
-    SC_RECONNECT_STORM
+    SC_RECONNECT_STORM,
+    SC_ROLLING
 };
 
 struct bench_opts {
-    const char *scenario_name;
-    enum scenario scenario;
+    const char *scenario_name; /* as given: one name or several, comma-joined */
+    enum scenario phases[MAXPHASES];
+    int n_phases;
     char host[64];
     int port;
     char rhost[128];
@@ -61,6 +68,8 @@ struct bench_opts {
     double hb;       /* heartbeat interval, s (0 = none) */
     double rate;     /* publishes per second */
     double duration; /* measured seconds */
+    double hold;     /* idle in a sequence of scenarios: held seconds (0 = --duration) */
+    double rolling;  /* rolling: seconds (0 = --duration) */
     double warmup;   /* seconds before measuring (unicast-max) */
     long window;     /* unicast-max: deliveries in flight */
     int count;       /* broadcast rounds */
@@ -111,12 +120,14 @@ struct worker_stats {
     uint64_t established, failed, dropped, ready_last_ns, connect_done;
     uint64_t delivered, dup, delivered_b, dup_b, hb_replies, pings, errors, other;
     uint64_t last_rx_ns, cycle_done, cpu_us, http_fail, close_codes[8];
-    struct hist lat, conn_lat;
+    uint64_t reconnected, retries; /* rolling: connections back after a server close */
+    struct hist lat, conn_lat, reconn_lat;
 };
 
 /* The mapping parent and workers share. */
 struct bench_shm {
     int phase, cycle; /* set by the parent */
+    int reconnect;    /* set by the parent: a connection the server closes comes back */
     uint64_t t0;
     struct worker_stats w[MAXPROCS];
 };

@@ -71,7 +71,7 @@ static void scenario_idle(const struct bench_run *b, const struct worker_stats *
     struct cmdstats c0, c1;
     publisher_cmdstats(b->pub, &c0);
     struct srvsample i0 = report_sample(b);
-    sleep_s(b->o->duration);
+    sleep_s(b->o->n_phases > 1 && b->o->hold > 0 ? b->o->hold : b->o->duration);
     struct srvsample i1 = report_sample(b);
     publisher_cmdstats(b->pub, &c1);
     double secs = (double)(i1.t - i0.t) / 1e9, cpu = i1.cpu_s - i0.cpu_s;
@@ -235,6 +235,68 @@ static void scenario_reconnect_storm(const struct bench_run *b, struct worker_st
     *conn = t;
 }
 
+/* rolling: for --rolling seconds (while bench/million.sh restarts the servers one
+ * at a time), every connection a server closes comes back; then how many
+ * were closed, the fewest ready at any moment, and how long each took. */
+static void scenario_rolling(const struct bench_run *b, struct worker_stats *conn)
+{
+    struct worker_stats t = *conn;
+    for (int i = 0; i < b->o->procs; i++)
+        memset(&b->shm->w[i].reconn_lat, 0, sizeof b->shm->w[i].reconn_lat);
+    uint64_t ready0 = t.established - t.dropped, min_ready = ready0, drop0 = t.dropped;
+    uint64_t rec0 = t.reconnected, retry0 = t.retries, ready = ready0;
+    __atomic_store_n(&b->shm->reconnect, 1, __ATOMIC_RELEASE);
+    uint64_t start = now_ns();
+    double len = b->o->rolling > 0 ? b->o->rolling : b->o->duration;
+    double limit = len + b->o->connect_timeout;
+    for (;;) {
+        usleep(100000);
+        report_sum(b, &t);
+        ready = t.established - t.dropped;
+        if (ready < min_ready)
+            min_ready = ready;
+        double el = (double)(now_ns() - start) / 1e9;
+        if ((el >= len && ready >= ready0) || el >= limit)
+            break;
+    }
+    __atomic_store_n(&b->shm->reconnect, 0, __ATOMIC_RELEASE);
+    printf("rolling_s=%.1f\nrolling_ready_start=%llu\nrolling_ready_min=%llu\n"
+           "rolling_ready_end=%llu\nrolling_closed_by_server=%llu\nrolling_reconnected=%llu\n"
+           "rolling_retries=%llu\nrolling_all_back=%d\n",
+           (double)(now_ns() - start) / 1e9, (unsigned long long)ready0,
+           (unsigned long long)min_ready, (unsigned long long)ready,
+           (unsigned long long)(t.dropped - drop0), (unsigned long long)(t.reconnected - rec0),
+           (unsigned long long)(t.retries - retry0), ready >= ready0);
+    report_lat(b, "reconnect");
+    *conn = t;
+}
+
+static void run_phase(const struct bench_run *b, enum scenario sc, struct worker_stats *t,
+                      double ct)
+{
+    switch (sc) {
+    case SC_IDLE:
+        scenario_idle(b, t);
+        break;
+    case SC_UNICAST:
+    case SC_UNICAST_MAX:
+        scenario_unicast(b, t, sc == SC_UNICAST_MAX);
+        break;
+    case SC_BROADCAST:
+        scenario_broadcast(b, t);
+        break;
+    case SC_CONNECT_STORM: /* the connect phase is the measurement */
+        printf("storm_rate=%.0f\n", ct > 0 ? (double)t->established / ct : 0);
+        break;
+    case SC_RECONNECT_STORM:
+        scenario_reconnect_storm(b, t);
+        break;
+    case SC_ROLLING:
+        scenario_rolling(b, t);
+        break;
+    }
+}
+
 int main(int argc, char **argv)
 {
     static struct bench_opts opts;
@@ -292,23 +354,14 @@ int main(int argc, char **argv)
     struct srvsample sc0 = report_sample(b);
     report_common(b, &t, &base, &sc0);
 
-    switch (o->scenario) {
-    case SC_IDLE:
-        scenario_idle(b, &t);
-        break;
-    case SC_UNICAST:
-    case SC_UNICAST_MAX:
-        scenario_unicast(b, &t, o->scenario == SC_UNICAST_MAX);
-        break;
-    case SC_BROADCAST:
-        scenario_broadcast(b, &t);
-        break;
-    case SC_CONNECT_STORM: /* the connect phase above is the measurement */
-        printf("storm_rate=%.0f\n", ct > 0 ? (double)t.established / ct : 0);
-        break;
-    case SC_RECONNECT_STORM:
-        scenario_reconnect_storm(b, &t);
-        break;
+    static const char *names[] = {"idle",          "unicast",         "unicast-max", "broadcast",
+                                  "connect-storm", "reconnect-storm", "rolling"};
+    for (int i = 0; i < o->n_phases; i++) {
+        if (o->n_phases > 1) {
+            printf("phase=%s\n", names[o->phases[i]]);
+            fflush(stdout); /* bench/million.sh waits for it */
+        }
+        run_phase(b, o->phases[i], &t, ct);
     }
     set_phase(b, PH_STOP);
     for (int i = 0; i < b->o->procs; i++)

@@ -37,9 +37,10 @@ static const struct bench_opts defaults = {
 __attribute__((noreturn)) static void usage(int code)
 {
     fprintf(code ? stderr : stdout,
-            "usage: bench SCENARIO [flags]\n"
+            "usage: bench SCENARIO[,SCENARIO...] [flags]\n"
             "scenarios: idle | unicast | unicast-max | broadcast | connect-storm | "
-            "reconnect-storm\n"
+            "reconnect-storm | rolling\n"
+            "  several, comma-joined, run one after the other on the same connections\n"
             "  --url HOST:PORT         server [127.0.0.1:8080]\n"
             "  --redis HOST:PORT       Redis for PUBLISH [127.0.0.1:6379]\n"
             "  --redis-cluster HOST:PORT[,...]  Redis Cluster seeds instead: SPUBLISH to the\n"
@@ -53,10 +54,14 @@ __attribute__((noreturn)) static void usage(int code)
             "  --heartbeat S           client heartbeat interval, 0 = off [10]\n"
             "  --rate R                unicast publishes/s [20000]\n"
             "  --duration S            measured time [10]\n"
+            "  --hold S                idle within a sequence: held time [= --duration]\n"
             "  --warmup S              unicast-max: unmeasured start [2]\n"
             "  --window N              unicast-max: deliveries in flight [4096]\n"
             "  --count N --burst B --interval S   broadcast rounds [10 x 1, 1 s apart]\n"
             "  --cycles N              reconnect-storm rounds [3]\n"
+            "  --rolling S             rolling: its length [= --duration]\n"
+            "  rolling: for its length, every connection the server closes reconnects\n"
+            "           (retried with backoff); reports how long each took to come back\n"
             "  --inflight N            connects in flight per process [512]\n"
             "  --msg-size N            approximate envelope bytes [160]\n"
             "  --ready-on-upgrade      count a connection ready at 101 (servers without a "
@@ -100,6 +105,8 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
                                  {"heartbeat", 1, 0, 'H'},
                                  {"rate", 1, 0, 'R'},
                                  {"duration", 1, 0, 'd'},
+                                 {"hold", 1, 0, 'o'},
+                                 {"rolling", 1, 0, 'g'},
                                  {"warmup", 1, 0, 'w'},
                                  {"window", 1, 0, 'W'},
                                  {"count", 1, 0, 'c'},
@@ -178,6 +185,12 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
         case 'd':
             o->duration = atof(optarg);
             break;
+        case 'o':
+            o->hold = atof(optarg);
+            break;
+        case 'g':
+            o->rolling = atof(optarg);
+            break;
         case 'w':
             o->warmup = atof(optarg);
             break;
@@ -209,8 +222,11 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
             o->src_ips = atoi(optarg);
             break;
         case 'p':
-            if (o->nspid < MAXPIDS)
-                o->spid[o->nspid++] = (pid_t)atoi(optarg);
+            if (o->nspid == MAXPIDS) {
+                fprintf(stderr, "bench: more than %d --server-pid\n", MAXPIDS);
+                exit(2);
+            }
+            o->spid[o->nspid++] = (pid_t)atoi(optarg);
             break;
         case 'l':
             o->label = optarg;
@@ -247,13 +263,22 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
         fprintf(stderr, "bench: --auth jwt needs --jwt-secret\n");
         exit(2);
     }
-    static const char *known[] = {"idle",      "unicast",       "unicast-max",
-                                  "broadcast", "connect-storm", "reconnect-storm"};
-    int sc = -1;
-    for (int i = 0; i < 6; i++)
-        if (!strcmp(o->scenario_name, known[i]))
-            sc = i;
-    if (sc < 0)
-        usage(2);
-    o->scenario = (enum scenario)sc;
+    static const char *known[] = {"idle",          "unicast",         "unicast-max", "broadcast",
+                                  "connect-storm", "reconnect-storm", "rolling"};
+    const char *s = o->scenario_name;
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        int sc = -1;
+        for (int i = 0; i < (int)(sizeof known / sizeof *known); i++)
+            if (strlen(known[i]) == len && !strncmp(s, known[i], len))
+                sc = i;
+        if (sc < 0 || o->n_phases == MAXPHASES) {
+            fprintf(stderr, "bench: bad scenario: %.*s\n", (int)len, s);
+            exit(2);
+        }
+        o->phases[o->n_phases++] = (enum scenario)sc;
+        if (!s[len])
+            break;
+        s += len + 1;
+    }
 }

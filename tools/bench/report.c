@@ -25,6 +25,8 @@ void report_sum(const struct bench_run *b, struct worker_stats *t)
         t->other += ld64(&w->other);
         t->connect_done += ld64(&w->connect_done);
         t->cpu_us += ld64(&w->cpu_us);
+        t->reconnected += ld64(&w->reconnected);
+        t->retries += ld64(&w->retries);
         uint64_t r = ld64(&w->ready_last_ns), l = ld64(&w->last_rx_ns);
         if (r > t->ready_last_ns)
             t->ready_last_ns = r;
@@ -140,7 +142,9 @@ void report_lat(const struct bench_run *b, const char *pfx)
 {
     struct hist *h = calloc(1, sizeof *h);
     for (int i = 0; i < b->o->procs; i++)
-        hist_merge(h, pfx[0] == 'c' ? &b->shm->w[i].conn_lat : &b->shm->w[i].lat);
+        hist_merge(h, !strcmp(pfx, "connect")     ? &b->shm->w[i].conn_lat
+                      : !strcmp(pfx, "reconnect") ? &b->shm->w[i].reconn_lat
+                                                  : &b->shm->w[i].lat);
     printf("%s_samples=%llu\n%s_p50_ms=%.3f\n%s_p99_ms=%.3f\n%s_p999_ms=%.3f\n%s_max_ms=%.3f\n"
            "%s_mean_ms=%.3f\n",
            pfx, (unsigned long long)h->n, pfx, hist_pct(h, 50), pfx, hist_pct(h, 99), pfx,

@@ -43,8 +43,8 @@ void report_common(const struct bench_run *b, const struct worker_stats *t,
 /* What the workers saw besides deliveries: drops, replies, close codes. */
 void report_end(const struct worker_stats *t);
 
-/* <pfx>_samples, _p50_ms ... of the delivery latencies (pfx "lat") or of
- * the connect latencies ("connect"). */
+/* <pfx>_samples, _p50_ms ... of the delivery latencies (pfx "lat"), the
+ * connect latencies ("connect") or the rolling reconnects ("reconnect"). */
 void report_lat(const struct bench_run *b, const char *pfx);
 
 /* Empties the delivery latency histograms before a measured interval. */

@@ -19,7 +19,7 @@
 #include "bench.h"
 #include "wsclient.h"
 
-enum { C_FREE, C_CONNECTING, C_HTTP, C_WAITREG, C_READY, C_DEAD };
+enum { C_FREE, C_CONNECTING, C_HTTP, C_WAITREG, C_READY, C_DEAD, C_RETRY };
 
 struct conn {
     int fd;
@@ -31,6 +31,9 @@ struct conn {
     uint32_t blen;
     char *frag; /* text message being reassembled */
     uint32_t fraglen;
+    uint32_t tries;  /* rolling: failed attempts to come back since t_drop */
+    uint64_t t_drop; /* rolling: when the server closed it (0 = it did not) */
+    uint64_t due;    /* C_RETRY: when to try again */
 };
 
 /* A worker process's state. */
@@ -44,6 +47,8 @@ struct worker {
     int ep;        /* the epoll fd */
     char **tokens; /* per account, this worker's only */
     long pending, opened, nready;
+    long *retry; /* C_RETRY connections' indices, unordered */
+    long n_retry;
     char rbuf[1 << 17]; /* where reads land first */
 };
 
@@ -62,8 +67,19 @@ static char *mint(const struct bench_opts *o, long a)
     return s;
 }
 
+/* Rolling: the first attempt to come back is at once, then 100 ms doubling
+ * to 2 s, as a client library would. */
+static uint64_t retry_delay_ns(uint32_t tries)
+{
+    if (!tries)
+        return 0;
+    uint64_t ms = tries > 5 ? 2000 : 100u << (tries - 1);
+    return (ms > 2000 ? 2000 : ms) * 1000000u;
+}
+
 static void cfail(struct worker *wk, struct conn *c, int http)
 {
+    int again = ld(&wk->shm->reconnect) && (c->st == C_READY || c->t_drop);
     if (c->fd >= 0) {
         epoll_ctl(wk->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -76,11 +92,25 @@ static void cfail(struct worker *wk, struct conn *c, int http)
     if (c->st == C_READY) {
         inc64(&wk->stats->dropped, 1);
         wk->nready--;
-    } else if (c->st != C_DEAD && c->st != C_FREE) {
-        inc64(&wk->stats->failed, 1);
-        if (http)
-            inc64(&wk->stats->http_fail, 1);
+        if (again) {
+            c->t_drop = now_ns();
+            c->tries = 0;
+        }
+    } else if (c->st != C_DEAD && c->st != C_FREE && c->st != C_RETRY) {
         wk->pending--;
+        if (again) {
+            inc64(&wk->stats->retries, 1);
+        } else {
+            inc64(&wk->stats->failed, 1);
+            if (http)
+                inc64(&wk->stats->http_fail, 1);
+        }
+    }
+    if (again) {
+        c->st = C_RETRY;
+        c->due = now_ns() + retry_delay_ns(c->tries++);
+        wk->retry[wk->n_retry++] = c - wk->conns;
+        return;
     }
     c->st = C_DEAD;
 }
@@ -137,7 +167,13 @@ static void set_ready(struct worker *wk, struct conn *c)
     wk->pending--;
     wk->nready++;
     inc64(&wk->stats->established, 1);
-    hist_add(&wk->stats->conn_lat, t - c->t_start);
+    if (c->t_drop) {
+        hist_add(&wk->stats->reconn_lat, t - c->t_drop);
+        inc64(&wk->stats->reconnected, 1);
+        c->t_drop = 0;
+    } else {
+        hist_add(&wk->stats->conn_lat, t - c->t_start);
+    }
     st64(&wk->stats->ready_last_ns, t);
 }
 
@@ -332,6 +368,22 @@ static void open_more(struct worker *wk)
         copen(wk, &wk->conns[wk->opened++]);
 }
 
+/* Rolling: opens again the closed connections whose time has come (a
+ * failed attempt puts its connection back in the list, further on). */
+static void retry_due(struct worker *wk)
+{
+    uint64_t t = now_ns();
+    for (long i = 0; i < wk->n_retry;) {
+        struct conn *c = &wk->conns[wk->retry[i]];
+        if (c->due > t) {
+            i++;
+            continue;
+        }
+        wk->retry[i] = wk->retry[--wk->n_retry];
+        copen(wk, c);
+    }
+}
+
 void worker_run(const struct bench_opts *o, struct bench_shm *shm, int w)
 {
     /* Static: the read buffer is large, and a worker process has one. */
@@ -344,6 +396,7 @@ void worker_run(const struct bench_opts *o, struct bench_shm *shm, int w)
     srand((unsigned)(getpid() ^ (unsigned)now_ns()));
     wk->n = wk->o->conns / wk->o->procs + (w < wk->o->conns % wk->o->procs ? 1 : 0);
     wk->conns = calloc((size_t)wk->n, sizeof *wk->conns);
+    wk->retry = calloc((size_t)wk->n + 1, sizeof *wk->retry);
     for (long i = 0; i < wk->n; i++) {
         wk->conns[i].g = (uint32_t)(w + i * wk->o->procs);
         wk->conns[i].fd = -1;
@@ -388,6 +441,8 @@ void worker_run(const struct bench_opts *o, struct bench_shm *shm, int w)
             wk->opened = wk->pending = wk->nready = 0;
         }
         open_more(wk);
+        if (wk->n_retry)
+            retry_due(wk);
         if (wk->opened == wk->n && wk->pending == 0 && !ld64(&wk->stats->connect_done)) {
             if (ph == PH_RECONNECT)
                 st64(&wk->stats->cycle_done, (uint64_t)cycle);

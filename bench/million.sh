@@ -1,0 +1,124 @@
+#!/bin/bash
+# A million idle connections on one host (BENCHMARKS.md, "A million"):
+# PROCS gateways sharing one port with --reuse-port (each under the 20,000
+# open-files limit), one Redis, presence and heartbeats on (clients
+# heartbeat every HB s, presence TTL PRESENCE_TTL s), the connections held
+# by PROCS bench workers from 200 source addresses in 127.0.0.0/8.
+#
+# One bench run, on the same connections, in phases:
+#   idle       held HOLD s: the gateways' RSS and CPU, Redis's presence writes
+#   broadcast  BCAST rounds of one broadcast to every connection: lost, p99
+#   unicast    RATE/s for UNI s across the million: lost, p99, p99.9
+#   rolling    each gateway in turn gets SIGTERM (drains) and is replaced by a
+#              new process on the same port; every client the drain closes
+#              reconnects (at once, then backing off from 100 ms to 2 s);
+#              how long each took to be back, and the fewest ready at once
+# Beside them, every 10 s: the gateways' summed RSS, the kernel's TCP
+# sockets and their memory (/proc/net/sockstat), Redis's CPU and keys.
+#
+#   bench/million.sh                  N=1000000 PROCS=55
+#   N=200000 PROCS=11 HOLD=60 bench/million.sh
+#
+# Raw output in bench/results-million/: <N>.bench.txt (the bench's key=value
+# lines), <N>.timeline.txt, <N>.gateways.txt (log lines per process).
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+. bench/lib.sh
+N=${N:-1000000}
+PROCS=${PROCS:-55}
+HB=${HB:-60}
+PRESENCE_TTL=${PRESENCE_TTL:-120}
+HOLD=${HOLD:-300}
+BCAST=${BCAST:-3}
+RATE=${RATE:-20000}
+UNI=${UNI:-10}
+DRAIN=${DRAIN:-2}
+BUILD=${BUILD:-build-bench}
+OUT=${OUT:-$here/bench/results-million}
+FWD_SRC=${FWD_SRC:-$here/../shared/reference/forwarder.c}
+SECRET=bench-secret-0123456789
+mkdir -p "$OUT"
+bench_build
+
+tmp=$(mktemp -d /tmp/notify-million.XXXXXX)
+pids=() # the gateways, by index 1..PROCS (index 0 unused)
+others=()
+stop_all() {
+    kill "${pids[@]:1}" "${others[@]}" 2>/dev/null
+    wait "${pids[@]:1}" "${others[@]}" 2>/dev/null
+}
+trap 'stop_all; rm -rf "$tmp"' EXIT
+
+# 1,000,000 connections from 200 source addresses are 5,000 ports each,
+# inside the default ephemeral range: no sysctl is changed.
+rport=$(freeport)
+bench_redis "$rport"
+others+=("$REDIS_PID")
+sport=$(freeport)
+gw_args=(--listen "127.0.0.1:$sport" --reuse-port --redis "redis://127.0.0.1:$rport/0"
+    --auth jwt --jwt-secret "$SECRET" --presence-ttl "$PRESENCE_TTL"
+    --heartbeat-timeout $((HB * 2)) --max-connections 19900 --log-level warn
+    --drain-delay 0 --drain-seconds "$DRAIN")
+start_gw() { # index
+    "$BUILD/gateway/notify-gateway" "${gw_args[@]}" --node-id "m-$1" 2>>"$tmp/gw-$1.log" &
+    pids[$1]=$!
+}
+for i in $(seq "$PROCS"); do start_gw "$i"; done
+sleep 1
+spids=()
+for i in $(seq "$PROCS"); do spids+=(--server-pid "${pids[$i]}"); done
+
+base="$OUT/$N"
+timeline() {
+    while sleep 10; do
+        rss=0
+        for i in $(seq "$PROCS"); do
+            r=$(awk '/^VmRSS:/ { print $2 }' "/proc/${pids[$i]}/status" 2>/dev/null)
+            rss=$((rss + ${r:-0}))
+        done
+        tcp=$(awk '/^TCP:/ { print "inuse=" $3 " mem_pages=" $NF }' /proc/net/sockstat)
+        rinfo=$(redis-cli -p "$rport" INFO | tr -d '\r' | awk -F: '
+            /^used_cpu_(user|sys):/ { cpu += $2 } /^db0:keys=/ { split($2, a, /[=,]/); k = a[2] }
+            END { printf "redis_cpu_s=%.1f redis_keys=%d", cpu, k }')
+        echo "$(date -u +%T) gateways_rss_kb=$rss $tcp $rinfo load=$(cut -d' ' -f1 /proc/loadavg)"
+    done
+}
+timeline >"$base.timeline.txt" &
+others+=($!)
+
+{
+    echo "git=$(git describe --always --dirty)"
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "server_flags=${gw_args[*]} (x$PROCS)"
+} >"$base.bench.txt"
+"$BUILD/tools/bench" idle,broadcast,unicast,rolling --url "127.0.0.1:$sport" \
+    --redis "127.0.0.1:$rport" --auth jwt --jwt-secret "$SECRET" --conns "$N" --procs "$PROCS" \
+    --heartbeat "$HB" --hold "$HOLD" --count "$BCAST" --burst 1 --interval 5 --rate "$RATE" \
+    --duration "$UNI" --rolling $((PROCS * (DRAIN + 2))) --inflight 500 --connect-timeout 300 \
+    "${spids[@]}" --label "$PROCS-gateways" >>"$base.bench.txt" 2>&1 &
+bench_pid=$!
+
+# The rolling restart, once the bench says its phase began.
+until grep -q '^phase=rolling' "$base.bench.txt" 2>/dev/null; do
+    kill -0 "$bench_pid" 2>/dev/null || break
+    sleep 1
+done
+if grep -q '^phase=rolling' "$base.bench.txt"; then
+    t0=$(date +%s.%N)
+    for i in $(seq "$PROCS"); do
+        kill -TERM "${pids[$i]}"
+        wait "${pids[$i]}" 2>/dev/null
+        start_gw "$i"
+        sleep 1
+    done
+    echo "restart_all_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" \
+        >"$base.restart.txt"
+fi
+wait "$bench_pid"
+cat "$base.restart.txt" >>"$base.bench.txt" 2>/dev/null
+for i in $(seq "$PROCS"); do echo "gateway_$i=$(grep -c . "$tmp/gw-$i.log") log lines"; done \
+    >"$base.gateways.txt"
+grep -hv '^$' "$tmp"/gw-*.log | sort | uniq -c | sort -rn | head -20 >>"$base.gateways.txt"
+echo "$base.bench.txt"
