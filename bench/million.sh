@@ -72,9 +72,9 @@ for i in $(seq "$PROCS"); do spids+=(--server-pid "${pids[$i]}"); done
 base="$OUT/$N"
 timeline() {
     while sleep 10; do
-        rss=0
-        for i in $(seq "$PROCS"); do
-            r=$(awk '/^VmRSS:/ { print $2 }' "/proc/${pids[$i]}/status" 2>/dev/null)
+        rss=0 # the processes of the port now (the rolling phase replaces them)
+        for p in $(pgrep -f -- "--listen 127.0.0.1:$sport "); do
+            r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
             rss=$((rss + ${r:-0}))
         done
         tcp=$(awk '/^TCP:/ { print "inuse=" $3 " mem_pages=" $NF }' /proc/net/sockstat)
