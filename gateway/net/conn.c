@@ -107,6 +107,22 @@ int conn_watch(struct conn *c, int op, uint32_t events)
     return epoll_ctl(c->net->epfd, op, c->fd, &ev);
 }
 
+void conn_read_on(struct conn *c, int on)
+{
+    struct net *n = c->net;
+    if (c->read_on == on || n->repfd < 0 || c->state == CONN_DEAD)
+        return;
+    /* In one set at a time: events 0 in the client set (where a hang-up
+     * would still be reported, and read as one). */
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(n->repfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) < 0) {
+        log_warn("read_on_failed", "fd=%d error=\"epoll_ctl: %s\"", c->fd, strerror(errno));
+        return; /* it stays where it was, still read */
+    }
+    c->read_on = (uint8_t)on;
+    conn_watch(c, EPOLL_CTL_MOD, on ? 0 : EPOLLIN);
+}
+
 /* ---- lifetime ---- */
 
 /* Frees a conn. Called only between batches of events (conn_reap), so no

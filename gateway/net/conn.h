@@ -3,7 +3,9 @@
  *
  * Frames are shared (frame.h): the queue holds references, never copies.
  * Every client socket is in one epoll set of ours (gate.c), and a full one
- * also in a second, for POLLOUT, until it drains. A closed conn is freed
+ * also in a second, for POLLOUT, until it drains. One whose input is in
+ * progress (a frame or a message not whole yet, a burst) moves from the
+ * first to a third, watched directly, until it is done. A closed conn is freed
  * between batches of events, after everything that can point at it (the
  * layer above, the timer wheel, the flush list) has dropped it.
  *
@@ -29,8 +31,16 @@
 #define BATCH_SOCKETS 128
 #define BATCH_GATHER (256 * 1024)
 /* Bytes of one socket's batched read: a heartbeat is 26 on the wire, and
- * a read that fills the slot goes on at once with read(). */
+ * a read that fills the slot goes on at once with read(). A read of this
+ * much or more is a burst: its socket is read on at once (input.c). */
 #define READ_SLOT 1024
+/* A frame longer than this that did not come whole is read into a buffer
+ * of its own, of its whole length, rather than carried from one read to
+ * the next through net->rbuf (input.c). */
+#define OWN_FRAME_MIN (64 * 1024)
+/* net->rbuf: a kept partial frame (under OWN_FRAME_MIN) and a read after
+ * it; also holds a whole request head (input.c's HEAD_MAX). */
+#define READ_BUF (OWN_FRAME_MIN + 64 * 1024)
 
 enum conn_state {
     CONN_HEAD,    /* reading the HTTP request head */
@@ -54,6 +64,7 @@ struct conn {
     uint32_t q_bytes;        /* payload bytes queued */
     uint32_t q_off;          /* bytes of the oldest frame (header included) already sent */
     uint32_t in_len;         /* bytes in in */
+    uint32_t in_cap;         /* in's size when it holds one long frame, read into it; else 0 */
     uint8_t *in;             /* bytes read but not yet parsed (a partial head or frame) */
     char *rx;                /* a fragmented client message being assembled */
     uint32_t rx_len;         /* bytes in rx */
@@ -70,6 +81,7 @@ struct conn {
     uint8_t refused;         /* answered with an HTTP error status */
     uint8_t close_sent;      /* our close frame is out: lingering for the client's */
     uint8_t peer_closed;     /* the client sent its close: the socket closes once ours is out */
+    uint8_t read_on; /* in net->repfd, not epfd: input in progress, read without gathering */
 };
 
 /* One socket's write: the front of its queue as iovecs. */
@@ -110,6 +122,10 @@ struct conn *conn_new(struct net *n, int fd);
 /* Adds (EPOLL_CTL_ADD) c to the client set, or changes what it is watched
  * for. Returns epoll_ctl's result. */
 int conn_watch(struct conn *c, int op, uint32_t events);
+
+/* Moves c to the set of sockets read on at once (net->repfd, on) or back
+ * to the client set (off). Nothing without gathering (no repfd). */
+void conn_read_on(struct conn *c, int on);
 
 /* Not a route's request: net->adopt takes the socket, unread. */
 void conn_hand_off(struct conn *c);

@@ -18,7 +18,12 @@
  * loop turn. A full batch means the loop is busy anyway, so the set stays
  * watched. So does it while a connection is opening (net->opening): a
  * handshake never waits, and a connect storm runs as without gathering.
- * Nor does a full socket's POLLOUT, which is watched in its own set.
+ * Nor does a full socket's POLLOUT, which is watched in its own set. Nor
+ * does the input of a socket whose frame or fragmented message is not
+ * whole yet, or that came in a burst: such a socket moves to a set of its
+ * own (net->repfd, input.c decides), watched directly, until its input is
+ * done, so a 4 MiB message is read as fast as it comes rather than one
+ * read per window.
  *
  * Not watching is done through a gate: libuv watches an epoll set holding
  * only epfd, and a MOD shuts it (no events) or opens it (EPOLLIN).
@@ -155,6 +160,14 @@ static void on_write_events(uv_poll_t *h, int status, int events)
         pass(n, n->wepfd);
 }
 
+static void on_read_on_events(uv_poll_t *h, int status, int events)
+{
+    struct net *n = polled(h, status);
+    (void)events;
+    if (n)
+        pass(n, n->repfd);
+}
+
 static void on_conn_events(uv_poll_t *h, int status, int events)
 {
     struct net *n = polled(h, status);
@@ -193,9 +206,21 @@ static void batch_open(struct net *n)
     free(b);
 }
 
+/* The set of sockets read on at once, when there is gathering to bypass. */
+static int read_on_start(struct net *n)
+{
+    int rc;
+    if ((n->repfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return -errno;
+    if ((rc = uv_poll_init(n->loop, &n->rpoll, n->repfd)) < 0)
+        return rc;
+    n->rpoll.data = n;
+    return uv_poll_start(&n->rpoll, UV_READABLE, on_read_on_events);
+}
+
 int gate_start(struct net *n)
 {
-    n->gate = -1;
+    n->gate = n->repfd = -1;
     n->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (n->epfd < 0)
         return -errno;
@@ -216,6 +241,8 @@ int gate_start(struct net *n)
             rc = -errno;
             goto fail;
         }
+        if ((rc = read_on_start(n)) < 0)
+            goto fail;
         watched = n->gate;
     }
     if ((rc = uv_poll_init(n->loop, &n->poll, watched)) < 0)
@@ -226,12 +253,14 @@ int gate_start(struct net *n)
     n->gather.data = n;
     return uv_poll_start(&n->poll, UV_READABLE, on_conn_events);
 fail: /* start-up fails and the process exits (main): the polls need no close */
+    if (n->repfd >= 0)
+        close(n->repfd);
     if (n->gate >= 0)
         close(n->gate);
     if (n->wepfd >= 0)
         close(n->wepfd);
     close(n->epfd);
-    n->gate = n->wepfd = n->epfd = -1;
+    n->gate = n->wepfd = n->epfd = n->repfd = -1;
     return rc;
 }
 
@@ -242,6 +271,13 @@ static void on_poll_closed(uv_handle_t *h)
     if (n->gate >= 0)
         close(n->gate);
     n->epfd = n->gate = -1;
+}
+
+static void on_rpoll_closed(uv_handle_t *h)
+{
+    struct net *n = h->data;
+    close(n->repfd);
+    n->repfd = -1;
 }
 
 static void on_wpoll_closed(uv_handle_t *h)
@@ -263,5 +299,7 @@ void gate_stop(struct net *n)
         uv_close((uv_handle_t *)&n->gather, NULL);
         uv_close((uv_handle_t *)&n->poll, on_poll_closed);
         uv_close((uv_handle_t *)&n->wpoll, on_wpoll_closed);
+        if (n->repfd >= 0)
+            uv_close((uv_handle_t *)&n->rpoll, on_rpoll_closed);
     }
 }

@@ -6,6 +6,7 @@
  * route. */
 #include "conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,22 +18,28 @@
 
 /* Longest request head taken (a browser's cookies plus an 8 KB token). */
 #define HEAD_MAX 16384
+_Static_assert(HEAD_MAX <= READ_BUF, "a head is read into net->rbuf");
 /* A socket whose first bytes do not yet tell whose request it is looks
  * again this much later (instead of spinning on a readable socket). */
 #define ROUTE_RETRY_MS 20
 
 /* ---- frames ---- */
 
-/* Keeps the unparsed tail of buf for the next read. */
-static void keep_input(struct conn *c, const uint8_t *p, size_t len)
+/* Keeps the unparsed tail of buf for the next read; whole is the length
+ * of the frame it starts (0: its header is not whole yet). A long frame
+ * gets a buffer of its whole length, read into directly (read_own): its
+ * bytes are copied once, not once per read. */
+static void keep_input(struct conn *c, const uint8_t *p, size_t len, size_t whole)
 {
-    c->in = malloc(len);
+    size_t size = whole > OWN_FRAME_MIN ? whole : len;
+    c->in = malloc(size);
     if (!c->in) {
         conn_destroy(c);
         return;
     }
     memcpy(c->in, p, len);
     c->in_len = (uint32_t)len;
+    c->in_cap = whole > OWN_FRAME_MIN ? (uint32_t)whole : 0;
 }
 
 static void protocol_error(struct conn *c, uint16_t code)
@@ -144,7 +151,7 @@ static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
 static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
 {
     uint64_t max = (uint64_t)c->net->opt.max_message_bytes;
-    size_t pos = 0;
+    size_t pos = 0, whole = 0;
     while (pos < len && c->state != CONN_DEAD) {
         struct wsframe fr;
         enum wsframe_result r = wsframe_parse(buf + pos, len - pos, &fr);
@@ -158,43 +165,86 @@ static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
             protocol_error(c, 1009);
             return;
         }
-        if (len - pos - fr.header_len < fr.payload_len)
-            break; /* the payload is still on its way */
+        if (len - pos - fr.header_len < fr.payload_len) {
+            whole = fr.header_len + (size_t)fr.payload_len; /* bounded by max just above */
+            break;                                          /* the payload is still on its way */
+        }
         uint8_t *p = buf + pos + fr.header_len;
         wsframe_unmask(p, (size_t)fr.payload_len, fr.mask, 0);
         pos += fr.header_len + (size_t)fr.payload_len;
         on_frame(c, &fr, p);
     }
     if (pos < len && c->state != CONN_DEAD)
-        keep_input(c, buf + pos, len - pos);
+        keep_input(c, buf + pos, len - pos, whole);
+}
+
+/* After a read (got bytes, 0 when there was nothing): a socket whose input
+ * is in progress (a frame or a fragmented message not whole yet) or that
+ * came in a burst is read on at once, not after the gathering window
+ * (gate.c); one whose input is done goes back to the client set. */
+static void settle(struct conn *c, size_t got)
+{
+    if (c->state != CONN_DEAD)
+        conn_read_on(c, c->in_len || c->rx_op || got >= READ_SLOT);
+}
+
+/* The next bytes of a long frame, into its own buffer (keep_input), only
+ * up to its end; once it is whole it is parsed there. */
+static void read_own(struct conn *c)
+{
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_destroy(c); /* the client went away (or reset) */
+        return;
+    }
+    c->in_len += (uint32_t)n;
+    if (c->in_len < c->in_cap)
+        return; /* still in progress: read on */
+    uint8_t *frame = c->in;
+    size_t len = c->in_len;
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    parse_frames(c, frame, len);
+    free(frame);
+    settle(c, 0);
 }
 
 /* Reads into the transport's buffer after what was kept from the last
- * read; returns the bytes now in it, or 0 when there is nothing (more) to
- * do. */
-static size_t read_frames_input(struct conn *c)
+ * read, and parses what is whole. */
+static void read_frames(struct conn *c)
 {
+    if (c->in_cap) {
+        read_own(c);
+        return;
+    }
     uint8_t *buf = c->net->rbuf;
     size_t have = c->in_len;
     if (have)
         memcpy(buf, c->in, have);
-    ssize_t n = read(c->fd, buf + have, c->net->rbuf_size - have);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return 0;
+    ssize_t n = read(c->fd, buf + have, READ_BUF - have);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        settle(c, 0);
+        return;
+    }
     if (n <= 0) {
         conn_destroy(c); /* the client went away (or reset) */
-        return 0;
+        return;
     }
     free(c->in);
     c->in = NULL;
     c->in_len = 0;
-    return have + (size_t)n;
+    parse_frames(c, buf, have + (size_t)n);
+    settle(c, (size_t)n);
 }
 
 void input_take(struct conn *c, uint8_t *data, size_t n)
 {
+    assert(!c->in_cap); /* input_reads_frames: a long frame is read by read_own */
     /* Parsed where they are unless part of a frame was kept from the last
      * read. */
+    size_t got = n;
     if (c->in_len) {
         uint8_t *buf = c->net->rbuf; /* holds a kept frame and a slot */
         size_t have = c->in_len;
@@ -207,11 +257,15 @@ void input_take(struct conn *c, uint8_t *data, size_t n)
         n += have;
     }
     parse_frames(c, data, n);
+    settle(c, got);
 }
 
 int input_reads_frames(const struct conn *c)
 {
-    return (c->state == CONN_OPEN || c->state == CONN_CLOSING) && !c->refused;
+    /* Not a socket read on: a long frame goes into its own buffer, and a
+     * burst would only fill the slot and be read again. */
+    return (c->state == CONN_OPEN || c->state == CONN_CLOSING) && !c->refused && !c->read_on &&
+           !c->in_cap;
 }
 
 /* ---- routing ---- */
@@ -352,8 +406,10 @@ static void read_head(struct conn *c)
     const struct net_route *r = conn_route(c);
     r->h->on_head(r->ctx, c, &h);
     conn_headed(c);
-    if (c->state == CONN_OPEN && have > head_len)
+    if (c->state == CONN_OPEN && have > head_len) {
         parse_frames(c, buf + head_len, have - head_len);
+        settle(c, have - head_len);
+    }
     free(own);
 }
 
@@ -380,11 +436,7 @@ void input_on_io(struct conn *c, uint32_t events)
                 conn_destroy(c);
             return;
         }
-        {
-            size_t have = read_frames_input(c);
-            if (have)
-                parse_frames(c, c->net->rbuf, have);
-        }
+        read_frames(c);
         return;
     default:
         return;

@@ -21,17 +21,16 @@ int net_init(struct net *n, uv_loop_t *loop, const struct net_options *opt, stru
              net_adopt_fn *adopt, void *adopt_ctx)
 {
     memset(n, 0, sizeof(*n));
-    n->epfd = n->gate = n->wepfd = -1;
+    n->epfd = n->gate = n->wepfd = n->repfd = -1;
     n->listener.fd = -1;
     n->opt = *opt;
     n->loop = loop;
     n->metrics = metrics;
     n->adopt = adopt;
     n->adopt_ctx = adopt_ctx;
-    /* A partial frame is carried over to the next read, so the buffer holds
-     * the largest client frame plus a full read after it. */
-    n->rbuf_size = (size_t)opt->max_message_bytes + WS_HEADER_MAX + 4 + 64 * 1024;
-    n->rbuf = malloc(n->rbuf_size);
+    /* A short partial frame is carried over to the next read through it; a
+     * long one is read into its own buffer (input.c). */
+    n->rbuf = malloc(READ_BUF);
     n->wbuf = malloc(CONN_GATHER_MAX);
     if (!n->rbuf || !n->wbuf)
         return UV_ENOMEM;

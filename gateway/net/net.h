@@ -114,8 +114,7 @@ struct net {
     size_t peek_len;          /* bytes that tell every route apart: "GET " path ' ' */
     struct listener listener; /* our listening socket */
     struct wheel timers;      /* one-second ticks: heads, lingers, conn_set_timer */
-    uint8_t *rbuf;            /* every socket reads into this (one thread) */
-    size_t rbuf_size;         /* a whole client frame and then some */
+    uint8_t *rbuf;            /* every socket reads into this (one thread), READ_BUF */
     uint8_t *wbuf;            /* CONN_GATHER_MAX: a burst gathered for one write */
     struct conn *opening;     /* sockets not upgraded: reading a head, or refused */
     struct conn *open;        /* upgraded sockets */
@@ -127,6 +126,8 @@ struct net {
     uv_poll_t poll;           /* the loop's watch on gate (or epfd) */
     int wepfd;                /* epoll set of the full sockets, for POLLOUT */
     uv_poll_t wpoll;          /* the loop's watch on wepfd */
+    int repfd;                /* epoll set of sockets with input in progress; -1 = none */
+    uv_poll_t rpoll;          /* the loop's watch on repfd */
     uv_timer_t gather;        /* input_batch_ms: epfd read again */
     int gathering;            /* gate shut, gather running */
     uint64_t woken;           /* loop ms of the last wakeup for client input */
