@@ -128,6 +128,7 @@ struct net {
     uv_poll_t wpoll;          /* the loop's watch on wepfd */
     int repfd;                /* epoll set of sockets with input in progress; -1 = none */
     uv_poll_t rpoll;          /* the loop's watch on repfd */
+    int writing;              /* a batch of writes is out: no queue is written meanwhile */
     uv_timer_t gather;        /* input_batch_ms: epfd read again */
     int gathering;            /* gate shut, gather running */
     uint64_t woken;           /* loop ms of the last wakeup for client input */

@@ -236,7 +236,9 @@ static void flush_batch(struct net *net, struct conn_batch *b)
         b->reported[n] = 0;
         n++;
     }
+    net->writing = 1; /* the prepared writes point into their queues */
     output_batch_run(b, n, batch_done);
+    net->writing = 0;
 }
 
 void output_flush_all(uv_prepare_t *h)
@@ -301,13 +303,54 @@ void output_drop(struct conn *c)
     }
 }
 
+static int over_bounds(const struct conn *c, const struct frame *f)
+{
+    const struct net_options *o = &c->net->opt;
+    return c->q_len >= (uint32_t)o->max_queue_messages ||
+           (uint64_t)c->q_bytes + f->len > (uint64_t)o->max_queue_bytes;
+}
+
+/* c's queue is at its bounds before the loop turn's flush: a burst (a
+ * Redis read of up to 1 MiB, a node that was stalled) is queued whole
+ * before anything is written. Before c is judged, it is given what its
+ * socket takes now. A write that fails for good is left to the flush,
+ * which closes the socket: nothing goes from under the caller (a delivery
+ * going through an account's connections). */
+static void write_ahead(struct conn *c)
+{
+    if (c->hold || c->net->writing)
+        return;
+    struct write_prep p;
+    for (;;) {
+        prepare_write(c, &p, c->net->wbuf, CONN_GATHER_MAX);
+        ssize_t w = sendmsg(c->fd, &p.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                output_arm_write(c, 1);
+            return;
+        }
+        consume(c, (size_t)w, uv_hrtime());
+        if ((size_t)w < p.total) {
+            output_arm_write(c, 1);
+            return;
+        }
+        if (!c->q_len)
+            return; /* what comes next goes out with the loop turn's flush */
+    }
+}
+
 int conn_send(struct conn *c, struct frame *f)
 {
     struct net *n = c->net;
     if (c->state != CONN_OPEN)
         return -1;
-    if (c->q_len >= (uint32_t)n->opt.max_queue_messages ||
-        (uint64_t)c->q_bytes + f->len > (uint64_t)n->opt.max_queue_bytes) {
+    if (over_bounds(c, f))
+        write_ahead(c);
+    /* A slow consumer does not take what it is sent: its queue is still
+     * over a bound once its socket took all it would. */
+    if (c->state == CONN_OPEN && over_bounds(c, f)) {
         /* The close counts in closed[] once, when the socket goes (its
          * close code says why). */
         n->metrics->dropped[DROP_SLOW_CONSUMER] += c->q_len + 1;
