@@ -10,8 +10,12 @@
 #include "nodeset.h"
 #include "rnames.h"
 
+/* Retries double from 100 ms to 1 s (each waits a random part of the
+ * upper half): a Redis that is back is found within 1 s of it, whatever
+ * the outage lasted (README.md, "Redis outages"), and a refused connect
+ * twice a second per gateway costs a dead Redis's host nothing. */
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_MAX_MS 1000
 /* A command connection that leaves a PING unanswered this long is dead (a
  * stopped or wedged Redis never closes the socket); so is a pair of
  * connections whose handshake takes this long. */
