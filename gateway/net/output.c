@@ -313,9 +313,10 @@ static int over_bounds(const struct conn *c, const struct frame *f)
 /* c's queue is at its bounds before the loop turn's flush: a burst (a
  * Redis read of up to 1 MiB, a node that was stalled) is queued whole
  * before anything is written. Before c is judged, it is given what its
- * socket takes now. A write that fails for good is left to the flush,
- * which closes the socket: nothing goes from under the caller (a delivery
- * going through an account's connections). */
+ * socket takes now. Whatever else comes of the write (a full socket, an
+ * error) is left to the flush or the POLLOUT it waits for: nothing is
+ * armed or closed under the caller (a delivery going through an
+ * account's connections). */
 static void write_ahead(struct conn *c)
 {
     if (c->hold || c->net->writing)
@@ -326,18 +327,11 @@ static void write_ahead(struct conn *c)
         ssize_t w = sendmsg(c->fd, &p.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                output_arm_write(c, 1);
+        if (w <= 0)
             return;
-        }
         consume(c, (size_t)w, uv_hrtime());
-        if ((size_t)w < p.total) {
-            output_arm_write(c, 1);
+        if ((size_t)w < p.total || !c->q_len)
             return;
-        }
-        if (!c->q_len)
-            return; /* what comes next goes out with the loop turn's flush */
     }
 }
 
@@ -350,7 +344,7 @@ int conn_send(struct conn *c, struct frame *f)
         write_ahead(c);
     /* A slow consumer does not take what it is sent: its queue is still
      * over a bound once its socket took all it would. */
-    if (c->state == CONN_OPEN && over_bounds(c, f)) {
+    if (over_bounds(c, f)) {
         /* The close counts in closed[] once, when the socket goes (its
          * close code says why). */
         n->metrics->dropped[DROP_SLOW_CONSUMER] += c->q_len + 1;
