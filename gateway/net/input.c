@@ -193,15 +193,16 @@ static void settle(struct conn *c, size_t got)
 static void read_own(struct conn *c)
 {
     ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (n <= 0) {
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         conn_destroy(c); /* the client went away (or reset) */
         return;
     }
-    c->in_len += (uint32_t)n;
-    if (c->in_len < c->in_cap)
-        return; /* still in progress: read on */
+    if (n > 0)
+        c->in_len += (uint32_t)n;
+    if (c->in_len < c->in_cap) {
+        settle(c, 0); /* in progress: read on */
+        return;
+    }
     uint8_t *frame = c->in;
     size_t len = c->in_len;
     c->in = NULL;
@@ -257,7 +258,8 @@ void input_take(struct conn *c, uint8_t *data, size_t n)
         n += have;
     }
     parse_frames(c, data, n);
-    settle(c, got);
+    if (got < READ_SLOT) /* a full slot is read on at once (gate.c), which settles */
+        settle(c, got);
 }
 
 int input_reads_frames(const struct conn *c)
