@@ -63,6 +63,43 @@ int validate_utf8(const char *str, size_t len)
     return 1;
 }
 
+/* The bytes a sequence whose first byte is c takes (0: c starts none). */
+static size_t seq_len(unsigned char c)
+{
+    return c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+}
+
+int validate_utf8_partial(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = validate_utf8_seq(s + i, len - i);
+        if (n) {
+            i += n;
+            continue;
+        }
+        size_t want = seq_len(s[i]), have = len - i;
+        if (!want || have >= want)
+            return -1;
+        if (have == 1)
+            return 1; /* a lead byte alone: any of them can still be finished */
+        /* Whether a sequence is allowed is decided by its first two bytes
+         * (overlong forms, surrogates and code points past U+10FFFF all
+         * start with a pair of their own), so the smallest completion
+         * answers for every one. */
+        unsigned char pad[4] = {0x80, 0x80, 0x80, 0x80};
+        for (size_t k = 0; k < have; k++)
+            pad[k] = s[i + k];
+        return validate_utf8_seq(pad, want) ? (int)have : -1;
+    }
+    return 0;
+}
+
 /* Parses one decimal u64 field; returns the number of digits consumed, 0 on
  * overflow or no digits. */
 static size_t parse_u64(const char *s, size_t len)

@@ -15,6 +15,13 @@ int validate_account_id(const char *s, size_t len);
  * U+10FFFF. */
 int validate_utf8(const char *s, size_t len);
 
+/* For text that arrives in pieces (a fragmented WebSocket message): how
+ * s[0..len), the text so far, ends. Returns the number of bytes at its end
+ * (0 to 3) that begin a sequence not finished yet but well-formed as far
+ * as it goes, or -1 when s holds something no continuation can make
+ * well-formed (so a bad piece is refused as soon as it comes). */
+int validate_utf8_partial(const char *s, size_t len);
+
 /* The length (2 to 4) of the well-formed multi-byte UTF-8 sequence that
  * starts at s (whose first byte is 0x80 or above), with avail bytes
  * readable; 0 when it is not one. For scanners that meet non-ASCII bytes

@@ -336,6 +336,8 @@ int server_init(struct server *srv, const struct config *cfg)
         .max_queue_messages = cfg->max_queue_messages,
         .max_queue_bytes = cfg->max_queue_bytes,
         .input_batch_ms = cfg->input_batch_ms,
+        .frames_burst = NET_FRAMES_BURST,
+        .frames_per_s = NET_FRAMES_PER_S,
         .io_uring = cfg->io_uring,
     };
     if (!(srv->http_scratch = malloc(HTTP_HEAD_MAX))) {

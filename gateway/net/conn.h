@@ -68,6 +68,9 @@ struct conn {
     uint8_t *in;             /* bytes read but not yet parsed (a partial head or frame) */
     char *rx;                /* a fragmented client message being assembled */
     uint32_t rx_len;         /* bytes in rx */
+    uint32_t rx_checked;     /* bytes of a text rx known to be UTF-8 (whole sequences) */
+    uint64_t rl_at;          /* loop ms of the frame bucket's last refill; 0 = full */
+    uint32_t rl_tokens;      /* the frame bucket, in thousandths of a frame */
     int fd;                  /* the socket */
     uint16_t close_code;     /* our close code; 0 = the client closed or vanished */
     uint8_t state;           /* enum conn_state */
@@ -79,6 +82,7 @@ struct conn {
     uint8_t route_wait;      /* too few bytes to route yet: polling paused */
     uint8_t screen_wait;     /* a head for adoption not whole yet: woken by new bytes (ET) */
     uint8_t refused;         /* answered with an HTTP error status */
+    uint8_t failed;          /* failed (RFC 6455 7.1.7): input dropped, FIN after our close */
     uint8_t close_sent;      /* our close frame is out: lingering for the client's */
     uint8_t peer_closed;     /* the client sent its close: the socket closes once ours is out */
     uint8_t read_on; /* in net->repfd, not epfd: input in progress, read without gathering */
@@ -176,6 +180,13 @@ void output_batch_run(struct conn_batch *b, unsigned n, batchio_done_fn *done);
 /* The client closes: our answer echoes its code (0: none), then the
  * socket closes. */
 void conn_echo_close(struct conn *c, uint16_t code);
+
+/* Fails the connection (RFC 6455 7.1.7) for what the client sent: from
+ * now on nothing it sends is processed; what was queued before goes out,
+ * then our close with code, then our FIN, without waiting for the
+ * client's close. The socket is read and dropped until the client closes
+ * too (or the linger passes), so no reset eats the close frame. */
+void conn_fail(struct conn *c, uint16_t code);
 
 /* ---- input.c: routing, the request head, frames ---- */
 

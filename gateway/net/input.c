@@ -2,8 +2,8 @@
  * route it (a claimed path, or the adopt function); then its request head,
  * read and parsed (common/httphead.c) and given to the route; then its
  * WebSocket frames (common/wsframe.c: masking, fragments, ping/pong, the
- * close handshake, 1002/1007/1009), each complete message given to the
- * route. */
+ * close handshake, UTF-8 text, the frame rate; 1002/1007/1008/1009, each
+ * failing the connection), each complete message given to the route. */
 #include "conn.h"
 
 #include <assert.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "httphead.h"
+#include "validate.h"
 
 /* Longest request head taken (a browser's cookies plus an 8 KB token). */
 #define HEAD_MAX 16384
@@ -42,12 +43,22 @@ static void keep_input(struct conn *c, const uint8_t *p, size_t len, size_t whol
     c->in_cap = whole > OWN_FRAME_MIN ? (uint32_t)whole : 0;
 }
 
-static void protocol_error(struct conn *c, uint16_t code)
+/* Fails the connection for what the client sent (a frame it must not
+ * send, text that is not UTF-8, a message too big, a flood): nothing more
+ * it sends is processed (RFC 6455 7.1.7). */
+static void fail(struct conn *c, uint16_t code)
 {
     if (c->state == CONN_OPEN)
-        conn_close(c, code);
+        conn_fail(c, code);
     else
         conn_destroy(c);
+}
+
+/* Whether c's frames are still read: open, or closing and waiting for
+ * the client's close frame (a failed connection's input is dropped). */
+static int parsing(const struct conn *c)
+{
+    return c->state == CONN_OPEN || (c->state == CONN_CLOSING && !c->failed);
 }
 
 static void append_rx(struct conn *c, const uint8_t *p, size_t len)
@@ -58,6 +69,19 @@ static void append_rx(struct conn *c, const uint8_t *p, size_t len)
     }
     memcpy(c->rx + c->rx_len, p, len);
     c->rx_len += (uint32_t)len;
+}
+
+/* A fragmented text message must be UTF-8 as far as it has come: a bad
+ * fragment fails the connection when it arrives, not at the message's end
+ * (RFC 6455 8.1), and only the last may leave a sequence unfinished.
+ * Returns 0 or -1 (then fail with 1007). */
+static int rx_text_ok(struct conn *c, int fin)
+{
+    int open = validate_utf8_partial(c->rx + c->rx_checked, c->rx_len - c->rx_checked);
+    if (open < 0 || (fin && open))
+        return -1;
+    c->rx_checked = c->rx_len - (uint32_t)open;
+    return 0;
 }
 
 static void message(struct conn *c, int binary, const char *buf, size_t len)
@@ -72,6 +96,25 @@ static void alive(struct conn *c)
     const struct net_route *r = conn_route(c);
     if (c->state == CONN_OPEN)
         r->h->on_alive(r->ctx, c);
+}
+
+/* The frame bucket: frames_burst frames, refilled at frames_per_s. Every
+ * frame but a close takes one, pings, pongs and empty continuations too,
+ * since each costs a parse and a call, and a pong reply each ping
+ * (README.md, "Slow clients and limits"). Returns 1 when c is over it. */
+static int flooded(struct conn *c)
+{
+    const struct net_options *o = &c->net->opt;
+    if (!o->frames_burst)
+        return 0;
+    uint64_t now = uv_now(c->net->loop), cap = (uint64_t)o->frames_burst * 1000;
+    uint64_t tokens = c->rl_at ? c->rl_tokens + (now - c->rl_at) * (uint64_t)o->frames_per_s : cap;
+    c->rl_tokens = (uint32_t)(tokens > cap ? cap : tokens);
+    c->rl_at = now;
+    if (c->rl_tokens < 1000)
+        return 1;
+    c->rl_tokens -= 1000;
+    return 0;
 }
 
 static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
@@ -93,29 +136,40 @@ static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
     case WS_OP_TEXT:
     case WS_OP_BINARY:
         if (c->rx_op) {
-            protocol_error(c, 1002); /* a new message inside a fragmented one */
+            fail(c, 1002); /* a new message inside a fragmented one */
             return;
         }
         if (fr->fin) {
-            message(c, fr->opcode == WS_OP_BINARY, (const char *)p, len);
+            if (fr->opcode == WS_OP_TEXT && !validate_utf8((const char *)p, len))
+                fail(c, 1007);
+            else
+                message(c, fr->opcode == WS_OP_BINARY, (const char *)p, len);
             return;
         }
         c->rx_op = fr->opcode;
         append_rx(c, p, len);
+        if (c->rx && c->rx_op == WS_OP_TEXT && rx_text_ok(c, 0) < 0)
+            fail(c, 1007);
         return;
     case WS_OP_CONT:
         if (!c->rx_op) {
-            protocol_error(c, 1002);
+            fail(c, 1002);
             return;
         }
         append_rx(c, p, len);
-        if (fr->fin && c->state == CONN_OPEN) {
+        if (c->state != CONN_OPEN)
+            return;
+        if (c->rx_op == WS_OP_TEXT && rx_text_ok(c, fr->fin) < 0) {
+            fail(c, 1007);
+            return;
+        }
+        if (fr->fin) {
             int binary = c->rx_op == WS_OP_BINARY;
             c->rx_op = 0;
             message(c, binary, c->rx, c->rx_len);
             free(c->rx);
             c->rx = NULL;
-            c->rx_len = 0;
+            c->rx_len = c->rx_checked = 0;
         }
         return;
     case WS_OP_PING: {
@@ -135,7 +189,7 @@ static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
             /* A bad close is a close all the same: the client sends
              * nothing more, so ours (1002) ends the connection. */
             c->peer_closed = 1;
-            protocol_error(c, 1002);
+            fail(c, 1002);
             return;
         }
         /* The client closes: answer with its code, then close the socket
@@ -144,7 +198,7 @@ static void on_frame(struct conn *c, const struct wsframe *fr, uint8_t *p)
         return;
     }
     default:
-        protocol_error(c, 1002);
+        fail(c, 1002);
     }
 }
 
@@ -152,17 +206,17 @@ static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
 {
     uint64_t max = (uint64_t)c->net->opt.max_message_bytes;
     size_t pos = 0, whole = 0;
-    while (pos < len && c->state != CONN_DEAD) {
+    while (pos < len && parsing(c)) {
         struct wsframe fr;
         enum wsframe_result r = wsframe_parse(buf + pos, len - pos, &fr);
         if (r == WSFRAME_INCOMPLETE)
             break;
         if (r != WSFRAME_OK) {
-            protocol_error(c, 1002);
+            fail(c, 1002);
             return;
         }
         if (fr.opcode < WS_OP_CLOSE && (uint64_t)c->rx_len + fr.payload_len > max) {
-            protocol_error(c, 1009);
+            fail(c, 1009);
             return;
         }
         if (len - pos - fr.header_len < fr.payload_len) {
@@ -170,11 +224,15 @@ static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
             break;                                          /* the payload is still on its way */
         }
         uint8_t *p = buf + pos + fr.header_len;
-        wsframe_unmask(p, (size_t)fr.payload_len, fr.mask, 0);
         pos += fr.header_len + (size_t)fr.payload_len;
+        if (c->state == CONN_OPEN && fr.opcode != WS_OP_CLOSE && flooded(c)) {
+            fail(c, 1008);
+            return;
+        }
+        wsframe_unmask(p, (size_t)fr.payload_len, fr.mask, 0);
         on_frame(c, &fr, p);
     }
-    if (pos < len && c->state != CONN_DEAD)
+    if (pos < len && parsing(c))
         keep_input(c, buf + pos, len - pos, whole);
 }
 
@@ -242,6 +300,8 @@ static void read_frames(struct conn *c)
 
 void input_take(struct conn *c, uint8_t *data, size_t n)
 {
+    if (!parsing(c))
+        return;         /* failed: what the client still sends is dropped */
     assert(!c->in_cap); /* input_reads_frames: a long frame is read by read_own */
     /* Parsed where they are unless part of a frame was kept from the last
      * read. */
@@ -266,8 +326,7 @@ int input_reads_frames(const struct conn *c)
 {
     /* Not a socket read on: a long frame goes into its own buffer, and a
      * burst would only fill the slot and be read again. */
-    return (c->state == CONN_OPEN || c->state == CONN_CLOSING) && !c->refused && !c->read_on &&
-           !c->in_cap;
+    return parsing(c) && !c->refused && !c->read_on && !c->in_cap;
 }
 
 /* ---- routing ---- */
@@ -431,7 +490,7 @@ void input_on_io(struct conn *c, uint32_t events)
         return;
     case CONN_OPEN:
     case CONN_CLOSING:
-        if (c->refused) { /* an HTTP refusal: drop what the client still sends */
+        if (c->refused || c->failed) { /* drop what the client still sends */
             char sink[4096];
             ssize_t got = read(c->fd, sink, sizeof(sink));
             if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))

@@ -44,6 +44,11 @@ struct conn;       /* one client socket; private to net (conn.h) */
 struct conn_batch; /* io_uring reads and writes (conn.h) */
 struct httphead;
 
+/* The frame rate allowed to a client (README.md, "Slow clients and
+ * limits"): bursts of 40 frames, 20 a second after that. */
+#define NET_FRAMES_BURST 40
+#define NET_FRAMES_PER_S 20
+
 /* Paths that can be claimed, and the longest one. */
 #define NET_ROUTES_MAX 4
 #define NET_PATH_MAX 32
@@ -56,7 +61,8 @@ struct net_handlers {
      * (conn_destroy). */
     void (*on_head)(void *ctx, struct conn *c, const struct httphead *h);
     /* A complete client message (text, or binary), reassembled from its
-     * fragments; buf is valid during the call only. */
+     * fragments; text is valid UTF-8 (net fails the connection with 1007
+     * otherwise); buf is valid during the call only. */
     void (*on_message)(void *ctx, struct conn *c, int binary, const char *buf, size_t len);
     /* A ping or a pong from the client: a sign of life. */
     void (*on_alive)(void *ctx, struct conn *c);
@@ -91,6 +97,8 @@ struct net_options {
     int max_queue_messages; /* a queue over either bound closes with 1013 */
     int max_queue_bytes;
     int input_batch_ms; /* gathering window for sparse input; 0 = none */
+    int frames_burst;   /* client frames allowed at once (every kind but close), */
+    int frames_per_s;   /* refilled at this rate; more closes with 1008; 0 = no limit */
     int io_uring;       /* batch reads and writes through io_uring when it works */
 };
 

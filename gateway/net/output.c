@@ -98,8 +98,10 @@ static void drained(struct conn *c)
      * answers with its own, then we close. Either way the socket stays
      * open (reading and dropping) until the client closes or the linger
      * passes: closing with unread input would reset the connection, and
-     * a reset makes the client's kernel throw our last bytes away. */
-    if (c->refused)
+     * a reset makes the client's kernel throw our last bytes away. A
+     * failed connection ends with our FIN too: the client's close is not
+     * waited for (RFC 6455 7.1.7). */
+    if (c->refused || c->failed)
         shutdown(c->fd, SHUT_WR);
 }
 
@@ -363,7 +365,8 @@ int conn_send(struct conn *c, struct frame *f)
 static void finish_with(struct conn *c, struct frame *last)
 {
     struct net *n = c->net;
-    output_drop(c);
+    if (!c->failed)
+        output_drop(c); /* a failed connection's replies were owed before its fault */
     c->state = CONN_CLOSING;
     c->hold = 0;
     wheel_schedule(&n->timers, c, uv_now(n->loop) + CLOSE_LINGER_MS);
@@ -389,6 +392,14 @@ void conn_close(struct conn *c, uint16_t code)
         return;
     c->close_code = code;
     send_close(c, code, conn_close_text(code));
+}
+
+void conn_fail(struct conn *c, uint16_t code)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->failed = 1;
+    conn_close(c, code);
 }
 
 void conn_echo_close(struct conn *c, uint16_t code)

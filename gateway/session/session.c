@@ -21,11 +21,6 @@
 /* More error replies than this within ERROR_WINDOW_MS closes with 1008. */
 #define ERROR_LIMIT 10
 #define ERROR_WINDOW_MS 10000
-/* Client frames: a token bucket of CLIENT_BURST frames refilled at
- * CLIENT_RATE per second; a client beyond it is closed with 1008. A real
- * client sends a heartbeat every few seconds. */
-#define CLIENT_RATE 20
-#define CLIENT_BURST 40
 
 static void open_session(struct session *s);
 static void schedule_expiry(struct session *s);
@@ -455,30 +450,12 @@ static void refresh_token(struct session *s, const char *token)
     schedule_expiry(s);
 }
 
-/* Token bucket: returns 0 when the client may send one more frame. */
-static int rate_limited(struct session *s, uint64_t now)
-{
-    uint64_t cap = (uint64_t)CLIENT_BURST * 1000;
-    uint64_t tokens = s->rl_at ? s->rl_tokens + (now - s->rl_at) * CLIENT_RATE : cap;
-    s->rl_tokens = (uint32_t)(tokens > cap ? cap : tokens);
-    s->rl_at = now;
-    if (s->rl_tokens < 1000)
-        return 1;
-    s->rl_tokens -= 1000;
-    return 0;
-}
-
 static void client_message(struct session *s, const char *buf, size_t len)
 {
     struct sessions *sx = s->owner;
     sx->metrics->client_messages++;
-    uint64_t now = uv_now(sx->loop);
-    if (rate_limited(s, now)) {
-        log_info("client_flood_closed", "conn=%s account=%s", s->id, s->acct->id);
-        conn_close(s->conn, 1008);
-        return;
-    }
-    s->last_seen = now;
+    /* The frame rate is net's to limit (1008), for every kind of frame. */
+    s->last_seen = uv_now(sx->loop);
     /* The message every client sends every few seconds, as our own client
      * and the README spell it: answered without building a JSON tree. */
     static const char heartbeat[] = "{\"type\":\"heartbeat\"}";
@@ -510,10 +487,8 @@ static void on_message(void *ctx, struct conn *c, int binary, const char *buf, s
         return;
     if (binary)
         client_error(s, "binary frames are not supported");
-    else if (!validate_utf8(buf, len))
-        conn_close(c, 1007); /* RFC 6455 8.1: text must be UTF-8 */
     else
-        client_message(s, buf, len);
+        client_message(s, buf, len); /* UTF-8: net has checked (1007) */
 }
 
 /* ---- liveness and token expiry ---- */

@@ -6,8 +6,9 @@
  * since, limits; each refusal a real HTTP status before any upgrade) -> the
  * registry -> the account's Redis subscription -> (subscribed) -> the 101
  * and the register reply, in one write. Then: client messages
- * (heartbeats, token refreshes, errors, floods), liveness (a timing wheel
- * of silence checks and pings), token expiry (4401) and teardown.
+ * (heartbeats, token refreshes, errors; the frame rate is net's),
+ * liveness (a timing wheel of silence checks and pings), token expiry
+ * (4401) and teardown.
  *
  * The session calls nothing above it: what the node does around a
  * connection (Redis subscriptions, presence, history replays, the drain)
@@ -49,13 +50,11 @@ struct session {
     struct wheel_link hb;     /* heartbeat wheel: next silence check */
     uint64_t last_seen;       /* loop ms of the last sign of life */
     uint64_t errors_since;    /* loop ms the error window started */
-    uint64_t rl_at;           /* loop ms of the last rate-limit refill */
     int64_t token_exp;        /* JWT exp in Unix seconds; 0 = none */
     int64_t connected_at;     /* Unix ms of the upgrade */
     struct stream_id last_id; /* newest history id delivered, when has_last_id */
     struct replay *replay;    /* history's, while a replay is owed or running */
     uint32_t errors;          /* error replies in the current window */
-    uint32_t rl_tokens;       /* rate-limit bucket, in thousandths of a frame */
     uint8_t registered;       /* the register reply was queued */
     uint8_t has_last_id;      /* last_id is set */
     char id[CONN_ID_LEN + 1]; /* unique across nodes and restarts */

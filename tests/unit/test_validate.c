@@ -134,6 +134,51 @@ START_TEST(utf8_length_bounds)
 }
 END_TEST
 
+START_TEST(utf8_partial_pieces)
+{
+    ck_assert_int_eq(validate_utf8_partial("", 0), 0);
+    ck_assert_int_eq(validate_utf8_partial("ab\xc3\xa9", 4), 0);
+    ck_assert_int_eq(validate_utf8_partial("ab\xc3", 3), 1);
+    ck_assert_int_eq(validate_utf8_partial("\xe2\x82", 2), 2);
+    ck_assert_int_eq(validate_utf8_partial("\xf0\x9f\x98", 3), 3);
+    ck_assert_int_eq(validate_utf8_partial("\xf4", 1), 1);
+    /* refused before the rest comes: U+110000 and up, a surrogate, an
+     * overlong form, a lead byte that starts nothing, a bad continuation */
+    ck_assert_int_eq(validate_utf8_partial("\xce\xba\xf4\x90", 4), -1);
+    ck_assert_int_eq(validate_utf8_partial("\xed\xa0", 2), -1);
+    ck_assert_int_eq(validate_utf8_partial("\xe0\x9f", 2), -1);
+    ck_assert_int_eq(validate_utf8_partial("\xf0\x8f", 2), -1);
+    ck_assert_int_eq(validate_utf8_partial("a\xc0", 2), -1);
+    ck_assert_int_eq(validate_utf8_partial("a\xff", 2), -1);
+    ck_assert_int_eq(validate_utf8_partial("\xe2(", 2), -1);
+    ck_assert_int_eq(validate_utf8_partial("\xe2\x82\xac\x80", 4), -1);
+}
+END_TEST
+
+START_TEST(utf8_partial_exhaustive)
+{
+    /* A two-byte piece that starts with a lead byte is accepted exactly
+     * when some continuation of up to two bytes makes it well-formed. */
+    for (int a = 0xC0; a < 0x100; a++)
+        for (int b = 0; b < 0x100; b++) {
+            char s[4] = {(char)a, (char)b};
+            int completable = validate_utf8(s, 2);
+            for (int c = 0x80; c < 0xC0 && !completable; c++) {
+                s[2] = (char)c;
+                completable = validate_utf8(s, 3);
+                for (int d = 0x80; d < 0xC0 && !completable; d++) {
+                    s[3] = (char)d;
+                    completable = validate_utf8(s, 4);
+                }
+            }
+            int r = validate_utf8_partial(s, 2);
+            ck_assert_msg((r >= 0) == completable, "%02x %02x: %d, completable %d", a, b, r,
+                          completable);
+            ck_assert_msg(r != 0 || validate_utf8(s, 2), "%02x %02x: 0 but not whole", a, b);
+        }
+}
+END_TEST
+
 START_TEST(utf8_exhaustive_two_and_three_bytes)
 {
     /* Every 2- and 3-byte sequence agrees with a reference decoder. */
@@ -221,6 +266,8 @@ static Suite *validate_suite(void)
     tcase_add_test(utf8, utf8_bad);
     tcase_add_test(utf8, utf8_length_bounds);
     tcase_add_test(utf8, utf8_exhaustive_two_and_three_bytes);
+    tcase_add_test(utf8, utf8_partial_pieces);
+    tcase_add_test(utf8, utf8_partial_exhaustive);
     suite_add_tcase(s, utf8);
     TCase *stream = tcase_create("stream");
     tcase_add_test(stream, stream_ids_good);
