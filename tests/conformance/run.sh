@@ -15,6 +15,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 suite=${AUTOBAHN_DIR:-$here/../shared/autobahn-testsuite}
 build=$(cd "${1:-$here/build}" && pwd)
 py=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1 # the suite's folder may be read-only
 if [ ! -d "$suite/autobahntestsuite/autobahntestsuite" ]; then
     echo "conformance: no Autobahn|Testsuite at $suite" >&2
     exit 2

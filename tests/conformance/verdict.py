@@ -34,6 +34,7 @@ def main(argv):
         print("verdict: the report holds no agent", file=sys.stderr)
         return 1
     status = 0
+    passed = failed = 0
     for agent, cases in sorted(index.items()):
         if not cases:
             print(f"verdict: {agent}: no case ran", file=sys.stderr)
@@ -57,10 +58,13 @@ def main(argv):
         print("  total " + "".join(f"{totals[k]:>15}" for k in ORDER))
         for cid, v, b, bc in notable:
             print(f"  {cid:<10} {v:<14} behavior={b} close={bc}")
+        failed += sum(totals[k] for k in BAD)
+        passed += len(cases) - sum(totals[k] for k in BAD)
         if any(totals[k] for k in BAD):
             status = 1
     bad = "FAILED or UNIMPLEMENTED cases" if status else "no FAILED or UNIMPLEMENTED case"
     print(f"verdict: {bad}")
+    print(f"conformance: {passed} passed, {failed} failed")
     return status
 
 
