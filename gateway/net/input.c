@@ -98,14 +98,18 @@ static void alive(struct conn *c)
         r->h->on_alive(r->ctx, c);
 }
 
-/* The frame bucket: frames_burst frames, refilled at frames_per_s. Every
- * frame but a close takes one, pings, pongs and empty continuations too,
- * since each costs a parse and a call, and a pong reply each ping
- * (README.md, "Slow clients and limits"). Returns 1 when c is over it. */
-static int flooded(struct conn *c)
+/* The frame bucket: frames_burst frames, refilled at frames_per_s
+ * (README.md, "Slow clients and limits"). Every frame takes one, pings,
+ * pongs and empty continuations too, since each costs a parse and a call
+ * (and each ping a pong), except a close (it ends the connection) and a
+ * fragment of at least NET_FRAGMENT_FREE bytes that is not its message's
+ * last: a large message may come in many pieces, paid for by its bytes,
+ * which --max-message-bytes bounds. Returns 1 when c is over it. */
+static int flooded(struct conn *c, const struct wsframe *fr)
 {
     const struct net_options *o = &c->net->opt;
-    if (!o->frames_burst)
+    if (!o->frames_burst || fr->opcode == WS_OP_CLOSE ||
+        (!fr->fin && fr->opcode < WS_OP_CLOSE && fr->payload_len >= NET_FRAGMENT_FREE))
         return 0;
     uint64_t now = uv_now(c->net->loop), cap = (uint64_t)o->frames_burst * 1000;
     uint64_t tokens = c->rl_at ? c->rl_tokens + (now - c->rl_at) * (uint64_t)o->frames_per_s : cap;
@@ -225,7 +229,7 @@ static void parse_frames(struct conn *c, uint8_t *buf, size_t len)
         }
         uint8_t *p = buf + pos + fr.header_len;
         pos += fr.header_len + (size_t)fr.payload_len;
-        if (c->state == CONN_OPEN && fr.opcode != WS_OP_CLOSE && flooded(c)) {
+        if (c->state == CONN_OPEN && flooded(c, &fr)) {
             fail(c, 1008);
             return;
         }

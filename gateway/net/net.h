@@ -45,9 +45,12 @@ struct conn_batch; /* io_uring reads and writes (conn.h) */
 struct httphead;
 
 /* The frame rate allowed to a client (README.md, "Slow clients and
- * limits"): bursts of 40 frames, 20 a second after that. */
+ * limits"): bursts of 40 frames, 20 a second after that; a fragment of
+ * NET_FRAGMENT_FREE bytes or more that is not its message's last is not
+ * counted. */
 #define NET_FRAMES_BURST 40
 #define NET_FRAMES_PER_S 20
+#define NET_FRAGMENT_FREE 1024
 
 /* Paths that can be claimed, and the longest one. */
 #define NET_ROUTES_MAX 4
@@ -97,7 +100,7 @@ struct net_options {
     int max_queue_messages; /* a queue over either bound closes with 1013 */
     int max_queue_bytes;
     int input_batch_ms; /* gathering window for sparse input; 0 = none */
-    int frames_burst;   /* client frames allowed at once (every kind but close), */
+    int frames_burst;   /* client frames allowed at once (input.c says which count), */
     int frames_per_s;   /* refilled at this rate; more closes with 1008; 0 = no limit */
     int io_uring;       /* batch reads and writes through io_uring when it works */
 };

@@ -6,7 +6,8 @@
  * not UTF-8, a flood) gets the server's close frame and the server's FIN
  * at once: the client does not answer the close here, and the TCP
  * connection must still end within FAIL_MS. Floods of every kind of frame
- * (empty continuations, unsolicited pongs, pings) close with 1008. */
+ * (empty continuations, unsolicited pongs, pings) close with 1008, while
+ * a large message may come in many fragments of 1 KiB or more. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,8 @@ static void expect_closed_count(const char *reason, double want)
 static void setup(void)
 {
     h_ck_setup(&R, &G);
-    H_GW(&G, &R, "--auth", "none");
+    /* a raised message limit: a large message in many fragments */
+    H_GW(&G, &R, "--auth", "none", "--max-message-bytes", "262144");
 }
 
 static void teardown(void)
@@ -302,6 +304,43 @@ START_TEST(test_steady_rate_allowed)
 }
 END_TEST
 
+START_TEST(test_large_message_in_fragments)
+{
+    /* 200 KiB in 200 fragments of 1 KiB, in one write: the fragments
+     * before the last take no token (their bytes are bounded by
+     * --max-message-bytes), so the message is read and answered. */
+    struct ws c;
+    h_ck_open_as(&c, G.port, "large");
+    enum { FRAG = 1024, N = 200 };
+    static char msg[FRAG * N];
+    static const char head[] = "{\"type\":\"heartbeat\",\"pad\":\"";
+    memset(msg, 'x', sizeof(msg));
+    memcpy(msg, head, sizeof(head) - 1);
+    memcpy(msg + sizeof(msg) - 2, "\"}", 2);
+    unsigned char *all = NULL;
+    size_t total = 0;
+    for (int i = 0; i < N; i++)
+        add_frame(&all, &total, (i == N - 1 ? 0x80 : 0) | (i ? 0 : WS_TEXT), msg + i * FRAG, FRAG);
+    ck_assert_int_eq(h_send_all(c.fd, all, total, 5000), 0);
+    free(all);
+    struct h_msg m;
+    ck_assert_msg(h_msg_recv(&c, &m, 5000), "no answer to 200 fragments of 1 KiB (close %d)",
+                  c.close_code);
+    ck_assert_str_eq(h_msg_type(&m), "heartbeat");
+    h_msg_free(&m);
+    h_ck_quiet(&c, "after a large fragmented message", 200, 1);
+    ws_close(&c, 1000);
+
+    /* the same bytes in fragments of 1,000 bytes: each takes a token */
+    h_ck_open_as(&c, G.port, "large");
+    all = NULL;
+    total = 0;
+    for (int i = 0; i < 100; i++)
+        add_frame(&all, &total, i ? 0 : WS_TEXT, msg + i * 1000, 1000);
+    expect_failed(&c, all, total, 1008, "100 fragments of 1,000 bytes", NULL);
+}
+END_TEST
+
 static Suite *frames_suite(void)
 {
     Suite *s = suite_create("frames");
@@ -313,6 +352,7 @@ static Suite *frames_suite(void)
     tcase_add_test(tc, test_flood_pongs);
     tcase_add_test(tc, test_flood_pings);
     tcase_add_test(tc, test_steady_rate_allowed);
+    tcase_add_test(tc, test_large_message_in_fragments);
     return s;
 }
 
