@@ -63,4 +63,10 @@ if [ "$status" -ne 0 ] || [ ! -f "$out/report/index.json" ]; then
     exit 1
 fi
 kill -0 "$echo_pid" 2>/dev/null || { echo "conformance: ws-echo died during the run" >&2; exit 1; }
+# a sanitizer build (-DSANITIZE=ON) reports there
+if grep -q -e "ERROR: AddressSanitizer" -e "runtime error:" "$out/ws-echo.log"; then
+    echo "conformance: ws-echo reported a sanitizer error" >&2
+    cat "$out/ws-echo.log" >&2
+    exit 1
+fi
 exec $py "$here/tests/conformance/verdict.py" "$out/report/index.json"
