@@ -189,7 +189,8 @@ struct h_gw {
  * followed by args (NULL-terminated, may be NULL; a later flag wins), and
  * (with NOTIFY_TEST_WRAPPER set, e.g. to "valgrind --leak-check=full", the
  * command line is prefixed with its words), and
- * waits up to 10 s until GET /healthz answers 200. Retries with another port
+ * waits up to 10 s until GET /healthz answers 200. With r NULL there is no
+ * --redis (args give --redis-cluster, cluster_util.h). Retries with another port
  * if the process dies during startup (port taken meanwhile). On failure the
  * process is killed and its stderr printed. */
 int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args);
