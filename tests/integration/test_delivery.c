@@ -941,6 +941,143 @@ START_TEST(test_register_before_any_notification)
 }
 END_TEST
 
+/* ---- the producer's tools: notifyctl and POST /publish ------------------ */
+
+/* Runs notifyctl with this test's Redis and prefix and the NULL-terminated
+ * args; returns its exit status, *out its stdout (malloc'd). */
+static int ctl(char **out, ...)
+{
+    char url[128];
+    const char *argv[32] = {NOTIFYCTL_BIN, "--redis-prefix", PFX};
+    int n = 3;
+    if (MODE == CLUSTER) {
+        argv[n++] = "--redis-cluster";
+        argv[n++] = SEEDS;
+    } else {
+        h_redis_url(&R, url, sizeof(url));
+        argv[n++] = "--redis";
+        argv[n++] = url;
+    }
+    va_list ap;
+    va_start(ap, out);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 31)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char *err = NULL;
+    int rc = h_run(argv, NULL, 20000, out, &err);
+    if (rc != 0 && rc != 2)
+        fprintf(stderr, "notifyctl %s: exit %d: %s\n", argv[n - 1], rc, err ? err : "");
+    free(err);
+    return rc;
+}
+
+START_TEST(test_producer_tools)
+{
+    gw_up(&G, "--api-key", "k3y", NULL);
+    char acct[64], away[64];
+    account_name(acct, sizeof(acct), "tool");
+    account_name(away, sizeof(away), "away");
+    struct ws c;
+    open_present(&c, G.port, acct);
+
+    /* publish --ack --ttl: the id printed, delivered with expires_at */
+    char *out = NULL;
+    ck_assert_int_eq(ctl(&out, "publish", acct, "--ack", "60", "--ttl", "600", "--type", "t",
+                         "--body", "via ctl", NULL),
+                     0);
+    char id[64];
+    ck_assert_int_eq(sscanf(out, "%63s", id), 1);
+    free(out);
+    struct h_msg m = expect_note(&c, "ctl", id, "via ctl");
+    ck_assert_msg(json_is_integer(json_object_get(m.j, "expires_at")), "no expires_at: %s", m.text);
+    h_msg_free(&m);
+    ck_assert_int_eq(ctl(&out, "publish", acct, "--ack", "0", "--type", "t", NULL), 2);
+    free(out);
+    ck_assert_int_eq(ctl(&out, "publish", "--broadcast", "--ttl", "5", "--type", "t", NULL), 2);
+    free(out);
+
+    /* unacked, then acknowledged: receipts */
+    ck_assert_int_eq(ctl(&out, "unacked", acct, NULL), 0);
+    ck_assert_msg(strstr(out, id), "unacked: %s", out);
+    free(out);
+    struct h_msg a = ack(&c, id);
+    expect_type(&a, "ack", id);
+    h_msg_free(&a);
+    ck_assert_int_eq(ctl(&out, "unacked", acct, NULL), 0);
+    ck_assert_str_eq(out, "");
+    free(out);
+    wait_entries("receipts", acct, id, 1, RECV_MS);
+    ck_assert_int_eq(ctl(&out, "--json", "receipts", acct, NULL), 0);
+    json_t *r = json_loads(out, 0, NULL);
+    ck_assert_msg(json_is_array(r) && json_array_size(r) == 1, "receipts: %s", out);
+    ck_assert_str_eq(h_jstr(json_array_get(r, 0), "id"), id);
+    json_decref(r);
+    free(out);
+
+    /* POST /publish with ack to an account offline: the outbox; a worker's
+     * consumer group reads it, acknowledges it, and does not see it again. */
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"accounts\":[\"%s\"],\"history\":true,\"ack\":30,\"ttl\":600,"
+             "\"message\":{\"type\":\"t\",\"content\":{\"body\":\"push me\",\"meta_data\":\"\"}}}",
+             away);
+    struct h_http_resp resp;
+    ck_assert_int_eq(h_http(G.port, "POST", "/publish", "Authorization: Bearer k3y\r\n", body,
+                            strlen(body), &resp, 5000),
+                     200);
+    json_t *ids = h_ck_json_obj(resp.body);
+    const char *pid = h_jstr(json_object_get(ids, "ids"), away);
+    ck_assert_msg(pid, "no id: %s", resp.body);
+    char away_id[64];
+    snprintf(away_id, sizeof(away_id), "%s", pid);
+    json_decref(ids);
+    h_http_resp_free(&resp);
+    json_decref(wait_entries("undelivered", away, away_id, 1, 5000));
+    ck_assert_int_eq(
+        ctl(&out, "--json", "undelivered", "--group", "push", "--consumer", "w1", NULL), 0);
+    r = json_loads(out, 0, NULL);
+    ck_assert_msg(json_is_array(r) && json_array_size(r) >= 1, "undelivered: %s", out);
+    free(out);
+    json_t *e = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(r, i, v)
+    {
+        if (!strcmp(h_jstr(v, "id"), away_id))
+            e = v;
+    }
+    ck_assert_msg(e, "the outbox entry was not read by the group");
+    ck_assert_str_eq(h_jstr(e, "reason"), "offline");
+    char entry[64];
+    snprintf(entry, sizeof(entry), "%s", h_jstr(e, "entry"));
+    json_decref(r);
+    ck_assert_int_eq(ctl(&out, "undelivered", "ack", "--group", "push", entry, NULL), 0);
+    ck_assert_str_eq(out, "1\n");
+    free(out);
+    ck_assert_int_eq(ctl(&out, "--json", "undelivered", "--group", "push", NULL), 0);
+    ck_assert_str_eq(out, "[]\n");
+    free(out);
+    ck_assert_int_eq(ctl(&out, "undelivered", "ack", "1-1", NULL), 2); /* no --group */
+    free(out);
+
+    /* POST /publish refusals */
+    const char *bad[] = {
+        "{\"accounts\":[\"x\"],\"ack\":5,\"message\":{\"type\":\"t\"}}",
+        "{\"accounts\":[\"x\"],\"history\":true,\"ack\":0,\"message\":{\"type\":\"t\"}}",
+        "{\"accounts\":[\"x\"],\"history\":true,\"ttl\":\"5\",\"message\":{\"type\":\"t\"}}",
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        ck_assert_int_eq(h_http(G.port, "POST", "/publish", "Authorization: Bearer k3y\r\n", bad[k],
+                                strlen(bad[k]), &resp, 5000),
+                         400);
+        h_http_resp_free(&resp);
+    }
+    ws_close(&c, 1000);
+}
+END_TEST
+
 static void add_all(TCase *tc)
 {
     tcase_add_test(tc, test_ack_once_and_twice);
@@ -956,6 +1093,7 @@ static void add_all(TCase *tc)
     tcase_add_test(tc, test_ttl_outbox);
     tcase_add_test(tc, test_gap_after_xtrim);
     tcase_add_test(tc, test_gap_after_xadd_maxlen);
+    tcase_add_test(tc, test_producer_tools);
 }
 
 static Suite *delivery_suite(void)
