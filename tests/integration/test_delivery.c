@@ -941,6 +941,43 @@ START_TEST(test_register_before_any_notification)
 }
 END_TEST
 
+/* ---- a Redis restart with AOF ------------------------------------------- */
+
+/* Deadlines and outbox entries are Redis data: with appendfsync always, a
+ * kill -9 of Redis in the middle of a deadline loses none and doubles
+ * none. */
+START_TEST(test_exactly_once_across_redis_restart_aof)
+{
+    h_redis_stop(&R);
+    ck_assert_int_eq(h_redis_start_aof(&R), 0);
+    gw_up(&G, NULL);
+    char acct[64], away[64];
+    account_name(acct, sizeof(acct), "aof");
+    account_name(away, sizeof(away), "aofaway");
+    struct ws c;
+    open_present(&c, G.port, acct);
+    char *due = PUBLISH_ACK(acct, "due", "3");
+    struct h_msg m = expect_note(&c, "live", due, "due");
+    h_msg_free(&m);
+    char *off = PUBLISH_ACK(away, "offline", "60");
+    json_decref(wait_entries("undelivered", away, off, 1, 0));
+    ck_assert_int_eq(h_redis_restart(&R), 0);
+    ck_assert_msg(h_http_wait_status(G.port, "/readyz", 200, 20000), "not ready after the restart");
+    json_t *list = wait_entries("undelivered", acct, due, 1, 3000 + 10 * atoi(SWEEP_MS) + 5000);
+    ck_assert_int_eq(count_for(list, acct, due), 1);
+    ck_assert_int_eq(count_for(list, away, off), 1);
+    json_decref(list);
+    h_sleep_ms(10 * atoi(SWEEP_MS));
+    list = entries(key_of("undelivered"));
+    ck_assert_int_eq(count_for(list, acct, NULL), 1);
+    ck_assert_int_eq(count_for(list, away, NULL), 1);
+    json_decref(list);
+    ws_close(&c, 1000);
+    free(due);
+    free(off);
+}
+END_TEST
+
 /* ---- the producer's tools: notifyctl and POST /publish ------------------ */
 
 /* Runs notifyctl with this test's Redis and prefix and the NULL-terminated
@@ -1102,6 +1139,7 @@ static Suite *delivery_suite(void)
     TCase *single = h_tcase(s, "single", 120, single_setup, single_teardown);
     add_all(single);
     tcase_add_test(single, test_register_before_any_notification);
+    tcase_add_test(single, test_exactly_once_across_redis_restart_aof);
     TCase *cluster = h_tcase(s, "cluster", 120, cluster_setup, cluster_teardown);
     tcase_add_unchecked_fixture(cluster, cluster_case_up, cluster_case_down);
     add_all(cluster);
