@@ -16,6 +16,8 @@
  * is replaced within it. */
 #define LEASE_PERIODS 3
 
+static void sweep_node(struct server *srv, int node);
+
 /* One sweep's round trip. */
 struct sweep_req {
     struct server *srv;
@@ -134,11 +136,13 @@ static void on_swept(redisAsyncContext *ac, void *r, void *privdata)
         free(req);
         return;
     }
-    srv->outbox.inflight[req->node] = 0;
+    int node = req->node;
+    srv->outbox.inflight[node] = 0;
     free(req);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        reply->element[1]->type != REDIS_REPLY_INTEGER ||
+        reply->element[2]->type != REDIS_REPLY_INTEGER) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
             log_warn("sweep_failed", "error=\"%s\"", reply->str);
         return;
@@ -150,8 +154,11 @@ static void on_swept(redisAsyncContext *ac, void *r, void *privdata)
         srv->metrics.expired += (uint64_t)expired;
     if (written > 0 || expired > 0)
         log_debug("swept", "timeouts=%lld expired=%lld", written, expired);
-    for (size_t i = 2; i < reply->elements; i++)
+    for (size_t i = 3; i < reply->elements; i++)
         relay_one(srv, reply->element[i]);
+    /* a backlog (more due than one sweep takes): again, back to back */
+    if (reply->element[2]->integer == 1)
+        sweep_node(srv, node);
 }
 
 /* The slot ranges node owns, as "lo" "hi" argument pairs appended to argv

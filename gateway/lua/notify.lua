@@ -396,8 +396,10 @@ end
 -- one key and takes no ranges) if node holds, or can take, the sweep lease
 -- (<prefix>sweeper, per primary in a cluster: named with the first slot's
 -- tag). The lease only saves work: a sweep is atomic, so two sweeps never
--- write one entry twice. Returns {written, expired, relay entries...}
--- where in a cluster each relay entry is {key, entry id, target, fields}.
+-- write one entry twice. Returns {written, expired, more, relay entries...}:
+-- more is 1 when a slot had more due deadlines than limit (sweep again),
+-- -1 when another node holds the lease; in a cluster each relay entry is
+-- {relay key, entry id, {field, value, ...}}.
 local function notify_sweep(keys, args)
   local prefix, node, lease, limit = args[1], args[2], tonumber(args[3]), tonumber(args[4])
   if not prefix or not node or not lease or not limit then
@@ -408,24 +410,25 @@ local function notify_sweep(keys, args)
     for i = 5, #args, 2 do
       ranges[#ranges + 1] = {tonumber(args[i]), tonumber(args[i + 1])}
     end
-    if #ranges == 0 then return {0, 0} end
+    if #ranges == 0 then return {0, 0, 0} end
   else
     ranges[1] = {0, 0}
   end
   local lease_key = slot_key(prefix, 'sweeper', ranges[1][1])
   if lease > 0 then
     local ok, holder = pcall(redis.call, 'GET', lease_key)
-    if not ok then return {0, 0} end
-    if holder and holder ~= node then return {-1, 0} end
+    if not ok then return {0, 0, 0} end
+    if holder and holder ~= node then return {0, 0, -1} end
     redis.call('SET', lease_key, node, 'PX', lease)
   end
   local now = now_ms()
-  local written, expired = 0, 0
-  local out = {0, 0}
+  local written, expired, more = 0, 0, 0
+  local out = {0, 0, 0}
   for _, r in ipairs(ranges) do
     for slot = r[1], r[2] do
       local w, e = sweep_slot(prefix, slot, now, limit)
       written, expired = written + w, expired + e
+      if w + e >= limit then more = 1 end
       if CLUSTER then
         local rkey = slot_key(prefix, 'relay', slot)
         local ok, entries = pcall(redis.call, 'XRANGE', rkey, '-', '+', 'COUNT', limit)
@@ -437,7 +440,7 @@ local function notify_sweep(keys, args)
       end
     end
   end
-  out[1], out[2] = written, expired
+  out[1], out[2], out[3] = written, expired, more
   return out
 end
 
