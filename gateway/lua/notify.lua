@@ -426,15 +426,22 @@ local function notify_sweep(keys, args)
   local out = {0, 0, 0}
   for _, r in ipairs(ranges) do
     for slot = r[1], r[2] do
-      local w, e = sweep_slot(prefix, slot, now, limit)
-      written, expired = written + w, expired + e
-      if w + e >= limit then more = 1 end
+      -- Most slots hold neither key: one EXISTS of both is all they cost.
+      local rkey = slot_key(prefix, 'relay', slot)
+      local ok, n = true, 1
       if CLUSTER then
-        local rkey = slot_key(prefix, 'relay', slot)
-        local ok, entries = pcall(redis.call, 'XRANGE', rkey, '-', '+', 'COUNT', limit)
-        if ok then
-          for _, entry in ipairs(entries) do
-            out[#out + 1] = {rkey, entry[1], entry[2]}
+        ok, n = pcall(redis.call, 'EXISTS', slot_key(prefix, 'deadlines', slot), rkey)
+      end
+      if ok and n > 0 then
+        local w, e = sweep_slot(prefix, slot, now, limit)
+        written, expired = written + w, expired + e
+        if w + e >= limit then more = 1 end
+        if CLUSTER then
+          local rok, entries = pcall(redis.call, 'XRANGE', rkey, '-', '+', 'COUNT', limit)
+          if rok then
+            for _, entry in ipairs(entries) do
+              out[#out + 1] = {rkey, entry[1], entry[2]}
+            end
           end
         end
       end
