@@ -1045,7 +1045,7 @@ START_TEST(test_producer_tools)
     ck_assert_int_eq(ctl(&out, "unacked", acct, NULL), 0);
     ck_assert_str_eq(out, "");
     free(out);
-    wait_entries("receipts", acct, id, 1, RECV_MS);
+    json_decref(wait_entries("receipts", acct, id, 1, RECV_MS));
     ck_assert_int_eq(ctl(&out, "--json", "receipts", acct, NULL), 0);
     json_t *r = json_loads(out, 0, NULL);
     ck_assert_msg(json_is_array(r) && json_array_size(r) == 1, "receipts: %s", out);
