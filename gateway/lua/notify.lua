@@ -395,8 +395,8 @@ end
 -- Sweeps the deadlines of the slots lo..hi (inclusive; a single Redis has
 -- one key and takes no ranges) if node holds, or can take, the sweep lease
 -- (<prefix>sweeper, per primary in a cluster: named with the first slot's
--- tag). The lease only saves work: a sweep is atomic, so two sweeps never
--- write one entry twice. Returns {written, expired, more, relay entries...}:
+-- tag; lease ms 0: none). The lease only saves work: a sweep is atomic, so
+-- two sweeps never write one entry twice. Returns {written, expired, more, relay entries...}:
 -- more is 1 when a slot had more due deadlines than limit (sweep again),
 -- -1 when another node holds the lease; in a cluster each relay entry is
 -- {relay key, entry id, {field, value, ...}}.
@@ -414,23 +414,28 @@ local function notify_sweep(keys, args)
   else
     ranges[1] = {0, 0}
   end
+  -- The lease is taken with the first slot that holds work, so an idle
+  -- Redis keeps no lease key.
   local lease_key = slot_key(prefix, 'sweeper', ranges[1][1])
-  if lease > 0 then
-    local ok, holder = pcall(redis.call, 'GET', lease_key)
-    if not ok then return {0, 0, 0} end
-    if holder and holder ~= node then return {0, 0, -1} end
-    redis.call('SET', lease_key, node, 'PX', lease)
-  end
+  local leased = lease <= 0
   local now = now_ms()
   local written, expired, more = 0, 0, 0
   local out = {0, 0, 0}
   for _, r in ipairs(ranges) do
     for slot = r[1], r[2] do
       -- Most slots hold neither key: one EXISTS of both is all they cost.
-      local rkey = slot_key(prefix, 'relay', slot)
-      local ok, n = true, 1
+      local dkey, rkey = slot_key(prefix, 'deadlines', slot), slot_key(prefix, 'relay', slot)
+      local ok, n
       if CLUSTER then
-        ok, n = pcall(redis.call, 'EXISTS', slot_key(prefix, 'deadlines', slot), rkey)
+        ok, n = pcall(redis.call, 'EXISTS', dkey, rkey)
+      else
+        ok, n = pcall(redis.call, 'EXISTS', dkey)
+      end
+      if ok and n > 0 and not leased then
+        local holder = redis.call('GET', lease_key)
+        if holder and holder ~= node then return {0, 0, -1} end
+        redis.call('SET', lease_key, node, 'PX', lease)
+        leased = true
       end
       if ok and n > 0 then
         local w, e = sweep_slot(prefix, slot, now, limit)

@@ -75,7 +75,7 @@ static int redis_spawn(struct h_redis *r, int port)
     return -1;
 }
 
-int h_redis_start(struct h_redis *r)
+static int redis_start(struct h_redis *r)
 {
     for (int attempt = 0; attempt < 5; attempt++) {
         int port = h_free_port();
@@ -88,12 +88,18 @@ int h_redis_start(struct h_redis *r)
     return -1;
 }
 
+int h_redis_start(struct h_redis *r)
+{
+    r->aof_dir[0] = '\0';
+    return redis_start(r);
+}
+
 int h_redis_start_aof(struct h_redis *r)
 {
     memset(r, 0, sizeof(*r));
     if (h_tmpdir(r->aof_dir) < 0)
         return -1;
-    return h_redis_start(r);
+    return redis_start(r);
 }
 
 int h_redis_restart(struct h_redis *r)
