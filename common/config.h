@@ -56,6 +56,9 @@ struct config {
     int history_ttl;                              /* s a stream lives after its last message */
     int demo;                                     /* serve the demo page at GET / */
     int trust_proxy;                              /* client address from X-Forwarded-For */
+    int receipts_max_len;                         /* <prefix>receipts trimmed to about this */
+    int undelivered_max_len;                      /* <prefix>undelivered trimmed to about this */
+    int ack_sweep_ms;                             /* ms between sweeps of ack deadlines */
 };
 
 /* Parses argv and the environment (envp-style lookup through getenv).

@@ -58,7 +58,13 @@ struct metrics {
     uint64_t client_messages;         /* frames received from clients */
     uint64_t client_errors;           /* client frames answered with an error */
     uint64_t redis_reconnects;        /* Redis links re-established */
-    int64_t queued_bytes;             /* payload bytes waiting in connection queues */
+    uint64_t acks;                    /* first acknowledgements (receipts written) */
+    uint64_t acks_repeated;           /* acknowledgements of ids acknowledged before */
+    uint64_t acks_unknown;            /* acknowledged ids the account does not have */
+    uint64_t outbox_timeouts;         /* outbox entries (reason timeout) this node's sweeps wrote */
+    uint64_t expired;     /* messages past their ttl, not delivered or not put in the outbox */
+    uint64_t relayed;     /* cluster: receipts and outbox entries copied to their stream */
+    int64_t queued_bytes; /* payload bytes waiting in connection queues */
     uint64_t latency_buckets[METRICS_LATENCY_BUCKETS]; /* Redis arrival -> socket write */
     uint64_t latency_count;                            /* observations */
     uint64_t latency_sum_ns;                           /* their sum */

@@ -25,3 +25,22 @@ unsigned keyslot(const char *key, size_t len)
     }
     return crc16((const unsigned char *)key, len) % KEYSLOT_COUNT;
 }
+
+void keyslot_tags(char *out)
+{
+    static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    enum { A = sizeof(alphabet) - 1 };
+    unsigned filled = 0;
+    memset(out, 0, (size_t)KEYSLOT_COUNT * KEYSLOT_TAG_LEN);
+    for (unsigned n = 0; n < A * A * A * A && filled < KEYSLOT_COUNT; n++) {
+        unsigned char t[KEYSLOT_TAG_LEN] = {
+            (unsigned char)alphabet[n / (A * A * A)], (unsigned char)alphabet[n / (A * A) % A],
+            (unsigned char)alphabet[n / A % A], (unsigned char)alphabet[n % A]};
+        unsigned slot = crc16(t, sizeof(t)) % KEYSLOT_COUNT;
+        char *at = out + (size_t)slot * KEYSLOT_TAG_LEN;
+        if (!at[0]) {
+            memcpy(at, t, sizeof(t));
+            filled++;
+        }
+    }
+}

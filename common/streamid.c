@@ -49,3 +49,33 @@ int stream_id_from_payload(const char *payload, size_t len, struct stream_id *ou
         return -1;
     return stream_id_parse(start, (size_t)(quote - start), out);
 }
+
+int stream_expiry_from_payload(const char *payload, size_t len, int64_t *ms)
+{
+    static const char id_head[] = "{\"id\":\"";
+    static const char key[] = "\"expires_at\":";
+    size_t at = 1;
+    if (len < 2 || payload[0] != '{')
+        return -1;
+    if (len > sizeof(id_head) - 1 && !memcmp(payload, id_head, sizeof(id_head) - 1)) {
+        const char *start = payload + sizeof(id_head) - 1;
+        size_t room = len - (sizeof(id_head) - 1);
+        const char *quote = memchr(start, '"', room < STREAM_ID_MAX ? room : STREAM_ID_MAX);
+        if (!quote || (size_t)(quote - payload) + 2 >= len || quote[1] != ',')
+            return -1;
+        at = (size_t)(quote - payload) + 2;
+    }
+    if (len - at < sizeof(key) - 1 || memcmp(payload + at, key, sizeof(key) - 1) != 0)
+        return -1;
+    at += sizeof(key) - 1;
+    int64_t v = 0;
+    size_t digits = 0;
+    while (at < len && payload[at] >= '0' && payload[at] <= '9' && digits < 16) {
+        v = v * 10 + (payload[at++] - '0');
+        digits++;
+    }
+    if (!digits || at >= len || (payload[at] != ',' && payload[at] != '}'))
+        return -1;
+    *ms = v;
+    return 0;
+}

@@ -27,4 +27,10 @@ void stream_id_format(const struct stream_id *id, char *buf, size_t size);
  * payload starts that way, -1 otherwise (plain PUBLISH, no history). */
 int stream_id_from_payload(const char *payload, size_t len, struct stream_id *out);
 
+/* Reads "expires_at" (Unix ms) where notify_publish puts it for a message
+ * with a ttl: the first member, or the second after "id"
+ * ({"id":"<id>","expires_at":<ms>,...}); a producer's own PUBLISH may
+ * carry it first too. Returns 0 and fills *ms, or -1 when it is not there. */
+int stream_expiry_from_payload(const char *payload, size_t len, int64_t *ms);
+
 #endif

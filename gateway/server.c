@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ack.h"
 #include "deliver.h"
 #include "envelope.h"
 #include "history.h"
@@ -107,6 +108,11 @@ static void hook_unbound(void *ctx, struct session *s)
     history_forget(s);
 }
 
+static void hook_ack(void *ctx, struct session *s, const struct stream_id *ids, size_t n)
+{
+    ack_ids(ctx, s, ids, n);
+}
+
 static void hook_left(void *ctx)
 {
     struct server *srv = ctx;
@@ -189,6 +195,7 @@ static void teardown(struct server *srv)
     session_close(&srv->sessions);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
+    outbox_close(srv);
     redis_link_stop(&srv->redis);
     lws_context_destroy(srv->lws);
 }
@@ -361,6 +368,7 @@ int server_init(struct server *srv, const struct config *cfg)
         .on_ready = hook_ready,
         .on_unbound = hook_unbound,
         .on_left = hook_left,
+        .on_ack = hook_ack,
     };
     if (session_init(&srv->sessions, &srv->loop, &srv->net, cfg, &srv->registry, &srv->metrics,
                      &hooks) < 0)
@@ -379,7 +387,7 @@ int server_init(struct server *srv, const struct config *cfg)
         return -1;
     }
     if (presence_init(&srv->presence, srv) < 0 ||
-        redis_link_start(&srv->redis, srv->notify_lib) < 0) {
+        redis_link_start(&srv->redis, srv->notify_lib) < 0 || outbox_init(srv) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;
     }

@@ -21,6 +21,7 @@
 #include "history.h"
 #include "metrics.h"
 #include "net.h"
+#include "outbox.h"
 #include "presence.h"
 #include "redis.h"
 #include "registry.h"
@@ -38,6 +39,7 @@ struct server {
     struct redis_link redis;    /* subscriber + command connections */
     struct presence presence;   /* presence and node registry in Redis */
     struct history history;     /* replays waiting for another try */
+    struct outbox outbox;       /* the sweep of acknowledgement deadlines */
     struct metrics metrics;     /* counters for /metrics */
     char *notify_lib;           /* lua/notify.lua with the flags filled in */
     char *http_scratch;         /* HTTP_HEAD_MAX: a plain-HTTP head, peeked (http_screen) */

@@ -64,6 +64,11 @@ const IMMEDIATE = new Set([CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN, CloseCode.
  * @property {typeof WebSocket} [WebSocket] WebSocket implementation
  *   (default: the global one; for tests or older Node versions).
  * @property {() => number} [random] random source in [0, 1) (for tests).
+ * @property {boolean} [autoAck=true] acknowledge each notification that has
+ *   an `id` once the `notification` handlers have returned (the server
+ *   writes a receipt, and a message published with `ack` stays out of the
+ *   undelivered outbox). Set false to call {@link NotifyClient#ack} yourself,
+ *   e.g. once the user has actually seen it.
  */
 
 /**
@@ -86,6 +91,8 @@ const IMMEDIATE = new Set([CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN, CloseCode.
  * @property {string} type
  * @property {{body: string, meta_data: string}} content
  * @property {string} [id] history id (only for messages published with history)
+ * @property {number} [expires_at] Unix ms after which it is stale (published
+ *   with a ttl); the client drops it unseen once that has passed
  */
 
 /**
@@ -142,6 +149,7 @@ export function backoffDelay(attempt, o, random = Math.random) {
  *   `since` and `oldestId` are lost
  * - `error` (`{message, error?}`): a server error message, a bad frame, or a
  *   getToken() failure; the client keeps going
+ * - `ack` (`{ids}`): the server recorded these acknowledgements
  */
 export class NotifyClient extends EventTarget {
   /** @param {NotifyClientOptions} options */
@@ -159,8 +167,10 @@ export class NotifyClient extends EventTarget {
       tokenMargin: 5000,
       defaultHeartbeat: 10,
       random: Math.random,
+      autoAck: true,
       ...options,
     };
+    this._acks = []; // ids to acknowledge in the next frame
     /** @type {'idle'|'connecting'|'open'|'closed'} */
     this.state = 'idle';
     /** Id of the last notification received (resume point). */
@@ -194,7 +204,7 @@ export class NotifyClient extends EventTarget {
 
   /**
    * Listens to an event; the handler receives the event's detail.
-   * @param {'notification'|'state'|'gap'|'error'} type
+   * @param {'notification'|'state'|'gap'|'error'|'ack'} type
    * @param {(detail: any) => void} fn
    * @returns {() => void} a function that removes the listener
    */
@@ -369,13 +379,44 @@ export class NotifyClient extends EventTarget {
       case 'gap':
         this._emit('gap', { oldestId: content.body, since: this._sentSince });
         return;
+      case 'ack':
+        this._emit('ack', { ids: String(content.body ?? '').split(',').filter(Boolean) });
+        return;
     }
+    if (typeof msg.expires_at === 'number' && Date.now() >= msg.expires_at) return; // stale
     if (msg.id !== undefined && msg.id !== null) {
       // The server sends nothing twice; this guards against replays anyway.
       if (this.lastId && compareIds(msg.id, this.lastId) <= 0) return;
       this.lastId = String(msg.id);
     }
     this._emit('notification', msg);
+    if (this.options.autoAck && msg.id !== undefined && msg.id !== null) this.ack(msg.id);
+  }
+
+  /**
+   * Acknowledges a notification by its id: the server writes one receipt
+   * (the first time) and answers with an `ack` event. Ids given in the same
+   * turn of the event loop go in one frame, comma-separated. Returns false
+   * when not connected (acknowledge again after reconnecting).
+   * @param {string} id
+   * @returns {boolean}
+   */
+  ack(id) {
+    if (!this._ws || this.state !== 'open') return false;
+    this._acks.push(String(id));
+    if (this._acks.length === 1) {
+      const ws = this._ws;
+      queueMicrotask(() => this._flushAcks(ws));
+    }
+    return true;
+  }
+
+  _flushAcks(ws) {
+    // at most 100 ids per ack message (the server's limit)
+    while (this._acks.length) {
+      const ids = this._acks.splice(0, 100);
+      if (ws === this._ws) ws.send(JSON.stringify({ type: 'ack', content: { body: ids.join(',') } }));
+    }
   }
 
   _onRegister(ws, content) {

@@ -6,6 +6,7 @@
 #include "jsoncheck.h"
 #include "log.h"
 #include "server.h"
+#include "wallclock.h"
 
 /* Returns 1 when the payload may be forwarded; counts and (rate-limited)
  * logs it otherwise. */
@@ -56,6 +57,13 @@ void deliver_account(struct server *srv, const char *account, size_t account_len
     f->arrived_ns = uv_hrtime();
     if (stream_id_from_payload(payload, len, &f->id) == 0)
         f->has_id = 1;
+    if (stream_expiry_from_payload(payload, len, &f->expires_ms) < 0)
+        f->expires_ms = 0;
+    if (f->expires_ms && wallclock_ms() >= f->expires_ms) {
+        srv->metrics.expired++; /* past its ttl on arrival (README.md "Expiry") */
+        frame_unref(f);
+        return;
+    }
     struct session *s, *next;
     /* Delivering may close s (slow consumer) but never unlinks it here:
      * closing only queues a close frame; the socket goes later. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "keyslot.h"
 #include "log.h"
 #include "notify_lua.h"
 #include "rnames.h"
@@ -45,15 +46,30 @@ int history_init(struct server *srv)
     if (uv_timer_init(&srv->loop, &srv->history.retry_timer) < 0)
         return -1;
     srv->history.retry_timer.data = srv;
-    char maxlen[16], ttl[16];
+    char maxlen[16], ttl[16], receipts[16], undelivered[16];
     snprintf(maxlen, sizeof(maxlen), "%d", srv->cfg->history_max_len);
     snprintf(ttl, sizeof(ttl), "%d", srv->cfg->history_ttl);
-    srv->notify_lib = strdup(notify_lua);
-    if (!srv->notify_lib || substitute(&srv->notify_lib, "__HISTORY_MAX_LEN__", maxlen) < 0 ||
-        substitute(&srv->notify_lib, "__HISTORY_TTL__", ttl) < 0 ||
-        substitute(&srv->notify_lib, "__PUBLISH__", redis_link_publish_command(&srv->redis)) < 0)
+    snprintf(receipts, sizeof(receipts), "%d", srv->cfg->receipts_max_len);
+    snprintf(undelivered, sizeof(undelivered), "%d", srv->cfg->undelivered_max_len);
+    /* A cluster's per-slot keys are named by tags the library looks up
+     * (lua/notify.lua, TAGS); a single Redis has one key of each. */
+    char *tags = calloc(1, srv->cfg->redis_cluster ? KEYSLOT_COUNT * KEYSLOT_TAG_LEN + 1 : 1);
+    if (!tags)
         return -1;
-    return 0;
+    if (srv->cfg->redis_cluster)
+        keyslot_tags(tags);
+    srv->notify_lib = strdup(notify_lua);
+    int rc = !srv->notify_lib || substitute(&srv->notify_lib, "__HISTORY_MAX_LEN__", maxlen) < 0 ||
+                     substitute(&srv->notify_lib, "__HISTORY_TTL__", ttl) < 0 ||
+                     substitute(&srv->notify_lib, "__RECEIPTS_MAX_LEN__", receipts) < 0 ||
+                     substitute(&srv->notify_lib, "__UNDELIVERED_MAX_LEN__", undelivered) < 0 ||
+                     substitute(&srv->notify_lib, "__PUBLISH__",
+                                redis_link_publish_command(&srv->redis)) < 0 ||
+                     substitute(&srv->notify_lib, "__SLOT_TAGS__", tags) < 0
+                 ? -1
+                 : 0;
+    free(tags);
+    return rc;
 }
 
 void history_free(struct server *srv)
@@ -144,8 +160,16 @@ void history_lost(struct server *srv, struct session *s)
 int history_hold(struct server *srv, struct session *s, struct frame *f)
 {
     struct replay *r = s->replay;
-    if (!r || !r->running || !session_is_open(s))
+    if (!session_is_open(s))
         return 0;
+    /* A session whose register reply is not out yet holds like one whose
+     * replay runs: the client learns who it is before anything else (a
+     * broadcast can reach it while its account's channel is being
+     * subscribed). */
+    if (s->registered && (!r || !r->running))
+        return 0;
+    if (!r && !(r = replay_of(srv, s)))
+        return 1;
     if (r->n_held >= (uint32_t)srv->cfg->max_queue_messages) {
         srv->metrics.dropped[DROP_SLOW_CONSUMER] += r->n_held + 1;
         drop_held(r);
@@ -285,8 +309,12 @@ static void start_replay(struct server *srv, struct session *s)
 
 void history_ready(struct server *srv, struct session *s)
 {
-    if (s->acct && s->replay && s->replay->pending && !s->replay->running)
-        start_replay(srv, s);
+    if (!s->acct || !s->replay || s->replay->running)
+        return;
+    if (s->replay->pending)
+        start_replay(srv, s); /* what was held waits for the replay */
+    else if (s->replay->n_held)
+        release_held(s); /* held until the register reply went out */
 }
 
 static void on_retry_timer(uv_timer_t *t)

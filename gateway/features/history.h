@@ -51,11 +51,12 @@ void history_lost(struct server *srv, struct session *s);
 
 /* s is subscribed and registered: the replay it is owed starts, live
  * frames held until it succeeds (retried every 500 ms while Redis cannot
- * answer). */
+ * answer); with no replay owed, frames held before registering go out. */
 void history_ready(struct server *srv, struct session *s);
 
-/* Holds f for s while a replay of s is in flight; returns 1 when held (or
- * dropped because s closed for holding too many), 0 when f goes on. */
+/* Holds f for s while a replay of s is in flight or s's register reply is
+ * not out yet; returns 1 when held (or dropped because s closed for
+ * holding too many), 0 when f goes on. */
 int history_hold(struct server *srv, struct session *s, struct frame *f);
 
 /* s closes: what history kept for it goes. */

@@ -71,6 +71,21 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     emit(&o, "notify_client_errors_total %llu\n", (unsigned long long)m->client_errors);
     header(&o, "notify_redis_reconnects_total", "counter", "Redis links re-established.");
     emit(&o, "notify_redis_reconnects_total %llu\n", (unsigned long long)m->redis_reconnects);
+    header(&o, "notify_acks_total", "counter",
+           "Acknowledgements answered, by result (first = a receipt written).");
+    emit(&o, "notify_acks_total{result=\"first\"} %llu\n", (unsigned long long)m->acks);
+    emit(&o, "notify_acks_total{result=\"repeated\"} %llu\n", (unsigned long long)m->acks_repeated);
+    emit(&o, "notify_acks_total{result=\"unknown\"} %llu\n", (unsigned long long)m->acks_unknown);
+    header(&o, "notify_outbox_entries_total", "counter",
+           "Outbox entries written by this node's sweeps (reason timeout).");
+    emit(&o, "notify_outbox_entries_total{reason=\"timeout\"} %llu\n",
+         (unsigned long long)m->outbox_timeouts);
+    header(&o, "notify_expired_total", "counter",
+           "Messages past their ttl: not delivered, or not put in the outbox.");
+    emit(&o, "notify_expired_total %llu\n", (unsigned long long)m->expired);
+    header(&o, "notify_relayed_total", "counter",
+           "Cluster: receipts and outbox entries copied from their slot to their stream.");
+    emit(&o, "notify_relayed_total %llu\n", (unsigned long long)m->relayed);
     header(&o, "notify_queued_bytes", "gauge",
            "Payload bytes waiting in connection queues for slow sockets.");
     emit(&o, "notify_queued_bytes %lld\n", (long long)m->queued_bytes);

@@ -31,6 +31,8 @@ struct publish_req {
     unsigned pending;      /* Redis replies still due */
     int failed;            /* a Redis command failed */
     int history;           /* the results are ids */
+    int ack;               /* "ack" seconds (notify_publish ... ack N); 0 = none */
+    int ttl;               /* "ttl" seconds; 0 = none */
     json_t *results;       /* account -> id or receivers; or receivers */
     int status;            /* answer, once decided */
     char *answer;          /* answer body, once decided */
@@ -170,8 +172,9 @@ static int send_one(struct publish_req *req, const char *account, const char *ms
     struct server *srv = req->srv;
     const char *prefix = srv->cfg->redis_prefix;
     char name[RNAME_MAX];
-    const char *argv[5];
-    size_t lens[5];
+    const char *argv[9];
+    size_t lens[9];
+    char ack[16], ttl[16];
     int argc;
     const char *publish = redis_link_publish_command(&srv->redis);
     if (!account) {
@@ -181,6 +184,14 @@ static int send_one(struct publish_req *req, const char *account, const char *ms
         rnames_stream(name, sizeof(name), prefix, account);
         argv[0] = "FCALL", argv[1] = "notify_publish", argv[2] = "1", argv[3] = name;
         argv[4] = msg, argc = 5;
+        if (req->ack) {
+            snprintf(ack, sizeof(ack), "%d", req->ack);
+            argv[argc++] = "ack", argv[argc++] = ack;
+        }
+        if (req->ttl) {
+            snprintf(ttl, sizeof(ttl), "%d", req->ttl);
+            argv[argc++] = "ttl", argv[argc++] = ttl;
+        }
     } else {
         rnames_account_channel(name, sizeof(name), prefix, account);
         argv[0] = publish, argv[1] = name, argv[2] = msg, argc = 3;
@@ -229,6 +240,27 @@ static char *parse_body(struct publish_req *req, json_t **accounts, int *broadca
     }
     *broadcast = json_is_true(bcast);
     req->history = json_is_true(history);
+    const char *names[2] = {"ack", "ttl"};
+    int *values[2] = {&req->ack, &req->ttl};
+    for (int k = 0; k < 2; k++) {
+        json_t *v = json_object_get(root, names[k]);
+        if (!v)
+            continue;
+        /* the bounds of notify_publish's options (lua/notify.lua) */
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 31536000) {
+            *why = "\"ack\" and \"ttl\" must be whole seconds from 1 to 31536000";
+            goto out;
+        }
+        if (!req->history) {
+            *why = "\"ack\" and \"ttl\" need \"history\": true";
+            goto out;
+        }
+        *values[k] = (int)json_integer_value(v);
+    }
+    if (req->ttl && json_object_get(message, "expires_at")) {
+        *why = "a message with \"ttl\" must not carry \"expires_at\" (the gateway sets it)";
+        goto out;
+    }
     if (*broadcast) {
         if (acc || req->history) {
             *why = "broadcast takes no \"accounts\" and no history";

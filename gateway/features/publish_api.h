@@ -3,6 +3,7 @@
  *
  *   Authorization: Bearer <--api-key>
  *   {"accounts":["u1","u2"],"message":<envelope>,"history":true|false}
+ *     with history also "ack":<seconds> and "ttl":<seconds> (notify_publish's options)
  *   {"broadcast":true,"message":<envelope>}
  *
  * Each account becomes one FCALL notify_publish (history) or PUBLISH; the

@@ -15,6 +15,7 @@ struct frame *frame_new_op(uint8_t opcode, const void *payload, size_t len)
     f->has_id = 0;
     f->opcode = opcode;
     f->arrived_ns = 0;
+    f->expires_ms = 0;
     if (len)
         memcpy(f->data, payload, len);
     return f;

@@ -23,6 +23,7 @@ struct frame {
     uint8_t has_id;       /* published by notify_publish */
     uint8_t opcode;       /* enum ws_opcode, or FRAME_RAW */
     uint64_t arrived_ns;  /* uv_hrtime when it came from Redis; 0 = ours */
+    int64_t expires_ms;   /* Unix ms of its "expires_at"; 0 = never */
     unsigned char data[]; /* the payload */
 };
 

@@ -677,9 +677,30 @@ int redis_link_command_all(struct redis_link *l, redisCallbackFn *cb, void *priv
     return sent;
 }
 
+int redis_link_command_node(struct redis_link *l, int node, redisCallbackFn *cb, void *privdata,
+                            int argc, const char **argv, const size_t *argvlen)
+{
+    struct redis_node *n = node >= 0 && node < REDIS_MAX_NODES ? l->nodes[node] : NULL;
+    if (!n || !n->cmd_ok)
+        return -1;
+    return redisAsyncCommandArgv(n->cmd, cb, privdata, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+}
+
+int redis_link_slot_owner(const struct redis_link *l, unsigned slot)
+{
+    if (!l->cluster)
+        return l->nodes[0] ? 0 : -1;
+    return slot < KEYSLOT_COUNT ? l->slot_node[slot] : -1;
+}
+
 int redis_link_shard_of(const struct redis_link *l, const char *key, size_t keylen)
 {
     return l->cluster ? (int)keyslot(key, keylen) : 0;
+}
+
+int redis_link_is_cluster(const struct redis_link *l)
+{
+    return l->cluster;
 }
 
 const char *redis_link_publish_command(const struct redis_link *l)

@@ -177,6 +177,20 @@ int redis_link_formatted(struct redis_link *l, const char *key, size_t keylen, r
 int redis_link_command_all(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,
                            const char **argv, const size_t *argvlen);
 
+/* Queues a command on the primary of index node (see
+ * redis_link_slot_owner), as redis_link_command_all does on each: for
+ * commands that name no key (a function of every slot a primary owns).
+ * Returns 0, or -1 when there is no such primary or it is unreachable. */
+int redis_link_command_node(struct redis_link *l, int node, redisCallbackFn *cb, void *privdata,
+                            int argc, const char **argv, const size_t *argvlen);
+
+/* The index of the primary owning slot (single Redis: 0 for every
+ * slot), -1 when unknown. */
+int redis_link_slot_owner(const struct redis_link *l, unsigned slot);
+
+/* 1 with --redis-cluster. */
+int redis_link_is_cluster(const struct redis_link *l);
+
 /* Keys with the same shard may share one multi-key command. */
 int redis_link_shard_of(const struct redis_link *l, const char *key, size_t keylen);
 

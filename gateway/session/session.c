@@ -385,6 +385,10 @@ int session_deliver(struct session *s, struct frame *f)
 {
     if (!conn_is_open(s->conn))
         return -1;
+    if (f->expires_ms && wallclock_ms() >= f->expires_ms) {
+        s->owner->metrics->expired++; /* past its ttl (held, or late) */
+        return 0;
+    }
     if (f->has_id) {
         if (s->has_last_id && stream_id_cmp(&f->id, &s->last_id) <= 0)
             return 0; /* already delivered by a replay */
@@ -450,6 +454,46 @@ static void refresh_token(struct session *s, const char *token)
     schedule_expiry(s);
 }
 
+/* {"type":"ack","content":{"body":"<id>[,<id>...]"}}: the ids of
+ * notifications the client has seen, checked here and answered by the
+ * hook once Redis has them. */
+static void ack_ids(struct session *s, const char *body)
+{
+    struct stream_id ids[SESSION_ACK_MAX];
+    size_t n = 0;
+    const char *p = body ? body : "";
+    if (!*p) {
+        client_error(s, "ack needs content.body: one id or several separated by commas");
+        return;
+    }
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',' && *end != ' ')
+            end++;
+        if (n == SESSION_ACK_MAX) {
+            client_error(s, "at most 100 ids in one ack");
+            return;
+        }
+        if (stream_id_parse(p, (size_t)(end - p), &ids[n]) < 0) {
+            client_error(s, "ack: not a notification id <ms>-<seq>");
+            return;
+        }
+        n++;
+        while (*end == ' ')
+            end++;
+        if (!*end)
+            break;
+        if (*end != ',') {
+            client_error(s, "ack: ids are separated by commas");
+            return;
+        }
+        p = end + 1;
+    }
+    s->owner->hooks.on_ack(s->owner->hooks.ctx, s, ids, n);
+}
+
 static void client_message(struct session *s, const char *buf, size_t len)
 {
     struct sessions *sx = s->owner;
@@ -473,6 +517,8 @@ static void client_message(struct session *s, const char *buf, size_t len)
         conn_send(s->conn, sx->heartbeat_reply);
     else if (!strcmp(msg.type, "refresh"))
         refresh_token(s, msg.body);
+    else if (!strcmp(msg.type, "ack"))
+        ack_ids(s, msg.body);
     else
         client_error(s, "unknown message type");
     client_msg_clear(&msg);

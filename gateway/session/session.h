@@ -83,7 +83,13 @@ struct session_hooks {
     void (*on_unbound)(void *ctx, struct session *s);
     /* s left the registry (the drain counts the connections left). */
     void (*on_left)(void *ctx);
+    /* s acknowledged ids[0..n) (README.md "Acknowledgements"): each a
+     * valid stream id, at most SESSION_ACK_MAX. */
+    void (*on_ack)(void *ctx, struct session *s, const struct stream_id *ids, size_t n);
 };
+
+/* Most ids one ack message may carry. */
+#define SESSION_ACK_MAX 100
 
 /* The session layer: policy and the state every session shares. */
 struct sessions {

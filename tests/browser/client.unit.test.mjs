@@ -322,3 +322,52 @@ test('on()/off() and addEventListener both work', () => {
   client.close();
   assert.deepEqual(seen, ['on:connecting', 'ev:connecting', 'ev:open', 'ev:closed']);
 });
+
+test('acks: each notification with an id is acknowledged after the handlers returned, in one frame per turn', async () => {
+  const { client, events } = make();
+  const order = [];
+  client.on('notification', (n) => order.push(`handled ${n.id}`));
+  client.connect();
+  await flush();
+  const ws = last();
+  ws.register();
+  ws.sent.length = 0;
+  const send = ws.send.bind(ws);
+  ws.send = (data) => {
+    order.push(`sent ${data}`);
+    send(data);
+  };
+  ws.message({ type: 't', id: '5-0', content: { body: 'a', meta_data: '' } });
+  ws.message({ type: 't', content: { body: 'no id', meta_data: '' } });
+  await flush();
+  assert.deepEqual(ws.sent, [{ type: 'ack', content: { body: '5-0' } }]);
+  assert.equal(order[0], 'handled 5-0');
+  // two in the same turn: one frame
+  client.ack('6-0');
+  client.ack('7-0');
+  await flush();
+  assert.deepEqual(ws.sent.at(-1), { type: 'ack', content: { body: '6-0,7-0' } });
+  ws.message({ type: 'ack', content: { body: '6-0,7-0', meta_data: '' } });
+  client.on('ack', (a) => events.push({ ...a, kind: 'ack' }));
+  ws.message({ type: 'ack', content: { body: '8-0', meta_data: '' } });
+  assert.deepEqual(events.filter((e) => e.kind === 'ack').map((e) => e.ids), [['8-0']]);
+  client.close();
+});
+
+test('acks: autoAck false sends none; expired notifications are dropped unseen and unacknowledged', async () => {
+  const { client, events } = make({ autoAck: false });
+  client.connect();
+  await flush();
+  const ws = last();
+  ws.register();
+  ws.sent.length = 0;
+  ws.message({ type: 't', id: '5-0', content: { body: 'a', meta_data: '' } });
+  await flush();
+  assert.deepEqual(ws.sent, []);
+  ws.message({ type: 't', id: '6-0', expires_at: T0 - 1, content: { body: 'stale', meta_data: '' } });
+  ws.message({ type: 't', id: '7-0', expires_at: T0 + 60000, content: { body: 'fresh', meta_data: '' } });
+  const bodies = events.filter((e) => e.kind === 'notification').map((e) => e.content.body);
+  assert.deepEqual(bodies, ['a', 'fresh']);
+  client.close();
+  assert.equal(client.ack('7-0'), false);
+});

@@ -129,7 +129,8 @@ int h_proc_has_asan(pid_t pid);
 
 struct h_redis {
     struct h_proc proc;
-    int port; /* 127.0.0.1:port */
+    int port;                 /* 127.0.0.1:port */
+    char aof_dir[H_PATH_MAX]; /* h_redis_start_aof: its data dir; "" = no persistence */
 };
 
 /* Starts redis-server (REDIS_SERVER_BIN, or redis-server from PATH) bound to
@@ -137,8 +138,14 @@ struct h_redis {
  * dir; waits until it answers PING. */
 int h_redis_start(struct h_redis *r);
 
+/* As h_redis_start, with --appendonly yes --appendfsync always in a data
+ * dir of its own that h_redis_restart keeps: what was written survives a
+ * kill -9. */
+int h_redis_start_aof(struct h_redis *r);
+
 /* Kills it (SIGKILL) and starts a new, empty redis-server on the same port
- * (to simulate an outage and recovery); waits until it answers PING. */
+ * (to simulate an outage and recovery; with h_redis_start_aof, one that
+ * reloads the append-only file); waits until it answers PING. */
 int h_redis_restart(struct h_redis *r);
 
 /* Stops it (SIGKILL, it holds nothing worth saving) and removes its dir. */
@@ -189,7 +196,8 @@ struct h_gw {
  * followed by args (NULL-terminated, may be NULL; a later flag wins), and
  * (with NOTIFY_TEST_WRAPPER set, e.g. to "valgrind --leak-check=full", the
  * command line is prefixed with its words), and
- * waits up to 10 s until GET /healthz answers 200. Retries with another port
+ * waits up to 10 s until GET /healthz answers 200. With r NULL there is no
+ * --redis (args give --redis-cluster, cluster_util.h). Retries with another port
  * if the process dies during startup (port taken meanwhile). On failure the
  * process is killed and its stderr printed. */
 int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args);

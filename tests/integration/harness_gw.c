@@ -40,7 +40,8 @@ int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args)
             return -1;
         char listen[64], url[64], node[32];
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-        h_redis_url(r, url, sizeof(url));
+        if (r)
+            h_redis_url(r, url, sizeof(url));
         snprintf(node, sizeof(node), "it-%d", port);
         /* NOTIFY_TEST_WRAPPER (e.g. "valgrind --leak-check=full") runs the
          * gateway under another program: its words come first. */
@@ -56,7 +57,8 @@ int h_gw_start(struct h_gw *g, const struct h_redis *r, const char *const *args)
         const char *fixed[] = {GATEWAY_BIN, "--listen", listen,        "--redis", url,
                                "--node-id", node,       "--log-level", "debug"};
         for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-            argv[n++] = fixed[i];
+            if (r || (strcmp(fixed[i], "--redis") && fixed[i] != url))
+                argv[n++] = fixed[i];
         /* NOTIFY_TEST_GATEWAY_FLAGS: more flags for every gateway of the
          * run (ctest runs test_core again with --io-uring=false). */
         char extra[256];

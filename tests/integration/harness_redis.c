@@ -36,9 +36,24 @@ static int redis_spawn(struct h_redis *r, int port)
 {
     char ports[16];
     snprintf(ports, sizeof(ports), "%d", port);
-    const char *argv[] = {
-        REDIS_SERVER_BIN, "--port", ports,   "--bind", "127.0.0.1",   "--save", "",
-        "--appendonly",   "no",     "--dir", ".",      "--daemonize", "no",     NULL};
+    const char *aof = r->aof_dir[0] ? "yes" : "no";
+    const char *dir = r->aof_dir[0] ? r->aof_dir : ".";
+    const char *argv[] = {REDIS_SERVER_BIN,
+                          "--port",
+                          ports,
+                          "--bind",
+                          "127.0.0.1",
+                          "--save",
+                          "",
+                          "--appendonly",
+                          aof,
+                          "--appendfsync",
+                          "always",
+                          "--dir",
+                          dir,
+                          "--daemonize",
+                          "no",
+                          NULL};
     if (h_proc_spawn(&r->proc, argv, NULL) != 0)
         return -1;
     r->port = port;
@@ -60,7 +75,7 @@ static int redis_spawn(struct h_redis *r, int port)
     return -1;
 }
 
-int h_redis_start(struct h_redis *r)
+static int redis_start(struct h_redis *r)
 {
     for (int attempt = 0; attempt < 5; attempt++) {
         int port = h_free_port();
@@ -71,6 +86,20 @@ int h_redis_start(struct h_redis *r)
         /* port taken meanwhile, or too slow: retry with another */
     }
     return -1;
+}
+
+int h_redis_start(struct h_redis *r)
+{
+    r->aof_dir[0] = '\0';
+    return redis_start(r);
+}
+
+int h_redis_start_aof(struct h_redis *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (h_tmpdir(r->aof_dir) < 0)
+        return -1;
+    return redis_start(r);
 }
 
 int h_redis_restart(struct h_redis *r)

@@ -39,7 +39,12 @@ static redisContext *connect_port(int port)
 
 /* In a CLIENT LIST reply, whether a client other than ours (me) that is
  * not a subscriber has run a command: the gateway's command connection,
- * past its first command. *cmd gets that command's name. */
+ * past the AUTH and SELECT that come before the library (the library is
+ * larger than one read of Redis's, so CLIENT LIST can see SELECT done and
+ * FUNCTION LOAD still arriving). A PING is left out too: the subscriber
+ * connection's first PING comes before its SUBSCRIBE (flags=N still) and
+ * says nothing about the command connection. *cmd gets that command's
+ * name. */
 static int gateway_command_seen(const char *list, long long me, char *cmd, size_t size)
 {
     for (const char *line = list; line && *line;) {
@@ -50,7 +55,9 @@ static int gateway_command_seen(const char *list, long long me, char *cmd, size_
         long long id = -1;
         const char *c = strstr(buf, " cmd=");
         sscanf(buf, "id=%lld", &id);
-        if (id != me && strstr(buf, " flags=N ") && c && strncmp(c + 5, "NULL", 4) != 0) {
+        if (id != me && strstr(buf, " flags=N ") && c && strncmp(c + 5, "NULL", 4) != 0 &&
+            strncmp(c + 5, "select ", 7) != 0 && strncmp(c + 5, "auth ", 5) != 0 &&
+            strncmp(c + 5, "ping ", 5) != 0) {
             snprintf(cmd, size, "%.*s", (int)strcspn(c + 5, " "), c + 5);
             return 1;
         }

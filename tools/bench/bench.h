@@ -78,6 +78,8 @@ struct bench_opts {
     int cycles;      /* reconnect-storm cycles */
     int inflight;    /* connects in flight per process */
     int msg_size;    /* approximate envelope bytes */
+    int history;     /* unicast through FCALL notify_publish instead of PUBLISH */
+    int ack;         /* notify_publish ... ack N (implies history); clients acknowledge */
     int ready_on_upgrade;
     int src_ips;
     const char *label;

@@ -64,6 +64,9 @@ __attribute__((noreturn)) static void usage(int code)
             "           (retried with backoff); reports how long each took to come back\n"
             "  --inflight N            connects in flight per process [512]\n"
             "  --msg-size N            approximate envelope bytes [160]\n"
+            "  --history               unicast with FCALL notify_publish (one Redis only)\n"
+            "  --ack N                 notify_publish ... ack N, and every client acknowledges\n"
+            "                          each notification (implies --history)\n"
             "  --ready-on-upgrade      count a connection ready at 101 (servers without a "
             "register reply)\n"
             "  --src-ips N             source addresses 127.0.0.2.. [200]\n"
@@ -115,6 +118,8 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
                                  {"cycles", 1, 0, 'C'},
                                  {"inflight", 1, 0, 'I'},
                                  {"msg-size", 1, 0, 'm'},
+                                 {"history", 0, 0, 'Y'},
+                                 {"ack", 1, 0, 'Q'},
                                  {"ready-on-upgrade", 0, 0, 'U'},
                                  {"src-ips", 1, 0, 'S'},
                                  {"server-pid", 1, 0, 'p'},
@@ -214,6 +219,13 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
             break;
         case 'm':
             o->msg_size = atoi(optarg);
+            break;
+        case 'Y':
+            o->history = 1;
+            break;
+        case 'Q':
+            o->ack = atoi(optarg);
+            o->history = 1;
             break;
         case 'U':
             o->ready_on_upgrade = 1;

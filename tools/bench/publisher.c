@@ -168,6 +168,15 @@ int publisher_append(struct publisher *p, long a, int broadcast)
         nd->published++;
         return redisAppendCommand(nd->c, "SPUBLISH %s %b", ch, msg, (size_t)n);
     }
+    if (p->o->history && !broadcast) {
+        char key[256], ack[16];
+        snprintf(key, sizeof key, "%sstream:{u%ld}", p->o->prefix, a);
+        snprintf(ack, sizeof ack, "%d", p->o->ack);
+        if (p->o->ack)
+            return redisAppendCommand(p->r, "FCALL notify_publish 1 %s %b ack %s", key, msg,
+                                      (size_t)n, ack);
+        return redisAppendCommand(p->r, "FCALL notify_publish 1 %s %b", key, msg, (size_t)n);
+    }
     return redisAppendCommand(p->r, "PUBLISH %s %b", ch, msg, (size_t)n);
 }
 

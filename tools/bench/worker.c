@@ -196,6 +196,17 @@ static void on_text(struct worker *wk, struct conn *c, const char *m, size_t n)
             inc64(b[8] == 'u' ? &wk->stats->dup : &wk->stats->dup_b, 1);
         else
             *next = k + 1;
+        /* --ack: acknowledge it as the JS client does ({"id":"<ms>-<seq>",...}) */
+        if (wk->o->ack && n > 8 && !memcmp(m, "{\"id\":\"", 7)) {
+            const char *q = memchr(m + 7, '"', n - 7 < 48 ? n - 7 : 48);
+            if (q) {
+                char ack[96];
+                int len =
+                    snprintf(ack, sizeof ack, "{\"type\":\"ack\",\"content\":{\"body\":\"%.*s\"}}",
+                             (int)(q - m - 7), m + 7);
+                csend_frame(wk, c, 1, ack, (size_t)len);
+            }
+        }
         return;
     }
     const char *ty = memmem(m, n, "\"type\":\"", 8);
@@ -204,6 +215,8 @@ static void on_text(struct worker *wk, struct conn *c, const char *m, size_t n)
             set_ready(wk, c);
         return;
     }
+    if (ty && (size_t)(m + n - ty) > 11 && !memcmp(ty + 8, "ack\"", 4))
+        return; /* the answer to an acknowledgement */
     if (ty && (size_t)(m + n - ty) > 17 && !memcmp(ty + 8, "heartbeat", 9)) {
         inc64(&wk->stats->hb_replies, 1);
         return;

@@ -12,6 +12,8 @@
 
 #define FOR_ALL 0u
 #define FOR_PUBLISH (1u << CMD_PUBLISH)
+#define FOR_READS ((1u << CMD_RECEIPTS) | (1u << CMD_UNDELIVERED))
+#define FOR_UNDELIVERED (1u << CMD_UNDELIVERED)
 
 enum flag_id {
     FLAG_REDIS,
@@ -23,6 +25,11 @@ enum flag_id {
     FLAG_META,
     FLAG_BROADCAST,
     FLAG_HISTORY,
+    FLAG_ACK,
+    FLAG_TTL,
+    FLAG_COUNT,
+    FLAG_GROUP,
+    FLAG_CONSUMER,
     FLAG_HELP,
     FLAG_VERSION,
 };
@@ -54,6 +61,19 @@ static const struct flag_def flags[] = {
      "publish: to every connection (the broadcast channel) instead of ACCOUNT", NULL, NULL},
     {"history", FLAG_HISTORY, NULL, FOR_PUBLISH,
      "publish: keep it in ACCOUNT's history (FCALL notify_publish) and print its id", NULL, NULL},
+    {"ack", FLAG_ACK, "SECONDS", FOR_PUBLISH,
+     "publish: owed an acknowledgement within SECONDS, else to the outbox (implies --history)",
+     NULL, NULL},
+    {"ttl", FLAG_TTL, "SECONDS", FOR_PUBLISH,
+     "publish: expires SECONDS from now: not delivered, replayed or put in the outbox after "
+     "(implies --history)",
+     NULL, NULL},
+    {"count", FLAG_COUNT, "N", FOR_READS, "receipts, undelivered: at most N entries [100]", NULL,
+     NULL},
+    {"group", FLAG_GROUP, "G", FOR_UNDELIVERED,
+     "undelivered: read as consumer group G (XREADGROUP; created if missing)", NULL, NULL},
+    {"consumer", FLAG_CONSUMER, "C", FOR_UNDELIVERED,
+     "undelivered --group: the consumer's name [notifyctl]", NULL, NULL},
     {"help", FLAG_HELP, NULL, FOR_ALL, "this text", NULL, NULL},
     {"version", FLAG_VERSION, NULL, FOR_ALL, "print the version", NULL, NULL},
 };
@@ -81,6 +101,17 @@ static void print_usage(FILE *out)
             "      FCALL notify_publish 1 <prefix>stream:{ACCOUNT} <envelope>: append it\n"
             "      to the account's history and publish it with its id (the library a\n"
             "      gateway loads), and print the id; not with --broadcast\n"
+            "  publish ACCOUNT [--ack SECONDS] [--ttl SECONDS] --type T [...]\n"
+            "      the same with notify_publish's options ack and ttl\n"
+            "  receipts [ACCOUNT] [--count N]\n"
+            "      the oldest N entries of <prefix>receipts (of ACCOUNT only, if given)\n"
+            "  undelivered [--count N] [--group G [--consumer C]]\n"
+            "      the oldest N entries of the outbox <prefix>undelivered; with --group,\n"
+            "      the next N new to consumer group G (XREADGROUP ... >)\n"
+            "  undelivered ack --group G ENTRY-ID...\n"
+            "      XACK: those outbox entries are done for group G\n"
+            "  unacked ACCOUNT\n"
+            "      ids published to ACCOUNT with ack and not acknowledged yet\n"
             "\n"
             "flags (anywhere on the line; --flag VALUE or --flag=VALUE; -- ends flags):\n",
             PROG);
@@ -123,6 +154,12 @@ static enum command command_by_name(const char *s)
         return CMD_NODES;
     if (strcmp(s, "publish") == 0)
         return CMD_PUBLISH;
+    if (strcmp(s, "receipts") == 0)
+        return CMD_RECEIPTS;
+    if (strcmp(s, "undelivered") == 0)
+        return CMD_UNDELIVERED;
+    if (strcmp(s, "unacked") == 0)
+        return CMD_UNACKED;
     return CMD_NONE;
 }
 
@@ -160,6 +197,23 @@ static void apply_flag(struct args *a, const struct flag_def *f, const char *val
         break;
     case FLAG_HISTORY:
         a->history = 1;
+        break;
+    case FLAG_ACK:
+        a->ack = value;
+        a->history = 1;
+        break;
+    case FLAG_TTL:
+        a->ttl = value;
+        a->history = 1;
+        break;
+    case FLAG_COUNT:
+        a->count = value;
+        break;
+    case FLAG_GROUP:
+        a->group = value;
+        break;
+    case FLAG_CONSUMER:
+        a->consumer = value;
         break;
     case FLAG_HELP:
     case FLAG_VERSION:
@@ -213,7 +267,9 @@ int args_parse(struct args *a, int argc, char **argv)
                 a->cmd_name = arg;
                 if ((a->cmd = command_by_name(arg)) == CMD_NONE)
                     return args_usage_error(
-                        "unknown command '%s'; expected presence, nodes or publish", arg);
+                        "unknown command '%s'; expected presence, nodes, publish, receipts, "
+                        "undelivered or unacked",
+                        arg);
             } else {
                 a->pos[a->npos++] = argv[i];
             }
@@ -249,12 +305,21 @@ int args_parse(struct args *a, int argc, char **argv)
     return -1;
 }
 
+/* 1 when v is a whole number of seconds notify_publish takes (1 s to a year). */
+int whole_seconds(const char *v)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v >= '0' && *v <= '9' && *end == '\0' && n >= 1 && n <= 31536000;
+}
+
 /* Checks that belong to no single flag: flags against the command, the
  * positional arguments, and values that need the whole picture. */
 int args_check(struct args *a)
 {
     if (a->cmd == CMD_NONE)
-        return args_usage_error("missing command: presence, nodes or publish");
+        return args_usage_error(
+            "missing command: presence, nodes, publish, receipts, undelivered or unacked");
     for (size_t i = 0; i < N_FLAGS; i++) {
         const struct flag_def *f = &flags[i];
         if ((a->flags_seen & (1u << f->id)) && f->commands != FOR_ALL &&
@@ -279,6 +344,10 @@ int args_check(struct args *a)
             return args_usage_error("nodes: unexpected argument '%s'", a->pos[0]);
         break;
     case CMD_PUBLISH:
+        if ((a->ack && !whole_seconds(a->ack)) || (a->ttl && !whole_seconds(a->ttl)))
+            return args_usage_error("--%s: expected whole seconds from 1 to 31536000 (got '%s')",
+                                    a->ack && !whole_seconds(a->ack) ? "ack" : "ttl",
+                                    a->ack && !whole_seconds(a->ack) ? a->ack : a->ttl);
         if (a->broadcast && a->history)
             return args_usage_error("publish: --history does not apply to --broadcast (a broadcast "
                                     "has no history)");
@@ -301,6 +370,14 @@ int args_check(struct args *a)
             return args_usage_error("--body: not valid UTF-8");
         if (a->meta && !validate_utf8(a->meta, strlen(a->meta)))
             return args_usage_error("--meta: not valid UTF-8");
+        break;
+    case CMD_RECEIPTS:
+    case CMD_UNDELIVERED:
+    case CMD_UNACKED:
+        if (delivery_check(a) >= 0)
+            return EXIT_USAGE;
+        if (a->cmd == CMD_UNDELIVERED)
+            return -1; /* its arguments are entry ids */
         break;
     case CMD_NONE:
         break;

@@ -439,8 +439,13 @@ static int cmd_publish_history(struct session *s, const struct args *a)
     char *envelope = publish_envelope(a);
     if (!envelope)
         return EXIT_REDIS;
-    const char *argv[] = {"FCALL", "notify_publish", "1", key, envelope};
-    redisReply *r = session_expect(s, REDIS_REPLY_STRING, 5, argv);
+    const char *argv[9] = {"FCALL", "notify_publish", "1", key, envelope};
+    int argc = 5;
+    if (a->ack)
+        argv[argc++] = "ack", argv[argc++] = a->ack;
+    if (a->ttl)
+        argv[argc++] = "ttl", argv[argc++] = a->ttl;
+    redisReply *r = session_expect(s, REDIS_REPLY_STRING, argc, argv);
     free(envelope);
     if (!r)
         return EXIT_REDIS;

@@ -37,6 +37,15 @@ int main(int argc, char **argv)
     case CMD_PUBLISH:
         rc = cmd_publish(&s, &a);
         break;
+    case CMD_RECEIPTS:
+        rc = cmd_receipts(&s, &a);
+        break;
+    case CMD_UNDELIVERED:
+        rc = cmd_undelivered(&s, &a);
+        break;
+    case CMD_UNACKED:
+        rc = cmd_unacked(&s, &a);
+        break;
     case CMD_NONE:
         rc = EXIT_USAGE;
         break;

@@ -10,7 +10,8 @@
  *
  * The parts: args.c (flags, environment, --help), session.c (where to
  * connect and the connections, MOVED / ASK followed through clustercmd.h),
- * commands.c (presence, nodes, publish and their output), main.c. */
+ * commands.c (presence, nodes, publish and their output), delivery.c
+ * (receipts, undelivered, unacked), main.c. */
 #ifndef NOTIFY_NOTIFYCTL_H
 #define NOTIFY_NOTIFYCTL_H
 
@@ -38,7 +39,15 @@
 #define MAX_CONNS 32
 #define MAX_SEEDS 16
 
-enum command { CMD_NONE, CMD_PRESENCE, CMD_NODES, CMD_PUBLISH };
+enum command {
+    CMD_NONE,
+    CMD_PRESENCE,
+    CMD_NODES,
+    CMD_PUBLISH,
+    CMD_RECEIPTS,    /* delivery.c */
+    CMD_UNDELIVERED, /* delivery.c */
+    CMD_UNACKED,     /* delivery.c */
+};
 
 /* Everything the command line and environment asked for. */
 struct args {
@@ -55,6 +64,11 @@ struct args {
     const char *meta;         /* publish --meta */
     int broadcast;            /* publish --broadcast */
     int history;              /* publish --history */
+    const char *ack;          /* publish --ack seconds (implies --history) */
+    const char *ttl;          /* publish --ttl seconds (implies --history) */
+    const char *count;        /* receipts / undelivered --count */
+    const char *group;        /* undelivered --group (a consumer group) */
+    const char *consumer;     /* undelivered --consumer */
     enum command cmd;         /* the first positional argument */
     const char *cmd_name;     /* as typed */
     char **pos;               /* the positional arguments after the command */
@@ -71,6 +85,13 @@ int args_parse(struct args *a, int argc, char **argv);
 
 /* Checks that belong to no single flag; -1 to go on, else the status. */
 int args_check(struct args *a);
+
+/* 1 when v is whole seconds from 1 to 31536000 (publish --ack, --ttl). */
+int whole_seconds(const char *v);
+
+/* The positional arguments and flags of receipts, undelivered, unacked
+ * (delivery.c): -1 when fine, else the exit status after the message. */
+int delivery_check(const struct args *a);
 
 /* Prints the one-line usage error and returns the exit status for it. */
 __attribute__((format(printf, 1, 2))) int args_usage_error(const char *fmt, ...);
@@ -112,6 +133,10 @@ void session_close(struct session *s);
  * (I/O error, error reply, another type) with the node and the command. */
 redisReply *session_expect(struct session *s, int type, int argc, const char **argv);
 
+/* session_expect taking a reply of any type but an error (XREADGROUP
+ * answers an array or nil). */
+redisReply *session_command(struct session *s, int argc, const char **argv);
+
 /* Reports a failure about what on the session's current node. */
 void session_report(const struct session *s, const char *what, const char *err);
 
@@ -119,5 +144,8 @@ void session_report(const struct session *s, const char *what, const char *err);
 int cmd_presence(struct session *s, const struct args *a);
 int cmd_nodes(struct session *s, const struct args *a);
 int cmd_publish(struct session *s, const struct args *a);
+int cmd_receipts(struct session *s, const struct args *a);    /* delivery.c */
+int cmd_undelivered(struct session *s, const struct args *a); /* delivery.c */
+int cmd_unacked(struct session *s, const struct args *a);     /* delivery.c */
 
 #endif

@@ -261,6 +261,11 @@ redisReply *session_expect(struct session *s, int type, int argc, const char **a
     return r;
 }
 
+redisReply *session_command(struct session *s, int argc, const char **argv)
+{
+    return session_run(s, argc, argv);
+}
+
 void session_report(const struct session *s, const char *what, const char *err)
 {
     report_conn_error(s->current, what, err);
