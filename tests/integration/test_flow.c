@@ -378,6 +378,67 @@ START_TEST(test_non_reader_still_closed)
 }
 END_TEST
 
+/* Many clients that read nothing, beside a few that read, at a sustained
+ * 2,000 broadcasts/s of 1 KiB: the non-readers fill their socket buffers and then
+ * their queues and are closed as slow consumers (1013); the readers, sent the same
+ * messages by the same loop turns, get every one, in order, and are not
+ * closed: being written to in the same turns as clients who stall must not
+ * count against them. */
+START_TEST(test_many_non_readers_sustained)
+{
+    GW("--auth", "none", "--heartbeat-timeout", "300", "--heartbeat-check", "60",
+       "--max-queue-bytes", "262144");
+    ck_assert(h_http_wait_status(G.port, "/readyz", 200, 10000));
+    enum { SINKS = 100, READERS = 10, RATE = 2000, SECONDS = 3, STEP_MS = 10 };
+    enum { PER_STEP = RATE * STEP_MS / 1000, N = RATE * SECONDS };
+    static struct ws sink[SINKS];
+    for (int i = 0; i < SINKS; i++) {
+        char acct[32];
+        snprintf(acct, sizeof(acct), "sink%d", i);
+        h_ck_open_as(&sink[i], G.port, acct);
+    }
+    struct reader r[READERS];
+    readers_start(r, READERS, N);
+    redisContext *rc = redisConnect("127.0.0.1", R.port);
+    ck_assert(rc && !rc->err);
+    long long t0 = h_mono_ms();
+    for (int step = 0; step * PER_STEP < N; step++) {
+        for (int k = 0; k < PER_STEP; k++) {
+            char *e = broadcast_payload(step * PER_STEP + k, 1000);
+            redisAppendCommand(rc, "PUBLISH %s %s", BROADCAST, e);
+            free(e);
+        }
+        for (int k = 0; k < PER_STEP; k++) {
+            redisReply *rep = NULL;
+            ck_assert(redisGetReply(rc, (void **)&rep) == REDIS_OK && rep);
+            freeReplyObject(rep);
+        }
+        long long left = t0 + (long long)(step + 1) * STEP_MS - h_mono_ms();
+        if (left > 0)
+            h_sleep_ms((int)left);
+    }
+    redisFree(rc);
+    readers_check(r, READERS, "readers beside 100 clients that read nothing");
+    /* A stalled client's close frame waits behind what its socket already
+     * holds: it may see the 1013, or only the end of the connection. */
+    int ended = 0;
+    long long until = h_mono_ms() + 20000;
+    for (int i = 0; i < SINKS; i++) {
+        long long left = until - h_mono_ms();
+        int code = ws_wait_close(&sink[i], left > 0 ? (int)left : 1);
+        ended += code == 1013 || code == -1;
+        ws_close(&sink[i], 1000);
+    }
+    double slow = h_ck_metric(G.port, "notify_connections_closed_total{reason=\"slow_consumer\"}");
+    fprintf(stderr, "[flow] %d of %d non-readers ended, %.0f counted slow at %d broadcasts/s\n",
+            ended, SINKS, slow, RATE);
+    ck_assert_int_eq(ended, SINKS);
+    ck_assert_double_eq(slow, SINKS);
+    for (int i = 0; i < READERS; i++)
+        ws_close(&r[i].ws, 1000);
+}
+END_TEST
+
 /* ---- Redis outage ------------------------------------------------------- */
 
 /* README.md ("Redis outages"): delivery works again within this of Redis
@@ -441,6 +502,7 @@ static Suite *flow_suite(void)
     tcase_add_test(tc, test_pipelined_2000_broadcasts);
     tcase_add_test(tc, test_stalled_gateway_1500_broadcasts);
     tcase_add_test(tc, test_non_reader_still_closed);
+    tcase_add_test(tc, test_many_non_readers_sustained);
     tc = h_tcase(s, "outage", 120, setup, teardown);
     tcase_add_test(tc, test_recovery_after_5s_outage);
     return s;
