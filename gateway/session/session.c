@@ -25,6 +25,14 @@
 static void open_session(struct session *s);
 static void schedule_expiry(struct session *s);
 
+/* From one keep-alive to the next on a transport whose client is silent:
+ * within heartbeat_interval, the wheel's ticks allowing. */
+static uint64_t keepalive_after(const struct sessions *sx)
+{
+    uint64_t tick = sx->heartbeat.tick_ms;
+    return sx->heartbeat_interval_ms > tick ? sx->heartbeat_interval_ms - tick : 0;
+}
+
 /* ---- the handshake: checks, each refusal a real HTTP status ---- */
 
 /* The client's address: the peer, or behind a trusted proxy the address
@@ -112,35 +120,39 @@ static const char *find_token(const struct httphead *h, char *buf, size_t size)
     return httphead_query_arg(h, "token", buf, size) > 0 ? buf : NULL;
 }
 
-/* What the checks found out about a request that passed them. */
-struct admitted {
-    char account[ACCOUNT_ID_MAX + 1];
-    int64_t exp;            /* the token's exp; 0 = none */
-    struct stream_id since; /* ?since=, when has_since */
-    int has_since;
-    char accept_key[29]; /* Sec-WebSocket-Accept */
-    int with_protocol;   /* the client offered "notify" */
-};
-
-/* Runs the handshake checks in order; a failed one refuses c (returns -1). */
-static int admit(struct sessions *sx, struct conn *c, const struct httphead *h, struct admitted *a)
+/* Where a resumed client's position comes from: a header (Last-Event-ID
+ * on an event stream), which wins, or ?since=. Returns 0, or -1 after
+ * refusing c. */
+static int find_since(struct sessions *sx, struct conn *c, const struct httphead *h,
+                      const char *since_header, struct session_admitted *a)
 {
-    size_t klen;
-    const char *key = httphead_get(h, "Sec-WebSocket-Key", &klen);
-    size_t vlen;
-    const char *version = httphead_get(h, "Sec-WebSocket-Version", &vlen);
-    if (h->method_len != 3 || memcmp(h->method, "GET", 3) != 0 ||
-        !httphead_has_token(h, "Upgrade", "websocket") ||
-        !httphead_has_token(h, "Connection", "upgrade") || !version || vlen != 2 ||
-        memcmp(version, "13", 2) != 0) {
-        reject(sx, c, h, REJECT_UPGRADE, 426,
-               "connect to /ws with a WebSocket upgrade (version 13)\n", "");
+    char sbuf[64];
+    a->since = (struct stream_id){0, 0};
+    size_t hlen = 0;
+    const char *hv = since_header ? httphead_get(h, since_header, &hlen) : NULL;
+    if (hv && hlen) {
+        if (hlen >= sizeof(sbuf) || stream_id_parse(hv, hlen, &a->since) < 0) {
+            snprintf(sbuf, sizeof(sbuf), "%.*s", (int)(hlen < 63 ? hlen : 63), hv);
+            reject(sx, c, h, REJECT_BAD_REQUEST, 400,
+                   "Last-Event-ID must be a notification id <ms>-<seq>\n", sbuf);
+            return -1;
+        }
+        a->has_since = 1;
+        return 0;
+    }
+    int slen = httphead_query_arg(h, "since", sbuf, sizeof(sbuf));
+    if (slen != -1 && (slen < 0 || stream_id_parse(sbuf, (size_t)slen, &a->since) < 0)) {
+        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "since must be a notification id <ms>-<seq>\n",
+               slen > 0 ? sbuf : "");
         return -1;
     }
-    if (!key || !klen) {
-        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "missing Sec-WebSocket-Key\n", "");
-        return -1;
-    }
+    a->has_since = slen >= 0;
+    return 0;
+}
+
+int session_admit(struct sessions *sx, struct conn *c, const struct httphead *h,
+                  const char *since_header, struct session_admitted *a)
+{
     if (sx->draining) {
         reject(sx, c, h, REJECT_DRAINING, 503, "node draining\n", "");
         return -1;
@@ -185,15 +197,8 @@ static int admit(struct sessions *sx, struct conn *c, const struct httphead *h, 
             return -1;
         }
     }
-    char sbuf[64];
-    a->since = (struct stream_id){0, 0};
-    int slen = httphead_query_arg(h, "since", sbuf, sizeof(sbuf));
-    if (slen != -1 && (slen < 0 || stream_id_parse(sbuf, (size_t)slen, &a->since) < 0)) {
-        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "since must be a notification id <ms>-<seq>\n",
-               slen > 0 ? sbuf : "");
+    if (find_since(sx, c, h, since_header, a) < 0)
         return -1;
-    }
-    a->has_since = slen >= 0;
     switch (registry_check(sx->registry, a->account)) {
     case REGISTRY_NODE_FULL:
         reject(sx, c, h, REJECT_NODE_FULL, 503, "node full\n", a->account);
@@ -205,41 +210,80 @@ static int admit(struct sessions *sx, struct conn *c, const struct httphead *h, 
     case REGISTRY_OK:
         break;
     }
-    if (wsframe_accept_key(key, klen, a->accept_key) < 0) {
-        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "bad Sec-WebSocket-Key\n", "");
-        return -1;
-    }
-    a->with_protocol = httphead_has_token(h, "Sec-WebSocket-Protocol", "notify");
     return 0;
 }
 
 /* ---- the connect: head -> checks -> registry -> subscribe ---- */
 
+/* GET /ws: a client that speaks, heartbeats and answers pings. */
+static const struct session_transport websocket = {TRANSPORT_WEBSOCKET, 1};
+
+/* The WebSocket handshake's own checks, before the common ones; a failed
+ * one refuses c (returns -1). */
+static int ws_checks(struct sessions *sx, struct conn *c, const struct httphead *h,
+                     const char **key, size_t *klen)
+{
+    *key = httphead_get(h, "Sec-WebSocket-Key", klen);
+    size_t vlen;
+    const char *version = httphead_get(h, "Sec-WebSocket-Version", &vlen);
+    if (h->method_len != 3 || memcmp(h->method, "GET", 3) != 0 ||
+        !httphead_has_token(h, "Upgrade", "websocket") ||
+        !httphead_has_token(h, "Connection", "upgrade") || !version || vlen != 2 ||
+        memcmp(version, "13", 2) != 0) {
+        reject(sx, c, h, REJECT_UPGRADE, 426,
+               "connect to /ws with a WebSocket upgrade (version 13)\n", "");
+        return -1;
+    }
+    if (!*key || !*klen) {
+        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "missing Sec-WebSocket-Key\n", "");
+        return -1;
+    }
+    return 0;
+}
+
 /* net's on_head for GET /ws. */
 static void on_head(void *ctx, struct conn *c, const struct httphead *h)
 {
     struct sessions *sx = ctx;
-    struct admitted a;
-    if (admit(sx, c, h, &a) < 0)
+    struct session_admitted a;
+    const char *key;
+    size_t klen;
+    char accept_key[29];
+    if (ws_checks(sx, c, h, &key, &klen) < 0 || session_admit(sx, c, h, NULL, &a) < 0)
         return;
+    if (wsframe_accept_key(key, klen, accept_key) < 0) {
+        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "bad Sec-WebSocket-Key\n", "");
+        return;
+    }
     /* The 101 is queued but held: it leaves with the register reply. */
+    if (conn_upgrade(c, accept_key, httphead_has_token(h, "Sec-WebSocket-Protocol", "notify")) <
+        0) {
+        conn_destroy(c);
+        return;
+    }
+    session_bind(sx, c, h, &a, &websocket);
+}
+
+void session_bind(struct sessions *sx, struct conn *c, const struct httphead *h,
+                  const struct session_admitted *a, const struct session_transport *tx)
+{
     struct session *s = calloc(1, sizeof(*s));
-    if (!s || conn_upgrade(c, a.accept_key, a.with_protocol) < 0) {
-        free(s);
+    if (!s) {
         conn_destroy(c);
         return;
     }
     s->conn = c;
     s->owner = sx;
+    s->tx = tx;
     wheel_link_init(&s->hb);
-    s->token_exp = a.exp;
+    s->token_exp = a->exp;
     s->connected_at = wallclock_ms();
-    if (a.has_since) {
-        s->last_id = a.since;
+    if (a->has_since) {
+        s->last_id = a->since;
         s->has_last_id = 1;
     }
     idgen_next(&sx->ids, s->id, (uint64_t)wallclock_ms());
-    int added = registry_add(sx->registry, s, a.account);
+    int added = registry_add(sx->registry, s, a->account);
     if (added < 0) {
         free(s);
         conn_destroy(c);
@@ -247,10 +291,13 @@ static void on_head(void *ctx, struct conn *c, const struct httphead *h)
     }
     conn_set_data(c, s);
     sx->metrics->accepted++;
+    sx->metrics->transport[tx->kind].accepted++;
+    sx->metrics->transport[tx->kind].open++;
     s->last_seen = uv_now(sx->loop);
-    wheel_schedule(&sx->heartbeat, s, s->last_seen + sx->ping_after_ms);
+    wheel_schedule(&sx->heartbeat, s,
+                   s->last_seen + (tx->client_speaks ? sx->ping_after_ms : keepalive_after(sx)));
     schedule_expiry(s);
-    sx->hooks.on_bound(sx->hooks.ctx, s, a.has_since ? &a.since : NULL);
+    sx->hooks.on_bound(sx->hooks.ctx, s, a->has_since ? &a->since : NULL);
     int sub = added == 1 ? sx->hooks.subscribe(sx->hooks.ctx, s->acct->id)
                          : (s->acct->subscribed ? 1 : 0);
     if (sub == 1) {
@@ -325,6 +372,7 @@ static void open_session(struct session *s)
         conn_close(s->conn, 1011);
         return;
     }
+    f->event = FRAME_EVENT_REGISTER;
     s->registered = 1;
     conn_send(s->conn, f);
     frame_unref(f);
@@ -376,6 +424,8 @@ int session_send_envelope(struct session *s, const char *type, const char *body,
         s->owner->metrics->dropped[DROP_NO_MEMORY]++;
         return -1;
     }
+    if (!strcmp(type, "gap"))
+        f->event = FRAME_EVENT_GAP;
     int rc = conn_send(s->conn, f);
     frame_unref(f);
     return rc;
@@ -579,6 +629,13 @@ static void heartbeat_due(void *data, void *item, uint64_t now)
     struct session *s = item;
     if (!conn_is_open(s->conn))
         return;
+    if (!s->tx->client_speaks) {
+        /* Nothing to hear from: a keep-alive (the ping's form on this
+         * transport) keeps proxies from timing the connection out. */
+        conn_send(s->conn, sx->ping);
+        wheel_schedule(&sx->heartbeat, s, now + keepalive_after(sx));
+        return;
+    }
     uint64_t silence = now - s->last_seen;
     if (silence >= sx->heartbeat_timeout_ms) {
         log_debug("heartbeat_timeout", "conn=%s silence_ms=%llu", s->id,
@@ -618,6 +675,8 @@ static void on_gone(void *ctx, struct conn *c)
     struct session *s = conn_data(c);
     uint16_t code = conn_close_code(c);
     sx->metrics->closed[conn_close_reason(code)]++;
+    sx->metrics->transport[s->tx->kind].closed[conn_close_reason(code)]++;
+    sx->metrics->transport[s->tx->kind].open--;
     wheel_cancel(&sx->heartbeat, s);
     sx->hooks.on_unbound(sx->hooks.ctx, s);
     char *gone = NULL;
@@ -637,7 +696,7 @@ static void on_free(void *ctx, void *data)
     free(data);
 }
 
-static const struct net_handlers ws_handlers = {
+const struct net_handlers session_ws_handlers = {
     .on_head = on_head,
     .on_message = on_message,
     .on_alive = on_alive,
@@ -732,7 +791,7 @@ int session_init(struct sessions *sx, uv_loop_t *loop, struct net *net, const st
         log_error("heartbeat_init_failed", "error=\"%s\"", uv_strerror(rc));
         return -1;
     }
-    rc = net_route(net, "/ws", &ws_handlers, sx);
+    rc = net_route(net, "/ws", &session_ws_handlers, sx);
     assert(rc == 0); /* the first route */
     (void)rc;
     return 0;

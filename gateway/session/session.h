@@ -27,10 +27,13 @@
 #include "frame.h"
 #include "ids.h"
 #include "streamid.h"
+#include "validate.h"
 #include "wheel.h"
 
 struct account;
 struct conn;
+struct httphead;
+struct net_handlers;
 struct net;
 struct registry;
 struct replay;
@@ -39,12 +42,21 @@ struct sessions;
 /* Largest token read from a header or the query (an RS256 token fits). */
 #define SESSION_TOKEN_MAX 8192
 
+/* What a session knows of the transport that carries it (chosen by the
+ * path's handshake: /ws here, /sse in sse.c). Sending and closing are the
+ * same calls on either (net.h); only liveness differs. */
+struct session_transport {
+    enum transport_kind kind; /* whose counters (counters.h) */
+    int client_speaks;        /* heartbeats and pongs come back; 0: keep-alives only */
+};
+
 /* One connection bound to an account: from its upgrade to its close. */
 struct session {
-    struct conn *conn;         /* the socket (net.h) */
-    struct sessions *owner;    /* the session layer */
-    struct account *acct;      /* its registry entry */
-    struct session *acct_prev; /* the account's connections */
+    struct conn *conn;                  /* the socket (net.h) */
+    const struct session_transport *tx; /* what carries it */
+    struct sessions *owner;             /* the session layer */
+    struct account *acct;               /* its registry entry */
+    struct session *acct_prev;          /* the account's connections */
     struct session *acct_next;
     UT_hash_handle hh;        /* registry: connection id -> session */
     struct wheel_link hb;     /* heartbeat wheel: next silence check */
@@ -113,6 +125,32 @@ struct sessions {
     uint64_t reject_logged_at;      /* loop ms of the last rejection log line */
     uint64_t reject_unlogged;       /* rejections since that line */
 };
+
+/* What the common handshake checks found out about a request. */
+struct session_admitted {
+    char account[ACCOUNT_ID_MAX + 1];
+    int64_t exp;            /* the token's exp; 0 = none */
+    struct stream_id since; /* where it resumes, when has_since */
+    int has_since;
+};
+
+/* The handler table of GET /ws; another path's handshake (sse.c) shares
+ * all of it but on_head. */
+extern const struct net_handlers session_ws_handlers;
+
+/* The checks every transport's handshake runs, in order (draining 503,
+ * Origin 403, identity 400/401, resume position 400, limits 503/429); a
+ * failed one refuses c with its HTTP status (returns -1). since_header,
+ * when not NULL, names a header that gives the resume position and wins
+ * over ?since=. */
+int session_admit(struct sessions *sx, struct conn *c, const struct httphead *h,
+                  const char *since_header, struct session_admitted *a);
+
+/* c passed the checks and its transport answered (held, conn_upgrade or
+ * conn_stream_open): binds it to a's account, carried by tx. The first
+ * message goes out once the account's channel is subscribed. */
+void session_bind(struct sessions *sx, struct conn *c, const struct httphead *h,
+                  const struct session_admitted *a, const struct session_transport *tx);
 
 /* Sets up the layer and claims GET /ws on net. Returns 0, or -1 after
  * logging why. */
