@@ -68,9 +68,9 @@ const IMMEDIATE = new Set([CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN, CloseCode.
  * @property {'auto'|'websocket'|'sse'} [transport='auto'] `websocket`:
  *   `/ws` only; `sse`: the Server-Sent Events endpoint only (receive-only:
  *   no heartbeats to send, the server's keep-alives hold the stream open);
- *   `auto`: WebSocket, and SSE after a WebSocket that could not open (then
- *   SSE for good once a stream has opened). Without an EventSource
- *   implementation, `auto` is `websocket`.
+ *   `auto`: WebSocket, and SSE after a WebSocket that could not open while
+ *   none has opened yet (then SSE for good once a stream has opened).
+ *   Without an EventSource implementation, `auto` is `websocket`.
  * @property {string} [sseUrl] URL of the SSE endpoint (default: url with
  *   its scheme made http(s) and a final `/ws` made `/sse`).
  * @property {typeof WebSocket} [WebSocket] WebSocket implementation
@@ -200,6 +200,7 @@ export class NotifyClient extends EventTarget {
     /** What carries the current (or next) connection: 'websocket' or 'sse'. */
     this.transport = this.options.transport === 'sse' ? 'sse' : 'websocket';
     this._sseSticky = false; // auto: a stream opened, so WebSocket is not retried
+    this._wsWorked = false; // auto: a WebSocket opened once, so failures are not the network's
     /** Consecutive failed attempts. */
     this.attempt = 0;
     this._token = null;
@@ -361,9 +362,6 @@ export class NotifyClient extends EventTarget {
     const WS = this.options.WebSocket || globalThis.WebSocket;
     const ws = new WS(this._buildUrl('websocket'));
     ws.binaryType = 'arraybuffer';
-    ws.onopen = () => {
-      ws._notifyUpgraded = true;
-    };
     ws.onmessage = (e) => this._onMessage(ws, e.data);
     ws.onclose = (e) => this._onClose(ws, e.code, e.reason);
     ws.onerror = () => {}; // a close event always follows
@@ -413,7 +411,7 @@ export class NotifyClient extends EventTarget {
 
   _detach(ws) {
     if (ws.kind === 'sse') ws.es.onmessage = ws.es.onerror = null;
-    else ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    else ws.onmessage = ws.onclose = ws.onerror = null;
   }
 
   /** Gives up on a connection that stopped answering; reconnects with backoff. */
@@ -518,6 +516,7 @@ export class NotifyClient extends EventTarget {
       });
       return;
     }
+    this._wsWorked = true;
     const interval = Number(meta.heartbeat_interval) > 0 ? Number(meta.heartbeat_interval) : this.options.defaultHeartbeat;
     this._hbMs = interval * 1000;
     // A heartbeat followed by no frame at all for a whole interval means the
@@ -546,14 +545,16 @@ export class NotifyClient extends EventTarget {
   }
 
   /**
-   * auto: a WebSocket that never opened (no upgrade, no register) is
-   * followed at once by a stream; a stream that never opened, before any
-   * did, by a WebSocket again. Returns 1 when the next attempt switched.
+   * auto: a WebSocket that never opened (refused, or cut before its
+   * register reply, as proxies that break upgrades do) is followed at once
+   * by a stream, unless a WebSocket opened before (then the server is
+   * away, not the path to it); a stream that never opened, before any
+   * did, by a WebSocket again. Returns true when the next attempt switched.
    */
   _chooseTransport(ws, wasOpen) {
     if (this.options.transport !== 'auto') return false;
     const hasES = Boolean(this.options.EventSource || globalThis.EventSource);
-    if (ws.kind !== 'sse' && !wasOpen && !ws._notifyUpgraded && hasES) {
+    if (ws.kind !== 'sse' && !wasOpen && hasES && !this._wsWorked) {
       this.transport = 'sse';
       return true;
     }

@@ -474,7 +474,7 @@ test("transport 'auto': a WebSocket that cannot open falls back to SSE at once, 
   client.close();
 });
 
-test("transport 'auto': a stream that cannot open either goes back to WebSocket; an open WebSocket never falls back", () => {
+test("transport 'auto': a stream that cannot open either goes back to WebSocket; after an open WebSocket, no fallback", () => {
   const { client } = make({ EventSource: FakeES });
   client.connect();
   last().serverClose(1006);
@@ -482,11 +482,13 @@ test("transport 'auto': a stream that cannot open either goes back to WebSocket;
   lastES().fail(); // SSE refused too (server down)
   mock.timers.tick(60000);
   assert.equal(FakeWS.all.length, 2, 'WebSocket again');
-  last().onopen?.();
   last().register();
   last().serverClose(1006);
   mock.timers.tick(60000);
   assert.equal(FakeWS.all.length, 3);
+  last().serverClose(1006); // the server restarting: not a reason to leave WebSocket
+  mock.timers.tick(60000);
+  assert.equal(FakeWS.all.length, 4);
   assert.equal(FakeES.all.length, 1);
   client.close();
   assert.throws(() => make({ transport: 'carrier-pigeon' }), /transport/);
