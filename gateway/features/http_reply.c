@@ -18,13 +18,15 @@ int http_write_status(struct lws *wsi, int status, const char *body)
 /* Whether the connection closes after this answer. Only a connection's
  * first request is routed to /ws or /sse (README.md, "Server-Sent
  * Events"); a browser reuses an idle connection for its next request, and
- * an EventSource's GET /sse sent on one lws kept alive would get 404. So
- * answers to GETs, and to any request of a page (it has an Origin), close
- * the connection; producers' POST /publish keep theirs. */
+ * an EventSource's GET /sse sent on one kept alive by lws would get 404.
+ * So answers to browsers close the connection: every request of a page
+ * carries Sec-Fetch-Mode (current browsers) or, for a POST, an Origin.
+ * Producers, scrapers and health checks keep theirs. */
 static int closes_after(struct lws *wsi)
 {
-    return lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 ||
-           lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0;
+    static const char fetch_mode[] = "sec-fetch-mode:";
+    return lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 ||
+           lws_hdr_custom_length(wsi, fetch_mode, (int)sizeof(fetch_mode) - 1) >= 0;
 }
 
 int http_respond(struct lws *wsi, int status, const char *type, const char *body, size_t len)
