@@ -1,4 +1,5 @@
-/* session: binding a WebSocket connection to an account, and keeping it.
+/* session: binding a client connection (WebSocket or event stream) to an
+ * account, and keeping it.
  *
  * net (net.h) reads and writes; this decides. It claims GET /ws on the
  * transport and fills its handler table. A connect reads top to bottom in
@@ -9,6 +10,11 @@
  * (heartbeats, token refreshes, errors; the frame rate is net's),
  * liveness (a timing wheel of silence checks and pings), token expiry
  * (4401) and teardown.
+ *
+ * The checks every transport's handshake shares are admit.c's
+ * (session_admit); GET /sse is sse.c's (sse.h), which binds its streams
+ * through session_bind like /ws: a session knows of its transport only
+ * struct session_transport.
  *
  * The session calls nothing above it: what the node does around a
  * connection (Redis subscriptions, presence, history replays, the drain)
@@ -145,6 +151,16 @@ extern const struct net_handlers session_ws_handlers;
  * over ?since=. */
 int session_admit(struct sessions *sx, struct conn *c, const struct httphead *h,
                   const char *since_header, struct session_admitted *a);
+
+/* Refuses c with status and body (conn_refuse), counted under why and
+ * logged (detail, the client's address) at most once a second. */
+void session_reject(struct sessions *sx, struct conn *c, const struct httphead *h,
+                    enum reject_reason why, int status, const char *body, const char *detail);
+
+/* The client's address for logs: the peer, or behind --trust-proxy the
+ * address the proxy appended last to X-Forwarded-For. */
+const char *session_client_addr(const struct sessions *sx, const struct conn *c,
+                                const struct httphead *h, char *buf, size_t size);
 
 /* c passed the checks and its transport answered (held, conn_upgrade or
  * conn_stream_open): binds it to a's account, carried by tx. The first
