@@ -455,8 +455,6 @@ START_TEST(test_slow_consumer_closed)
     struct sse slow, fast;
     free(h_ck_sse_open(&slow, G.port, "/sse?user_id=slow", NULL, RECV_MS));
     free(h_ck_sse_open(&fast, G.port, "/sse?user_id=fast", NULL, RECV_MS));
-    int small = 4096;
-    ck_assert_int_eq(setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     wait_subscribed("slow");
     wait_subscribed("fast");
     size_t big = 64 * 1024;
@@ -465,14 +463,22 @@ START_TEST(test_slow_consumer_closed)
     fill[big] = '\0';
     char *payload = h_envelope("bulk", fill);
     free(fill);
-    /* slow reads nothing: 200 x 64 KiB is far more than its socket holds */
-    for (int i = 0; i < 200; i++)
+    /* slow reads nothing until its queue is over the bounds (up to 400 x
+     * 64 KiB, far more than its socket holds); then it reads at once, so
+     * that the close event is not left behind a full socket beyond the
+     * close's linger */
+    int overflowed = 0;
+    for (int i = 0; i < 400 && !overflowed; i++) {
         ck_assert(h_redis_publish(&R, h_chan("slow"), payload, strlen(payload)) == 1);
+        if (i % 8 == 7)
+            overflowed = h_ck_metric(G.port, "notify_messages_dropped_total") > 0;
+    }
     free(payload);
-    /* the other stream is not held up */
+    ck_assert_msg(overflowed, "the stream's queue never went over its bounds");
+    expect_close(&slow, "slow", 1013, 30000);
+    /* the other stream was not held up */
     h_ck_publish(&R, "fast", "not-held-up");
     expect_note(&fast, "fast", "not-held-up", NULL);
-    expect_close(&slow, "slow", 1013, 30000);
     long long deadline = h_mono_ms() + 3000;
     const char *metric = "notify_transport_connections_closed_total";
     char *text = NULL;
