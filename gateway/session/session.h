@@ -67,6 +67,7 @@ struct session {
     UT_hash_handle hh;        /* registry: connection id -> session */
     struct wheel_link hb;     /* heartbeat wheel: next silence check */
     uint64_t last_seen;       /* loop ms of the last sign of life */
+    uint64_t last_sent;       /* loop ms of the last notification or keep-alive sent */
     uint64_t errors_since;    /* loop ms the error window started */
     int64_t token_exp;        /* JWT exp in Unix seconds; 0 = none */
     int64_t connected_at;     /* Unix ms of the upgrade */
