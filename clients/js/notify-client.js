@@ -475,7 +475,7 @@ export class NotifyClient extends EventTarget {
    * @returns {boolean}
    */
   ack(id) {
-    if (!this._ws || this.state !== 'open') return false;
+    if (!this._ws || this.state !== 'open' || this._ws.kind === 'sse') return false; // a stream is receive-only
     this._acks.push(String(id));
     if (this._acks.length === 1) {
       const ws = this._ws;
