@@ -8,6 +8,9 @@
 #   ROUNDS=3 SCENARIOS=unicast bench/rounds.sh
 #   SCENARIOS: idle unicast unicast-max broadcast-burst connect-storm
 #   GW_FLAGS="--input-batch-ms 0" ...     more gateway flags (in the file names)
+#   TARGETS="gateway gateway-sse forwarder"  also the gateway's Server-Sent
+#                                         Events (bench --transport sse), same
+#                                         rounds; its ratio is to the gateway
 #
 # Raw output: bench/results-rounds/<scenario>.<target>.r<k>.txt
 set -u
@@ -17,6 +20,7 @@ cd "$here"
 N=${N:-15000}
 ROUNDS=${ROUNDS:-5}
 SCENARIOS=${SCENARIOS:-"idle unicast"}
+TARGETS=${TARGETS:-"gateway forwarder"}
 BUILD=${BUILD:-build-bench}
 OUT=${OUT:-$here/bench/results-rounds}
 tag=$(flags_tag "${GW_FLAGS:-}")
@@ -52,12 +56,13 @@ run_one() { # scenario target round
     bench_redis "$rport"
     rpid=$REDIS_PID
     sport=$(freeport)
-    if [ "$target" = gateway ]; then
+    if [ "$target" = gateway ] || [ "$target" = gateway-sse ]; then
         "$BUILD/gateway/notify-gateway" --listen "127.0.0.1:$sport" --redis "redis://127.0.0.1:$rport/0" \
             --auth jwt --jwt-secret "$SECRET" --presence-ttl 30 --heartbeat-timeout 20 \
             --log-level warn --drain-seconds 1 ${GW_FLAGS:-} 2>"$tmp/gw.log" &
         spid=$!
         targs=(--auth jwt --jwt-secret "$SECRET")
+        [ "$target" = gateway-sse ] && targs+=(--transport sse)
     else
         "$BUILD/forwarder" -p "$sport" -r "127.0.0.1:$rport" -c >/dev/null 2>&1 &
         spid=$!
@@ -79,8 +84,9 @@ exec > >(tee "$OUT/summary-${SCENARIOS// /-}${tag:+-$tag}.txt")
 echo "# rounds.sh: $ROUNDS rounds, $N connections,${GW_FLAGS:+ gateway flags $GW_FLAGS,} $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for scen in $SCENARIOS; do
     for k in $(seq "$ROUNDS"); do
-        # alternate which server goes first, so drift favours neither
-        if [ $((k % 2)) -eq 1 ]; then order="gateway forwarder"; else order="forwarder gateway"; fi
+        # alternate the order of the targets, so drift favours none
+        order=$TARGETS
+        [ $((k % 2)) -eq 0 ] && order=$(echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' ')
         for target in $order; do run_one "$scen" "$target" "$k"; done
     done
     case $scen in
@@ -102,5 +108,17 @@ for scen in $SCENARIOS; do
         done
         echo "$line"
         echo "$scen $key: median ratio gw/fw $(printf '%s\n' "${ratios[@]}" | median)"
+        case " $TARGETS " in *" gateway-sse "*) ;; *) continue ;; esac
+        ratios=()
+        line="$scen $key:"
+        for k in $(seq "$ROUNDS"); do
+            g=$(val "$OUT/$scen${tag:+-$tag}.gateway.r$k.txt" "$key")
+            e=$(val "$OUT/$scen${tag:+-$tag}.gateway-sse.r$k.txt" "$key")
+            r=$(awk -v g="$g" -v e="$e" 'BEGIN { if (g > 0) printf "%.2f", e / g; else print "-" }')
+            ratios+=("$r")
+            line="$line r$k sse $e ws $g ($r)"
+        done
+        echo "$line"
+        echo "$scen $key: median ratio sse/ws $(printf '%s\n' "${ratios[@]}" | median)"
     done
 done

@@ -44,6 +44,20 @@ enum close_reason {
     CLOSE__COUNT
 };
 
+/* The transports a client connects over (README.md, "Server-Sent Events"). */
+enum transport_kind {
+    TRANSPORT_WEBSOCKET, /* GET /ws */
+    TRANSPORT_SSE,       /* GET /sse */
+    TRANSPORT__COUNT
+};
+
+/* One transport's share of the connection counters. */
+struct transport_counters {
+    uint64_t accepted;             /* connections opened */
+    int64_t open;                  /* open now */
+    uint64_t closed[CLOSE__COUNT]; /* ended, by reason */
+};
+
 /* Upper bounds (seconds) of the delivery latency histogram, +Inf last. */
 #define METRICS_LATENCY_BUCKETS 14
 
@@ -68,6 +82,9 @@ struct metrics {
     uint64_t latency_buckets[METRICS_LATENCY_BUCKETS]; /* Redis arrival -> socket write */
     uint64_t latency_count;                            /* observations */
     uint64_t latency_sum_ns;                           /* their sum */
+
+    /* The connection counters again, by transport. */
+    struct transport_counters transport[TRANSPORT__COUNT];
 };
 
 /* Upper bounds of the latency buckets in nanoseconds, +Inf (the last

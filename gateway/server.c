@@ -371,7 +371,8 @@ int server_init(struct server *srv, const struct config *cfg)
         .on_ack = hook_ack,
     };
     if (session_init(&srv->sessions, &srv->loop, &srv->net, cfg, &srv->registry, &srv->metrics,
-                     &hooks) < 0)
+                     &hooks) < 0 ||
+        sse_init(&srv->sse, &srv->sessions, &srv->net) < 0)
         return -1;
     srandom((unsigned)srv->sessions.ids.base);
     redis_wire(srv);

@@ -26,6 +26,7 @@
 #include "redis.h"
 #include "registry.h"
 #include "session.h"
+#include "sse.h"
 #include "wallclock.h"
 
 struct server {
@@ -35,6 +36,7 @@ struct server {
     struct lws_vhost *vhost;    /* the one vhost: net hands it plain HTTP */
     struct net net;             /* our sockets: the transport */
     struct sessions sessions;   /* connections bound to accounts */
+    struct sse sse;             /* GET /sse: sessions carried by event streams */
     struct registry registry;   /* connections and accounts (the session's) */
     struct redis_link redis;    /* subscriber + command connections */
     struct presence presence;   /* presence and node registry in Redis */

@@ -6,6 +6,10 @@
  * server advertises, and reconnects by itself (capped exponential backoff
  * with full jitter). It remembers the id of the last notification and
  * resumes with `?since=` so that nothing published with history is missed.
+ * Where a WebSocket cannot open (a proxy that breaks upgrades), it falls
+ * back to the gateway's Server-Sent Events endpoint `/sse` (an
+ * EventSource), with the same messages and the same resume
+ * (`transport` option).
  *
  * @example
  * import { NotifyClient } from '/notify-client.js';
@@ -61,8 +65,18 @@ const IMMEDIATE = new Set([CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN, CloseCode.
  *   many ms is renewed before connecting.
  * @property {number} [defaultHeartbeat=10] heartbeat interval in seconds if
  *   the server does not advertise one.
+ * @property {'auto'|'websocket'|'sse'} [transport='auto'] `websocket`:
+ *   `/ws` only; `sse`: the Server-Sent Events endpoint only (receive-only:
+ *   no heartbeats to send, the server's keep-alives hold the stream open);
+ *   `auto`: WebSocket, and SSE after a WebSocket that could not open while
+ *   none has opened yet (then SSE for good once a stream has opened).
+ *   Without an EventSource implementation, `auto` is `websocket`.
+ * @property {string} [sseUrl] URL of the SSE endpoint (default: url with
+ *   its scheme made http(s) and a final `/ws` made `/sse`).
  * @property {typeof WebSocket} [WebSocket] WebSocket implementation
  *   (default: the global one; for tests or older Node versions).
+ * @property {typeof EventSource} [EventSource] EventSource implementation
+ *   (default: the global one).
  * @property {() => number} [random] random source in [0, 1) (for tests).
  * @property {boolean} [autoAck=true] acknowledge each notification that has
  *   an `id` once the `notification` handlers have returned (the server
@@ -79,6 +93,7 @@ const IMMEDIATE = new Set([CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN, CloseCode.
  * @property {string} [connectionId] with 'open'
  * @property {string} [node] with 'open'
  * @property {string} [account] with 'open'
+ * @property {'websocket'|'sse'} [transport] with 'open': what carries it
  * @property {number} [code] with 'closed': the WebSocket close code
  * @property {string} [reason] with 'closed': the close reason
  * @property {boolean} [willReconnect] with 'closed'
@@ -168,8 +183,11 @@ export class NotifyClient extends EventTarget {
       defaultHeartbeat: 10,
       random: Math.random,
       autoAck: true,
+      transport: 'auto',
       ...options,
     };
+    if (!['auto', 'websocket', 'sse'].includes(this.options.transport))
+      throw new TypeError("NotifyClient: transport must be 'auto', 'websocket' or 'sse'");
     this._acks = []; // ids to acknowledge in the next frame
     /** @type {'idle'|'connecting'|'open'|'closed'} */
     this.state = 'idle';
@@ -179,6 +197,10 @@ export class NotifyClient extends EventTarget {
     this.connectionId = null;
     this.node = null;
     this.account = null;
+    /** What carries the current (or next) connection: 'websocket' or 'sse'. */
+    this.transport = this.options.transport === 'sse' ? 'sse' : 'websocket';
+    this._sseSticky = false; // auto: a stream opened, so WebSocket is not retried
+    this._wsWorked = false; // auto: a WebSocket opened once, so failures are not the network's
     /** Consecutive failed attempts. */
     this.attempt = 0;
     this._token = null;
@@ -284,11 +306,15 @@ export class NotifyClient extends EventTarget {
     return exp === undefined || exp * 1000 - Date.now() > this.options.tokenMargin;
   }
 
-  _buildUrl() {
+  _buildUrl(kind = 'websocket') {
     const o = this.options;
     const base = typeof location !== 'undefined' ? location.href : undefined;
-    const url = new URL(o.url, base);
-    if (url.protocol === 'http:') url.protocol = 'ws:';
+    const url = new URL(kind === 'sse' && o.sseUrl ? o.sseUrl : o.url, base);
+    if (kind === 'sse') {
+      if (url.protocol === 'ws:') url.protocol = 'http:';
+      else if (url.protocol === 'wss:') url.protocol = 'https:';
+      if (!o.sseUrl) url.pathname = url.pathname.replace(/\/ws\/?$/, '/sse');
+    } else if (url.protocol === 'http:') url.protocol = 'ws:';
     else if (url.protocol === 'https:') url.protocol = 'wss:';
     if (o.getToken) url.searchParams.set('token', this._token);
     else url.searchParams.set('user_id', o.accountId);
@@ -319,10 +345,9 @@ export class NotifyClient extends EventTarget {
       }
       if (gen !== this._gen) return;
     }
-    const WS = this.options.WebSocket || globalThis.WebSocket;
     let ws;
     try {
-      ws = new WS(this._buildUrl());
+      ws = this.transport === 'sse' ? this._openStream() : this._openSocket();
     } catch (error) {
       this._emit('error', { message: `cannot connect: ${error && error.message}`, error });
       this._scheduleReconnect(CloseCode.ABNORMAL, 'cannot connect', false);
@@ -330,15 +355,63 @@ export class NotifyClient extends EventTarget {
     }
     this._ws = ws;
     this._openedAt = 0;
+    this._timer = setTimeout(() => this._abort(ws, 'no register reply'), this.options.connectTimeout);
+  }
+
+  _openSocket() {
+    const WS = this.options.WebSocket || globalThis.WebSocket;
+    const ws = new WS(this._buildUrl('websocket'));
     ws.binaryType = 'arraybuffer';
     ws.onmessage = (e) => this._onMessage(ws, e.data);
     ws.onclose = (e) => this._onClose(ws, e.code, e.reason);
     ws.onerror = () => {}; // a close event always follows
-    this._timer = setTimeout(() => this._abort(ws, 'no register reply'), this.options.connectTimeout);
+    return ws;
+  }
+
+  /**
+   * An EventSource on /sse, shaped like the WebSocket the rest of the
+   * client handles: the same envelopes arrive as events (register, the
+   * default one for notifications, gap); "event: close" (drain, token
+   * expiry, slow consumer) carries the code a WebSocket close would. The
+   * client reconnects by itself, with since, rather than letting the
+   * EventSource retry with its first URL (and an old token).
+   */
+  _openStream() {
+    const ES = this.options.EventSource || globalThis.EventSource;
+    const es = new ES(this._buildUrl('sse'));
+    const conn = {
+      kind: 'sse',
+      es,
+      send() {}, // receive-only
+      close() {
+        es.close();
+      },
+    };
+    const deliver = (e) => this._onMessage(conn, e.data);
+    es.addEventListener('register', deliver);
+    es.addEventListener('gap', deliver);
+    es.onmessage = deliver;
+    es.addEventListener('close', (e) => {
+      let d = {};
+      try {
+        d = JSON.parse(e.data) || {};
+      } catch {
+        /* a close all the same */
+      }
+      es.close();
+      this._onClose(conn, Number(d.code) || CloseCode.NORMAL, String(d.reason ?? ''));
+    });
+    es.onerror = () => {
+      // Dropped or refused: ours to retry, with since and a fresh token.
+      es.close();
+      this._onClose(conn, CloseCode.ABNORMAL, 'stream failed');
+    };
+    return conn;
   }
 
   _detach(ws) {
-    ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.kind === 'sse') ws.es.onmessage = ws.es.onerror = null;
+    else ws.onmessage = ws.onclose = ws.onerror = null;
   }
 
   /** Gives up on a connection that stopped answering; reconnects with backoff. */
@@ -402,7 +475,7 @@ export class NotifyClient extends EventTarget {
    * @returns {boolean}
    */
   ack(id) {
-    if (!this._ws || this.state !== 'open') return false;
+    if (!this._ws || this.state !== 'open' || this._ws.kind === 'sse') return false; // a stream is receive-only
     this._acks.push(String(id));
     if (this._acks.length === 1) {
       const ws = this._ws;
@@ -432,6 +505,18 @@ export class NotifyClient extends EventTarget {
     this.connectionId = content.body || meta.connection_id || null;
     this.node = meta.node ?? null;
     this.account = meta.account ?? null;
+    if (ws.kind === 'sse') {
+      // Nothing to send on a stream: the server's keep-alives hold it open.
+      if (this.options.transport === 'auto') this._sseSticky = true;
+      this._setState('open', {
+        connectionId: this.connectionId,
+        node: this.node,
+        account: this.account,
+        transport: 'sse',
+      });
+      return;
+    }
+    this._wsWorked = true;
     const interval = Number(meta.heartbeat_interval) > 0 ? Number(meta.heartbeat_interval) : this.options.defaultHeartbeat;
     this._hbMs = interval * 1000;
     // A heartbeat followed by no frame at all for a whole interval means the
@@ -451,7 +536,30 @@ export class NotifyClient extends EventTarget {
         /* the close event follows */
       }
     }, this._hbMs);
-    this._setState('open', { connectionId: this.connectionId, node: this.node, account: this.account });
+    this._setState('open', {
+      connectionId: this.connectionId,
+      node: this.node,
+      account: this.account,
+      transport: 'websocket',
+    });
+  }
+
+  /**
+   * auto: a WebSocket that never opened (refused, or cut before its
+   * register reply, as proxies that break upgrades do) is followed at once
+   * by a stream, unless a WebSocket opened before (then the server is
+   * away, not the path to it); a stream that never opened, before any
+   * did, by a WebSocket again. Returns true when the next attempt switched.
+   */
+  _chooseTransport(ws, wasOpen) {
+    if (this.options.transport !== 'auto') return false;
+    const hasES = Boolean(this.options.EventSource || globalThis.EventSource);
+    if (ws.kind !== 'sse' && !wasOpen && hasES && !this._wsWorked) {
+      this.transport = 'sse';
+      return true;
+    }
+    if (ws.kind === 'sse' && !wasOpen && !this._sseSticky) this.transport = 'websocket';
+    return false;
   }
 
   _onClose(ws, code, reason) {
@@ -466,7 +574,8 @@ export class NotifyClient extends EventTarget {
     if (code === CloseCode.TOKEN_EXPIRED) this._tokenStale = true;
     if (this._stopped) return;
     if (stable) this.attempt = 0;
-    this._scheduleReconnect(code, reason, IMMEDIATE.has(code) && this.attempt === 0);
+    const switched = this._chooseTransport(ws, wasOpen);
+    this._scheduleReconnect(code, reason, switched || (IMMEDIATE.has(code) && this.attempt === 0));
   }
 
   _scheduleReconnect(code, reason, immediate) {

@@ -15,13 +15,30 @@ int http_write_status(struct lws *wsi, int status, const char *body)
     return lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n ? -1 : 0;
 }
 
+/* Whether the connection closes after this answer. Only a connection's
+ * first request is routed to /ws or /sse (README.md, "Server-Sent
+ * Events"); a browser reuses an idle connection for its next request, and
+ * an EventSource's GET /sse sent on one kept alive by lws would get 404.
+ * So answers to browsers close the connection: every request of a page
+ * carries Sec-Fetch-Mode (current browsers) or, for a POST, an Origin.
+ * Producers, scrapers and health checks keep theirs. */
+static int closes_after(struct lws *wsi)
+{
+    static const char fetch_mode[] = "sec-fetch-mode:";
+    return lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 ||
+           lws_hdr_custom_length(wsi, fetch_mode, (int)sizeof(fetch_mode) - 1) >= 0;
+}
+
 int http_respond(struct lws *wsi, int status, const char *type, const char *body, size_t len)
 {
     unsigned char hdr[LWS_PRE + 512];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    int close_after = closes_after(wsi);
     if (lws_add_http_common_headers(wsi, (unsigned int)status, type, len, &p, end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        (close_after && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                                     (const unsigned char *)"close", 5, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     unsigned char *out = malloc(LWS_PRE + len + 1);
@@ -32,5 +49,5 @@ int http_respond(struct lws *wsi, int status, const char *type, const char *body
     free(out);
     if (n < (int)len)
         return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return close_after || lws_http_transaction_completed(wsi) ? -1 : 0;
 }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+static const char *transport_names[TRANSPORT__COUNT] = {"websocket", "sse"};
 static const char *drop_names[DROP__COUNT] = {"invalid_payload", "slow_consumer", "no_memory"};
 static const char *close_names[CLOSE__COUNT] = {"client",        "heartbeat_timeout", "too_big",
                                                 "policy",        "slow_consumer",     "draining",
@@ -36,7 +37,8 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
                       size_t size)
 {
     struct out o = {buf, size, 0};
-    header(&o, "notify_connections", "gauge", "WebSocket connections open on this node.");
+    header(&o, "notify_connections", "gauge",
+           "Client connections open on this node (WebSocket and SSE).");
     emit(&o, "notify_connections %llu\n", (unsigned long long)g->connections);
     header(&o, "notify_accounts", "gauge", "Accounts with at least one connection here.");
     emit(&o, "notify_accounts %llu\n", (unsigned long long)g->accounts);
@@ -53,6 +55,23 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     for (int i = 0; i < CLOSE__COUNT; i++)
         emit(&o, "notify_connections_closed_total{reason=\"%s\"} %llu\n", close_names[i],
              (unsigned long long)m->closed[i]);
+    header(&o, "notify_transport_connections", "gauge", "Client connections open, by transport.");
+    for (int t = 0; t < TRANSPORT__COUNT; t++)
+        emit(&o, "notify_transport_connections{transport=\"%s\"} %lld\n", transport_names[t],
+             (long long)m->transport[t].open);
+    header(&o, "notify_transport_connections_accepted_total", "counter",
+           "Connections opened, by transport.");
+    for (int t = 0; t < TRANSPORT__COUNT; t++)
+        emit(&o, "notify_transport_connections_accepted_total{transport=\"%s\"} %llu\n",
+             transport_names[t], (unsigned long long)m->transport[t].accepted);
+    header(&o, "notify_transport_connections_closed_total", "counter",
+           "Connections ended, by transport and reason.");
+    for (int t = 0; t < TRANSPORT__COUNT; t++)
+        for (int i = 0; i < CLOSE__COUNT; i++)
+            emit(&o,
+                 "notify_transport_connections_closed_total{transport=\"%s\",reason=\"%s\"} "
+                 "%llu\n",
+                 transport_names[t], close_names[i], (unsigned long long)m->transport[t].closed[i]);
     header(&o, "notify_messages_received_total", "counter", "Messages received from Redis.");
     emit(&o, "notify_messages_received_total %llu\n", (unsigned long long)m->received);
     header(&o, "notify_messages_delivered_total", "counter",

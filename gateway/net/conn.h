@@ -86,6 +86,7 @@ struct conn {
     uint8_t close_sent;      /* our close frame is out: lingering for the client's */
     uint8_t peer_closed;     /* the client sent its close: the socket closes once ours is out */
     uint8_t read_on; /* in net->repfd, not epfd: input in progress, read without gathering */
+    uint8_t stream;          /* an event stream (stream.c): raw bytes out, input dropped */
 };
 
 /* One socket's write: the front of its queue as iovecs. */
@@ -115,7 +116,8 @@ static inline const struct net_route *conn_route(const struct conn *c)
 
 /* The files of net call each other bottom up, never back: conn.c <-
  * output.c <- input.c <- gate.c <- net.c (the layer above is reached only
- * through the handler table). */
+ * through the handler table); stream.c opens an event stream on top of
+ * output.c, whose frames eventstream.c (pure) turns into stream bytes. */
 
 /* ---- conn.c: lifetime, the lists, the client set, the timer ---- */
 

@@ -14,8 +14,10 @@ struct frame *frame_new_op(uint8_t opcode, const void *payload, size_t len)
     f->len = (uint32_t)len;
     f->has_id = 0;
     f->opcode = opcode;
+    f->event = FRAME_EVENT_MESSAGE;
     f->arrived_ns = 0;
     f->expires_ms = 0;
+    f->sse = NULL;
     if (len)
         memcpy(f->data, payload, len);
     return f;
@@ -28,6 +30,8 @@ struct frame *frame_new(const void *payload, size_t len)
 
 void frame_unref(struct frame *f)
 {
-    if (f && --f->refs == 0)
+    if (f && --f->refs == 0) {
+        frame_unref(f->sse);
         free(f);
+    }
 }

@@ -3,7 +3,9 @@
  * A message from Redis is copied once into a frame, and each recipient's
  * queue holds a reference; output.c writes the WebSocket header from a
  * small per-write scratch array, so the bytes themselves are never copied
- * again nor modified. The last frame_unref() frees it. */
+ * again nor modified. An event stream's recipients share the frame's
+ * event-stream form the same way (f->sse, built once by eventstream.c).
+ * The last frame_unref() frees it. */
 #ifndef NOTIFY_FRAME_H
 #define NOTIFY_FRAME_H
 
@@ -13,8 +15,17 @@
 #include "streamid.h"
 #include "wsframe.h"
 
-/* Not a WebSocket opcode: bytes written as they are (the HTTP 101). */
+/* Not a WebSocket opcode: bytes written as they are (the HTTP 101, an
+ * event stream's bytes). */
 #define FRAME_RAW 0xFF
+
+/* The name a text frame's event carries on an event stream (GET /sse,
+ * eventstream.h); WebSocket frames ignore it. */
+enum frame_event {
+    FRAME_EVENT_MESSAGE = 0, /* a notification: the default event name */
+    FRAME_EVENT_REGISTER,    /* the register reply */
+    FRAME_EVENT_GAP,         /* history no longer reaches back */
+};
 
 struct frame {
     uint32_t refs;        /* queues holding this frame */
@@ -22,8 +33,10 @@ struct frame {
     struct stream_id id;  /* history id, when has_id */
     uint8_t has_id;       /* published by notify_publish */
     uint8_t opcode;       /* enum ws_opcode, or FRAME_RAW */
+    uint8_t event;        /* enum frame_event */
     uint64_t arrived_ns;  /* uv_hrtime when it came from Redis; 0 = ours */
     int64_t expires_ms;   /* Unix ms of its "expires_at"; 0 = never */
+    struct frame *sse;    /* its event-stream form, built for the first stream that gets it */
     unsigned char data[]; /* the payload */
 };
 

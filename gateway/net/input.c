@@ -330,7 +330,7 @@ int input_reads_frames(const struct conn *c)
 {
     /* Not a socket read on: a long frame goes into its own buffer, and a
      * burst would only fill the slot and be read again. */
-    return parsing(c) && !c->refused && !c->read_on && !c->in_cap;
+    return parsing(c) && !c->refused && !c->read_on && !c->in_cap && !c->stream;
 }
 
 /* ---- routing ---- */
@@ -471,7 +471,7 @@ static void read_head(struct conn *c)
     const struct net_route *r = conn_route(c);
     r->h->on_head(r->ctx, c, &h);
     conn_headed(c);
-    if (c->state == CONN_OPEN && have > head_len) {
+    if (c->state == CONN_OPEN && !c->stream && have > head_len) {
         parse_frames(c, buf + head_len, have - head_len);
         settle(c, have - head_len);
     }
@@ -494,7 +494,7 @@ void input_on_io(struct conn *c, uint32_t events)
         return;
     case CONN_OPEN:
     case CONN_CLOSING:
-        if (c->refused || c->failed) { /* drop what the client still sends */
+        if (c->refused || c->failed || c->stream) { /* drop what the client still sends */
             char sink[4096];
             ssize_t got = read(c->fd, sink, sizeof(sink));
             if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))

@@ -22,9 +22,9 @@
  * accepts, frame.c is the shared frame, wheel.c the timing wheel.
  *
  * A second path (GET /sse) is claimed with a second net_route and its own
- * handlers, and routing needs nothing more. What such a stream writes (a
- * 200 and raw bytes, FRAME_RAW, rather than a 101 and WebSocket frames) is
- * what net would add for it.
+ * handlers. Its connections are event streams (stream.c): a 200 and raw
+ * bytes rather than a 101 and WebSocket frames; the same conn_send and
+ * conn_close serve both, so the layer above does not care which it has.
  *
  * net includes nothing above it; what it counts for /metrics goes into the
  * counters struct it is given (common/counters.h). */
@@ -201,6 +201,15 @@ uint16_t conn_close_code(const struct conn *c);
  * it) until conn_release_hold, so the layer above can send its first
  * message in the same write. Returns 0, or -1 (then close c). */
 int conn_upgrade(struct conn *c, const char *accept_key, int with_protocol);
+
+/* Answers the request head with 200 and opens an event stream
+ * (text/event-stream) instead of a WebSocket: from then on every frame
+ * queued with conn_send goes out in its event-stream form (eventstream.h)
+ * and conn_close ends the stream with "event: close". origin (olen bytes,
+ * or NULL) is echoed for cross-origin pages; a peer that stops
+ * acknowledging for dead_after_ms is dropped. The head is held like the
+ * 101 (conn_release_hold). Returns 0, or -1 (then close c). */
+int conn_stream_open(struct conn *c, const char *origin, size_t olen, unsigned dead_after_ms);
 
 /* Lets the held 101 and what follows it go out. */
 void conn_release_hold(struct conn *c);

@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "eventstream.h"
 #include "httpstatus.h"
 #include "log.h"
 
@@ -101,7 +102,7 @@ static void drained(struct conn *c)
      * a reset makes the client's kernel throw our last bytes away. A
      * failed connection ends with our FIN too: the client's close is not
      * waited for (RFC 6455 7.1.7). */
-    if (c->refused || c->failed)
+    if (c->refused || c->failed || c->stream)
         shutdown(c->fd, SHUT_WR);
 }
 
@@ -342,6 +343,13 @@ int conn_send(struct conn *c, struct frame *f)
     struct net *n = c->net;
     if (c->state != CONN_OPEN)
         return -1;
+    if (c->stream) { /* its event-stream form, shared like f (eventstream.h) */
+        int no_memory;
+        if (!(f = eventstream_form(f, &no_memory))) {
+            n->metrics->dropped[DROP_NO_MEMORY] += (uint64_t)no_memory;
+            return no_memory ? -1 : 0;
+        }
+    }
     if (over_bounds(c, f))
         write_ahead(c);
     /* A slow consumer does not take what it is sent: its queue is still
@@ -381,7 +389,8 @@ static void send_close(struct conn *c, uint16_t code, const char *text)
     payload[0] = (uint8_t)(code >> 8);
     payload[1] = (uint8_t)code;
     memcpy(payload + 2, text, tlen);
-    struct frame *f = frame_new_op(WS_OP_CLOSE, payload, len);
+    struct frame *f =
+        c->stream ? eventstream_close(code, text) : frame_new_op(WS_OP_CLOSE, payload, len);
     finish_with(c, f);
     frame_unref(f);
 }

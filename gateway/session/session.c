@@ -1,12 +1,8 @@
 #include "session.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 
 #include "envelope.h"
 #include "httphead.h"
@@ -25,221 +21,85 @@
 static void open_session(struct session *s);
 static void schedule_expiry(struct session *s);
 
-/* ---- the handshake: checks, each refusal a real HTTP status ---- */
-
-/* The client's address: the peer, or behind a trusted proxy the address
- * the proxy appended last to X-Forwarded-For (earlier entries are whatever
- * the client claimed). */
-static const char *client_addr(const struct sessions *sx, const struct conn *c,
-                               const struct httphead *h, char *buf, size_t size)
+/* From one keep-alive to the next on a transport whose client is silent:
+ * within heartbeat_interval, the wheel's ticks allowing. */
+static uint64_t keepalive_after(const struct sessions *sx)
 {
-    size_t len;
-    const char *xff = sx->cfg->trust_proxy && h ? httphead_get(h, "X-Forwarded-For", &len) : NULL;
-    if (xff && len) {
-        const char *last = xff + len;
-        while (last > xff && last[-1] != ',')
-            last--;
-        while (last < xff + len && *last == ' ')
-            last++;
-        size_t n = (size_t)(xff + len - last);
-        n = n < size - 1 ? n : size - 1;
-        memcpy(buf, last, n);
-        buf[n] = '\0';
-        return buf;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    const void *addr = NULL;
-    if (getpeername(conn_fd(c), (struct sockaddr *)&ss, &sl) == 0)
-        addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                                        : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
-    if (!addr || !inet_ntop(ss.ss_family, addr, buf, (socklen_t)size))
-        snprintf(buf, size, "-");
-    return buf;
+    uint64_t tick = sx->heartbeat.tick_ms;
+    return sx->heartbeat_interval_ms > tick ? sx->heartbeat_interval_ms - tick : 0;
 }
 
-static void reject(struct sessions *sx, struct conn *c, const struct httphead *h,
-                   enum reject_reason why, int status, const char *body, const char *detail)
-{
-    char q[160], addr[64];
-    sx->metrics->rejected[why]++;
-    /* At most one line a second: a flood of bad tokens must not become a
-     * flood of log lines. */
-    uint64_t now = uv_now(sx->loop);
-    if (log_enabled(LOG_DEBUG) || now - sx->reject_logged_at >= 1000) {
-        log_info("handshake_rejected", "status=%d reason=%s client=%s detail=%s suppressed=%llu",
-                 status, counters_reject_name(why), client_addr(sx, c, h, addr, sizeof(addr)),
-                 log_quote(q, sizeof(q), detail), (unsigned long long)sx->reject_unlogged);
-        sx->reject_logged_at = now;
-        sx->reject_unlogged = 0;
-    } else {
-        sx->reject_unlogged++;
-    }
-    conn_refuse(c, status, body);
-}
+/* ---- the connect: head -> checks -> registry -> subscribe ---- */
 
-static int origin_allowed(const struct sessions *sx, const struct httphead *h)
-{
-    if (!sx->n_origins)
-        return 1;
-    size_t len;
-    const char *origin = httphead_get(h, "Origin", &len);
-    if (!origin)
-        return 0;
-    for (size_t i = 0; i < sx->n_origins; i++)
-        if (strlen(sx->origins[i]) == len && !memcmp(origin, sx->origins[i], len))
-            return 1;
-    return 0;
-}
+/* GET /ws: a client that speaks, heartbeats and answers pings. */
+static const struct session_transport websocket = {TRANSPORT_WEBSOCKET, 1};
 
-/* The token from "Authorization: Bearer" or, for browsers, ?token=, copied
- * NUL-terminated into buf. */
-static const char *find_token(const struct httphead *h, char *buf, size_t size)
+/* The WebSocket handshake's own checks, before the common ones; a failed
+ * one refuses c (returns -1). */
+static int ws_checks(struct sessions *sx, struct conn *c, const struct httphead *h,
+                     const char **key, size_t *klen)
 {
-    size_t len;
-    const char *v = httphead_get(h, "Authorization", &len);
-    if (v && len > 7 && !strncasecmp(v, "Bearer ", 7)) {
-        v += 7;
-        len -= 7;
-        while (len && *v == ' ')
-            v++, len--;
-        if (!len || len >= size)
-            return NULL;
-        memcpy(buf, v, len);
-        buf[len] = '\0';
-        return buf;
-    }
-    return httphead_query_arg(h, "token", buf, size) > 0 ? buf : NULL;
-}
-
-/* What the checks found out about a request that passed them. */
-struct admitted {
-    char account[ACCOUNT_ID_MAX + 1];
-    int64_t exp;            /* the token's exp; 0 = none */
-    struct stream_id since; /* ?since=, when has_since */
-    int has_since;
-    char accept_key[29]; /* Sec-WebSocket-Accept */
-    int with_protocol;   /* the client offered "notify" */
-};
-
-/* Runs the handshake checks in order; a failed one refuses c (returns -1). */
-static int admit(struct sessions *sx, struct conn *c, const struct httphead *h, struct admitted *a)
-{
-    size_t klen;
-    const char *key = httphead_get(h, "Sec-WebSocket-Key", &klen);
+    *key = httphead_get(h, "Sec-WebSocket-Key", klen);
     size_t vlen;
     const char *version = httphead_get(h, "Sec-WebSocket-Version", &vlen);
     if (h->method_len != 3 || memcmp(h->method, "GET", 3) != 0 ||
         !httphead_has_token(h, "Upgrade", "websocket") ||
         !httphead_has_token(h, "Connection", "upgrade") || !version || vlen != 2 ||
         memcmp(version, "13", 2) != 0) {
-        reject(sx, c, h, REJECT_UPGRADE, 426,
-               "connect to /ws with a WebSocket upgrade (version 13)\n", "");
+        session_reject(sx, c, h, REJECT_UPGRADE, 426,
+                       "connect to /ws with a WebSocket upgrade (version 13)\n", "");
         return -1;
     }
-    if (!key || !klen) {
-        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "missing Sec-WebSocket-Key\n", "");
+    if (!*key || !*klen) {
+        session_reject(sx, c, h, REJECT_BAD_REQUEST, 400, "missing Sec-WebSocket-Key\n", "");
         return -1;
     }
-    if (sx->draining) {
-        reject(sx, c, h, REJECT_DRAINING, 503, "node draining\n", "");
-        return -1;
-    }
-    if (!origin_allowed(sx, h)) {
-        reject(sx, c, h, REJECT_FORBIDDEN, 403, "origin not allowed\n", "");
-        return -1;
-    }
-    a->exp = 0;
-    if (sx->cfg->auth_mode == AUTH_NONE) {
-        char id[512];
-        if (httphead_query_count(h, "user_id") > 1) {
-            reject(sx, c, h, REJECT_BAD_REQUEST, 400, "more than one user_id\n",
-                   "user_id repeated");
-            return -1;
-        }
-        int n = httphead_query_arg(h, "user_id", id, sizeof(id));
-        if (n <= 0) {
-            reject(sx, c, h, REJECT_BAD_REQUEST, 400, "missing user_id\n", "");
-            return -1;
-        }
-        if (!validate_account_id(id, (size_t)n)) {
-            reject(sx, c, h, REJECT_BAD_REQUEST, 400,
-                   "user_id must be 1-128 bytes of [A-Za-z0-9_.@:-]\n", id);
-            return -1;
-        }
-        memcpy(a->account, id, (size_t)n + 1);
-    } else {
-        if (httphead_count(h, "Authorization") > 1 || httphead_query_count(h, "token") > 1) {
-            reject(sx, c, h, REJECT_BAD_REQUEST, 400, "more than one token\n",
-                   "Authorization or token repeated");
-            return -1;
-        }
-        char *buf = sx->token_buf; /* one thread: one buffer for every handshake */
-        const char *token = find_token(h, buf, SESSION_TOKEN_MAX);
-        const char *why = "missing token";
-        int rc = token ? auth_verify(&sx->auth, token, strlen(token), wallclock_ms() / 1000,
-                                     a->account, &a->exp, &why)
-                       : -1;
-        if (rc < 0) {
-            reject(sx, c, h, REJECT_UNAUTHORIZED, 401, "invalid or missing token\n", why);
-            return -1;
-        }
-    }
-    char sbuf[64];
-    a->since = (struct stream_id){0, 0};
-    int slen = httphead_query_arg(h, "since", sbuf, sizeof(sbuf));
-    if (slen != -1 && (slen < 0 || stream_id_parse(sbuf, (size_t)slen, &a->since) < 0)) {
-        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "since must be a notification id <ms>-<seq>\n",
-               slen > 0 ? sbuf : "");
-        return -1;
-    }
-    a->has_since = slen >= 0;
-    switch (registry_check(sx->registry, a->account)) {
-    case REGISTRY_NODE_FULL:
-        reject(sx, c, h, REJECT_NODE_FULL, 503, "node full\n", a->account);
-        return -1;
-    case REGISTRY_ACCOUNT_FULL:
-        reject(sx, c, h, REJECT_ACCOUNT_FULL, 429, "too many connections for account\n",
-               a->account);
-        return -1;
-    case REGISTRY_OK:
-        break;
-    }
-    if (wsframe_accept_key(key, klen, a->accept_key) < 0) {
-        reject(sx, c, h, REJECT_BAD_REQUEST, 400, "bad Sec-WebSocket-Key\n", "");
-        return -1;
-    }
-    a->with_protocol = httphead_has_token(h, "Sec-WebSocket-Protocol", "notify");
     return 0;
 }
-
-/* ---- the connect: head -> checks -> registry -> subscribe ---- */
 
 /* net's on_head for GET /ws. */
 static void on_head(void *ctx, struct conn *c, const struct httphead *h)
 {
     struct sessions *sx = ctx;
-    struct admitted a;
-    if (admit(sx, c, h, &a) < 0)
+    struct session_admitted a;
+    const char *key;
+    size_t klen;
+    char accept_key[29];
+    if (ws_checks(sx, c, h, &key, &klen) < 0 || session_admit(sx, c, h, NULL, &a) < 0)
         return;
+    if (wsframe_accept_key(key, klen, accept_key) < 0) {
+        session_reject(sx, c, h, REJECT_BAD_REQUEST, 400, "bad Sec-WebSocket-Key\n", "");
+        return;
+    }
     /* The 101 is queued but held: it leaves with the register reply. */
+    if (conn_upgrade(c, accept_key, httphead_has_token(h, "Sec-WebSocket-Protocol", "notify")) <
+        0) {
+        conn_destroy(c);
+        return;
+    }
+    session_bind(sx, c, h, &a, &websocket);
+}
+
+void session_bind(struct sessions *sx, struct conn *c, const struct httphead *h,
+                  const struct session_admitted *a, const struct session_transport *tx)
+{
     struct session *s = calloc(1, sizeof(*s));
-    if (!s || conn_upgrade(c, a.accept_key, a.with_protocol) < 0) {
-        free(s);
+    if (!s) {
         conn_destroy(c);
         return;
     }
     s->conn = c;
     s->owner = sx;
+    s->tx = tx;
     wheel_link_init(&s->hb);
-    s->token_exp = a.exp;
+    s->token_exp = a->exp;
     s->connected_at = wallclock_ms();
-    if (a.has_since) {
-        s->last_id = a.since;
+    if (a->has_since) {
+        s->last_id = a->since;
         s->has_last_id = 1;
     }
     idgen_next(&sx->ids, s->id, (uint64_t)wallclock_ms());
-    int added = registry_add(sx->registry, s, a.account);
+    int added = registry_add(sx->registry, s, a->account);
     if (added < 0) {
         free(s);
         conn_destroy(c);
@@ -247,10 +107,13 @@ static void on_head(void *ctx, struct conn *c, const struct httphead *h)
     }
     conn_set_data(c, s);
     sx->metrics->accepted++;
-    s->last_seen = uv_now(sx->loop);
-    wheel_schedule(&sx->heartbeat, s, s->last_seen + sx->ping_after_ms);
+    sx->metrics->transport[tx->kind].accepted++;
+    sx->metrics->transport[tx->kind].open++;
+    s->last_seen = s->last_sent = uv_now(sx->loop);
+    wheel_schedule(&sx->heartbeat, s,
+                   s->last_seen + (tx->client_speaks ? sx->ping_after_ms : keepalive_after(sx)));
     schedule_expiry(s);
-    sx->hooks.on_bound(sx->hooks.ctx, s, a.has_since ? &a.since : NULL);
+    sx->hooks.on_bound(sx->hooks.ctx, s, a->has_since ? &a->since : NULL);
     int sub = added == 1 ? sx->hooks.subscribe(sx->hooks.ctx, s->acct->id)
                          : (s->acct->subscribed ? 1 : 0);
     if (sub == 1) {
@@ -269,7 +132,7 @@ static void on_head(void *ctx, struct conn *c, const struct httphead *h)
     if (log_enabled(LOG_DEBUG)) {
         char addr[64];
         log_debug("connected", "conn=%s account=%s client=%s", s->id, s->acct->id,
-                  client_addr(sx, c, h, addr, sizeof(addr)));
+                  session_client_addr(sx, c, h, addr, sizeof(addr)));
     }
 }
 
@@ -325,6 +188,7 @@ static void open_session(struct session *s)
         conn_close(s->conn, 1011);
         return;
     }
+    f->event = FRAME_EVENT_REGISTER;
     s->registered = 1;
     conn_send(s->conn, f);
     frame_unref(f);
@@ -376,6 +240,8 @@ int session_send_envelope(struct session *s, const char *type, const char *body,
         s->owner->metrics->dropped[DROP_NO_MEMORY]++;
         return -1;
     }
+    if (!strcmp(type, "gap"))
+        f->event = FRAME_EVENT_GAP;
     int rc = conn_send(s->conn, f);
     frame_unref(f);
     return rc;
@@ -395,6 +261,7 @@ int session_deliver(struct session *s, struct frame *f)
         s->last_id = f->id;
         s->has_last_id = 1;
     }
+    s->last_sent = uv_now(s->owner->loop);
     return conn_send(s->conn, f);
 }
 
@@ -579,6 +446,20 @@ static void heartbeat_due(void *data, void *item, uint64_t now)
     struct session *s = item;
     if (!conn_is_open(s->conn))
         return;
+    if (!s->tx->client_speaks) {
+        /* Nothing to hear from: a keep-alive (the ping's form on this
+         * transport) keeps proxies from timing the connection out, sent
+         * only when the next look would come too late after the last
+         * notification: a busy stream gets none (at 20,000/s over 15,000
+         * streams, keep-alives for all at once cost a burst of writes
+         * that showed in the latency's tail: BENCHMARKS.md). */
+        if (now - s->last_sent + sx->heartbeat.tick_ms >= sx->heartbeat_interval_ms) {
+            conn_send(s->conn, sx->ping);
+            s->last_sent = now;
+        }
+        wheel_schedule(&sx->heartbeat, s, s->last_sent + keepalive_after(sx));
+        return;
+    }
     uint64_t silence = now - s->last_seen;
     if (silence >= sx->heartbeat_timeout_ms) {
         log_debug("heartbeat_timeout", "conn=%s silence_ms=%llu", s->id,
@@ -618,6 +499,8 @@ static void on_gone(void *ctx, struct conn *c)
     struct session *s = conn_data(c);
     uint16_t code = conn_close_code(c);
     sx->metrics->closed[conn_close_reason(code)]++;
+    sx->metrics->transport[s->tx->kind].closed[conn_close_reason(code)]++;
+    sx->metrics->transport[s->tx->kind].open--;
     wheel_cancel(&sx->heartbeat, s);
     sx->hooks.on_unbound(sx->hooks.ctx, s);
     char *gone = NULL;
@@ -637,7 +520,7 @@ static void on_free(void *ctx, void *data)
     free(data);
 }
 
-static const struct net_handlers ws_handlers = {
+const struct net_handlers session_ws_handlers = {
     .on_head = on_head,
     .on_message = on_message,
     .on_alive = on_alive,
@@ -732,7 +615,7 @@ int session_init(struct sessions *sx, uv_loop_t *loop, struct net *net, const st
         log_error("heartbeat_init_failed", "error=\"%s\"", uv_strerror(rc));
         return -1;
     }
-    rc = net_route(net, "/ws", &ws_handlers, sx);
+    rc = net_route(net, "/ws", &session_ws_handlers, sx);
     assert(rc == 0); /* the first route */
     (void)rc;
     return 0;

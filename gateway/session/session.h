@@ -1,4 +1,5 @@
-/* session: binding a WebSocket connection to an account, and keeping it.
+/* session: binding a client connection (WebSocket or event stream) to an
+ * account, and keeping it.
  *
  * net (net.h) reads and writes; this decides. It claims GET /ws on the
  * transport and fills its handler table. A connect reads top to bottom in
@@ -9,6 +10,11 @@
  * (heartbeats, token refreshes, errors; the frame rate is net's),
  * liveness (a timing wheel of silence checks and pings), token expiry
  * (4401) and teardown.
+ *
+ * The checks every transport's handshake shares are admit.c's
+ * (session_admit); GET /sse is sse.c's (sse.h), which binds its streams
+ * through session_bind like /ws: a session knows of its transport only
+ * struct session_transport.
  *
  * The session calls nothing above it: what the node does around a
  * connection (Redis subscriptions, presence, history replays, the drain)
@@ -27,10 +33,13 @@
 #include "frame.h"
 #include "ids.h"
 #include "streamid.h"
+#include "validate.h"
 #include "wheel.h"
 
 struct account;
 struct conn;
+struct httphead;
+struct net_handlers;
 struct net;
 struct registry;
 struct replay;
@@ -39,16 +48,26 @@ struct sessions;
 /* Largest token read from a header or the query (an RS256 token fits). */
 #define SESSION_TOKEN_MAX 8192
 
+/* What a session knows of the transport that carries it (chosen by the
+ * path's handshake: /ws here, /sse in sse.c). Sending and closing are the
+ * same calls on either (net.h); only liveness differs. */
+struct session_transport {
+    enum transport_kind kind; /* whose counters (counters.h) */
+    int client_speaks;        /* heartbeats and pongs come back; 0: keep-alives only */
+};
+
 /* One connection bound to an account: from its upgrade to its close. */
 struct session {
-    struct conn *conn;         /* the socket (net.h) */
-    struct sessions *owner;    /* the session layer */
-    struct account *acct;      /* its registry entry */
-    struct session *acct_prev; /* the account's connections */
+    struct conn *conn;                  /* the socket (net.h) */
+    const struct session_transport *tx; /* what carries it */
+    struct sessions *owner;             /* the session layer */
+    struct account *acct;               /* its registry entry */
+    struct session *acct_prev;          /* the account's connections */
     struct session *acct_next;
     UT_hash_handle hh;        /* registry: connection id -> session */
     struct wheel_link hb;     /* heartbeat wheel: next silence check */
     uint64_t last_seen;       /* loop ms of the last sign of life */
+    uint64_t last_sent;       /* loop ms of the last notification or keep-alive sent */
     uint64_t errors_since;    /* loop ms the error window started */
     int64_t token_exp;        /* JWT exp in Unix seconds; 0 = none */
     int64_t connected_at;     /* Unix ms of the upgrade */
@@ -113,6 +132,42 @@ struct sessions {
     uint64_t reject_logged_at;      /* loop ms of the last rejection log line */
     uint64_t reject_unlogged;       /* rejections since that line */
 };
+
+/* What the common handshake checks found out about a request. */
+struct session_admitted {
+    char account[ACCOUNT_ID_MAX + 1];
+    int64_t exp;            /* the token's exp; 0 = none */
+    struct stream_id since; /* where it resumes, when has_since */
+    int has_since;
+};
+
+/* The handler table of GET /ws; another path's handshake (sse.c) shares
+ * all of it but on_head. */
+extern const struct net_handlers session_ws_handlers;
+
+/* The checks every transport's handshake runs, in order (draining 503,
+ * Origin 403, identity 400/401, resume position 400, limits 503/429); a
+ * failed one refuses c with its HTTP status (returns -1). since_header,
+ * when not NULL, names a header that gives the resume position and wins
+ * over ?since=. */
+int session_admit(struct sessions *sx, struct conn *c, const struct httphead *h,
+                  const char *since_header, struct session_admitted *a);
+
+/* Refuses c with status and body (conn_refuse), counted under why and
+ * logged (detail, the client's address) at most once a second. */
+void session_reject(struct sessions *sx, struct conn *c, const struct httphead *h,
+                    enum reject_reason why, int status, const char *body, const char *detail);
+
+/* The client's address for logs: the peer, or behind --trust-proxy the
+ * address the proxy appended last to X-Forwarded-For. */
+const char *session_client_addr(const struct sessions *sx, const struct conn *c,
+                                const struct httphead *h, char *buf, size_t size);
+
+/* c passed the checks and its transport answered (held, conn_upgrade or
+ * conn_stream_open): binds it to a's account, carried by tx. The first
+ * message goes out once the account's channel is subscribed. */
+void session_bind(struct sessions *sx, struct conn *c, const struct httphead *h,
+                  const struct session_admitted *a, const struct session_transport *tx);
 
 /* Sets up the layer and claims GET /ws on net. Returns 0, or -1 after
  * logging why. */

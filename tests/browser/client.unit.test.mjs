@@ -47,7 +47,42 @@ class FakeWS {
   }
 }
 
+/** An EventSource stand-in: named events through addEventListener, the
+ * default one through onmessage, as a browser dispatches them. */
+class FakeES {
+  static all = [];
+  constructor(url) {
+    this.url = new URL(url);
+    this.closed = false;
+    this.listeners = {};
+    FakeES.all.push(this);
+  }
+  addEventListener(type, fn) {
+    (this.listeners[type] ||= []).push(fn);
+  }
+  close() {
+    this.closed = true;
+  }
+  // server side
+  event(type, obj) {
+    if (this.closed) return;
+    const e = { data: typeof obj === 'string' ? obj : JSON.stringify(obj) };
+    if (type === 'message') this.onmessage?.(e);
+    for (const fn of this.listeners[type] || []) fn(e);
+  }
+  register(id = `sse${FakeES.all.length}`) {
+    this.event('register', {
+      type: 'register',
+      content: { body: id, meta_data: JSON.stringify({ account: 'u1', node: 'n1', heartbeat_interval: 10, heartbeat_timeout: 20 }) },
+    });
+  }
+  fail() {
+    if (!this.closed) this.onerror?.({});
+  }
+}
+
 const last = () => FakeWS.all.at(-1);
+const lastES = () => FakeES.all.at(-1);
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 function jwt(claims) {
@@ -72,6 +107,7 @@ const states = (events) => events.filter((e) => e.kind === 'state').map((e) => e
 
 beforeEach(() => {
   FakeWS.all = [];
+  FakeES.all = [];
   mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: T0 });
 });
 afterEach(() => mock.timers.reset());
@@ -370,4 +406,90 @@ test('acks: autoAck false sends none; expired notifications are dropped unseen a
   assert.deepEqual(bodies, ['a', 'fresh']);
   client.close();
   assert.equal(client.ack('7-0'), false);
+});
+
+test("transport 'sse': /sse over http(s) with user_id; register, notifications, gap; no heartbeats", () => {
+  const { client, events } = make({ url: 'wss://gw.test/ws', transport: 'sse', EventSource: FakeES, since: '5-0' });
+  client.connect();
+  assert.equal(FakeWS.all.length, 0);
+  const es = lastES();
+  assert.equal(es.url.protocol, 'https:');
+  assert.equal(es.url.pathname, '/sse');
+  assert.equal(es.url.searchParams.get('user_id'), 'u1');
+  assert.equal(es.url.searchParams.get('since'), '5-0');
+  es.register('s-1');
+  const open = events.find((e) => e.state === 'open');
+  assert.equal(open.transport, 'sse');
+  assert.equal(open.connectionId, 's-1');
+  assert.equal(client.transport, 'sse');
+  es.event('gap', { type: 'gap', content: { body: '7-0', meta_data: '' } });
+  es.event('message', { id: '7-0', type: 't', content: { body: 'a', meta_data: '' } });
+  es.event('message', { id: '7-0', type: 't', content: { body: 'dup', meta_data: '' } });
+  mock.timers.tick(60000); // no heartbeat to send, no heartbeat timeout
+  assert.equal(FakeES.all.length, 1);
+  assert.equal(es.closed, false);
+  assert.deepEqual(events.filter((e) => e.kind === 'notification').map((e) => e.content.body), ['a']);
+  assert.deepEqual(events.filter((e) => e.kind === 'gap').map((e) => e.oldestId), ['7-0']);
+  client.close();
+  assert.equal(es.closed, true);
+});
+
+test("transport 'sse': event: close 1001 reconnects at once with since; a failed stream backs off, with since", () => {
+  const { client, events } = make({ transport: 'sse', EventSource: FakeES, stableAfter: 0 });
+  client.connect();
+  lastES().register();
+  lastES().event('message', { id: '9-1', type: 't', content: { body: 'x', meta_data: '' } });
+  lastES().event('close', { code: 1001, reason: 'node draining' });
+  assert.equal(FakeES.all[0].closed, true);
+  const closed = events.filter((e) => e.state === 'closed').at(-1);
+  assert.equal(closed.code, 1001);
+  assert.equal(closed.delay, 0);
+  mock.timers.tick(0);
+  assert.equal(FakeES.all.length, 2);
+  assert.equal(lastES().url.searchParams.get('since'), '9-1');
+  lastES().register();
+  lastES().fail(); // the network dropped it: ours to retry, not the browser's
+  assert.equal(FakeES.all[1].closed, true);
+  assert.ok(events.filter((e) => e.state === 'closed').at(-1).delay > 0);
+  mock.timers.tick(60000);
+  assert.equal(FakeES.all.length, 3);
+  assert.equal(lastES().url.searchParams.get('since'), '9-1');
+  assert.equal(FakeWS.all.length, 0);
+  client.close();
+});
+
+test("transport 'auto': a WebSocket that cannot open falls back to SSE at once, and stays there", () => {
+  const { client, events } = make({ EventSource: FakeES, stableAfter: 0 });
+  client.connect();
+  assert.equal(FakeWS.all.length, 1); // WebSocket first
+  last().serverClose(1006); // the upgrade never happened
+  mock.timers.tick(0);
+  assert.equal(FakeES.all.length, 1);
+  lastES().register();
+  assert.equal(events.filter((e) => e.state === 'open').at(-1).transport, 'sse');
+  lastES().fail();
+  mock.timers.tick(60000);
+  assert.equal(FakeES.all.length, 2, 'SSE again once a stream opened');
+  assert.equal(FakeWS.all.length, 1);
+  client.close();
+});
+
+test("transport 'auto': a stream that cannot open either goes back to WebSocket; after an open WebSocket, no fallback", () => {
+  const { client } = make({ EventSource: FakeES });
+  client.connect();
+  last().serverClose(1006);
+  mock.timers.tick(0);
+  lastES().fail(); // SSE refused too (server down)
+  mock.timers.tick(60000);
+  assert.equal(FakeWS.all.length, 2, 'WebSocket again');
+  last().register();
+  last().serverClose(1006);
+  mock.timers.tick(60000);
+  assert.equal(FakeWS.all.length, 3);
+  last().serverClose(1006); // the server restarting: not a reason to leave WebSocket
+  mock.timers.tick(60000);
+  assert.equal(FakeWS.all.length, 4);
+  assert.equal(FakeES.all.length, 1);
+  client.close();
+  assert.throws(() => make({ transport: 'carrier-pigeon' }), /transport/);
 });

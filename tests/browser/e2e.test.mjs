@@ -4,37 +4,18 @@
 // provides the environment (ports, binary, work dir) and the first gateway.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { openSync, readFileSync, writeFileSync } from 'node:fs';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
-
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run this test through tests/browser/run.sh`);
-  return v;
-};
-const GATEWAY_BIN = env('GATEWAY_BIN');
-const GATEWAY_ARGS = env('GATEWAY_ARGS').split(/\s+/).filter(Boolean);
-const REDIS_PORT = env('REDIS_PORT');
-const NODE_ID = env('GATEWAY_NODE_ID');
-const WORK_DIR = env('WORK_DIR');
-const BASE = `http://127.0.0.1:${env('GATEWAY_PORT')}`;
-const PID_FILE = `${WORK_DIR}/gateway.pid`;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const run = promisify(execFile);
-
-async function redis(...args) {
-  const { stdout } = await run('redis-cli', ['-p', REDIS_PORT, ...args]);
-  return stdout.trim();
-}
-const envelope = (type, body, meta = '') => JSON.stringify({ type, content: { body, meta_data: meta } });
-/** PUBLISH: live only, no history id. Returns the number of receiving nodes. */
-const publishLive = (acct, body) => redis('PUBLISH', `notify:acct:{${acct}}`, envelope('demo', body));
-/** notify_publish: history + live, returns the id. */
-const publishHistory = (acct, body) =>
-  redis('FCALL', 'notify_publish', '1', `notify:stream:{${acct}}`, envelope('demo', body));
+import {
+  BASE,
+  NODE_ID,
+  WORK_DIR,
+  launchBrowser,
+  publishHistory,
+  publishLive,
+  redis,
+  sleep,
+  startGateway,
+  stopGateway,
+} from './lib.mjs';
 
 let browser;
 let context;
@@ -61,66 +42,8 @@ async function waitForBody(page, body, timeout = 15000) {
   await page.locator('#notifications .n-body', { hasText: body }).first().waitFor({ timeout });
 }
 
-function gatewayPid() {
-  return Number(readFileSync(PID_FILE, 'utf8').trim());
-}
-
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** SIGTERM the gateway and wait until it has exited (it is run.sh's child, not ours). */
-async function stopGateway() {
-  const pid = gatewayPid();
-  process.kill(pid, 'SIGTERM');
-  const until = Date.now() + 20000;
-  while (alive(pid)) {
-    if (Date.now() > until) throw new Error(`gateway ${pid} still running 20 s after SIGTERM`);
-    await sleep(50);
-  }
-  // Nothing listens any more.
-  await assert.rejects(fetch(`${BASE}/healthz`), 'the gateway port still answers after exit');
-}
-
-async function startGateway() {
-  const log = openSync(`${WORK_DIR}/gateway.log`, 'a');
-  const child = spawn(GATEWAY_BIN, GATEWAY_ARGS, { stdio: ['ignore', log, log], detached: true });
-  child.unref();
-  writeFileSync(PID_FILE, `${child.pid}\n`);
-  const until = Date.now() + 15000;
-  for (;;) {
-    try {
-      if ((await fetch(`${BASE}/readyz`)).ok) return child.pid;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > until) throw new Error('restarted gateway not ready within 15 s');
-    await sleep(100);
-  }
-}
-
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: env('CHROMIUM'),
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  // A fresh, temporary profile (playwright's own empty user data dir).
-  context = await browser.newContext({ viewport: { width: 1366, height: 820 } });
+  ({ browser, context } = await launchBrowser());
 });
 
 after(async () => {

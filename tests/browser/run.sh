@@ -6,7 +6,7 @@
 #
 # Starts its own redis-server on a free loopback port and the gateway with
 # --demo --auth none --api-key, installs playwright-core with `npm ci` into
-# WORK_DIR, then runs e2e.test.mjs (node:test). The screenshot of the page
+# WORK_DIR, then runs e2e.test.mjs and then sse.test.mjs (node:test). The screenshot of the page
 # is written to WORK_DIR/demo.png. Registered with ctest as browser_e2e
 # (tests/browser/CMakeLists.txt).
 #
@@ -45,7 +45,8 @@ fi
 
 mkdir -p "$work"
 rm -f "$work/gateway.log" "$work/demo.png"
-cp "$here/package.json" "$here/package-lock.json" "$here/e2e.test.mjs" "$work/"
+cp "$here/package.json" "$here/package-lock.json" "$here/lib.mjs" "$here/e2e.test.mjs" \
+    "$here/sse.test.mjs" "$work/"
 (cd "$work" && npm ci --no-audit --no-fund --loglevel=error) || {
     echo "browser_e2e: FAIL: npm ci (playwright-core) failed in $work" >&2
     exit 1
@@ -112,7 +113,9 @@ const until = Date.now() + 15000;
 echo "browser_e2e: redis :$redis_port, gateway :$gateway_port ($gateway), work dir $work" >&2
 cd "$work"
 status=0
+# One file after the other: both restart the one gateway.
 node --test --test-reporter=spec e2e.test.mjs || status=$?
+node --test --test-reporter=spec sse.test.mjs || status=$?
 if [ "$status" -ne 0 ]; then
     echo "browser_e2e: last gateway log lines ($work/gateway.log):" >&2
     tail -n 40 "$work/gateway.log" >&2

@@ -10,7 +10,10 @@
  *     dead node expires within the presence TTL;
  *   - SIGTERM of a node: haproxy takes it out of the pool, its clients get
  *     1001 and land on the other nodes, and no live message published after
- *     a client reconnected is lost.
+ *     a client reconnected is lost;
+ *   - GET /sse through haproxy: each event arrives at once (unbuffered); a
+ *     draining node's stream ends with event: close, and its reconnect with
+ *     Last-Event-ID lands on another node and gets what it missed, once.
  *
  * Skips (exit 77) when haproxy is not installed. Each test starts its own
  * cluster in its own directory on random ports; Check's fork mode kills
@@ -559,6 +562,90 @@ START_TEST(test_drain_leaves_pool_clients_move_nothing_lost)
 }
 END_TEST
 
+/* The node of an event stream, from its register event ("local-N"). */
+static int sse_node(struct sse *c)
+{
+    struct sse_event e;
+    ck_assert_msg(sse_recv(c, &e, 10000) == 1 && !strcmp(e.event, "register"),
+                  "no register event through haproxy");
+    json_t *j = json_obj(e.data);
+    json_t *m =
+        json_obj(json_string_value(json_object_get(json_object_get(j, "content"), "meta_data")));
+    const char *node = json_string_value(json_object_get(m, "node"));
+    ck_assert_msg(node && !strncmp(node, "local-", 6), "register names node %s", node);
+    int n = atoi(node + 6) - 1;
+    json_decref(m);
+    json_decref(j);
+    sse_event_free(&e);
+    return n;
+}
+
+/* The next notification of an event stream: its body and id, asserted. */
+static void sse_expect(struct sse *c, const char *body, const char *id, int timeout_ms)
+{
+    struct sse_event e;
+    ck_assert_msg(sse_recv(c, &e, timeout_ms) == 1, "stream: no event, want %s", body);
+    ck_assert_msg(!strcmp(e.event, "message"), "stream: event %s, want %s", e.event, body);
+    json_t *j = json_obj(e.data);
+    const char *b = json_string_value(json_object_get(json_object_get(j, "content"), "body"));
+    ck_assert_msg(b && !strcmp(b, body), "stream: body %s, want %s", b ? b : "-", body);
+    ck_assert_msg(e.id && !strcmp(e.id, id), "stream: id %s, want %s", e.id ? e.id : "-", id);
+    json_decref(j);
+    sse_event_free(&e);
+}
+
+/* GET /sse through haproxy (README.md, "Server-Sent Events"): unbuffered,
+ * and a drained node's stream ends with event: close, then resumes on
+ * another node with Last-Event-ID, every message once. */
+START_TEST(test_sse_unbuffered_and_resumed_after_a_drain)
+{
+    struct sse c;
+    int st = -1;
+    long long deadline = h_mono_ms() + 20000;
+    while ((st = sse_connect(&c, C.haproxy_port, "/sse?user_id=ss", NULL, 10000)) != 200 &&
+           h_mono_ms() < deadline)
+        h_sleep_ms(200);
+    ck_assert_msg(st == 200, "GET /sse through haproxy: status %d", st);
+    int node = sse_node(&c);
+    ck_assert(h_redis_wait_numsub(&C.redis, "notify:acct:{ss}", 1, 10000) == 1);
+    /* Each event arrives on its own, at once: nothing holds it back. */
+    char *ids[4];
+    for (int i = 0; i < 2; i++) {
+        char body[8];
+        snprintf(body, sizeof(body), "s%d", i);
+        long long t = h_mono_ms();
+        ids[i] = h_ck_publish_history(&C.redis, "ss", body);
+        sse_expect(&c, body, ids[i], 2000);
+        ck_assert_msg(h_mono_ms() - t < 1000, "an event took %lld ms through haproxy",
+                      h_mono_ms() - t);
+    }
+    ck_assert_msg(kill(C.node_pid[node], SIGTERM) == 0, "SIGTERM node %d", node + 1);
+    ids[2] = h_ck_publish_history(&C.redis, "ss", "s2");
+    sse_expect(&c, "s2", ids[2], 5000);
+    struct sse_event e;
+    ck_assert_msg(sse_recv(&c, &e, (DRAIN_SECONDS + 10) * 1000) == 1 && !strcmp(e.event, "close"),
+                  "no event: close from the draining node");
+    ck_assert_msg(strstr(e.data, "\"code\":1001") != NULL, "close event %s", e.data);
+    sse_event_free(&e);
+    ck_assert_msg(sse_recv(&c, &e, 5000) == -1, "the stream did not end after its close event");
+    sse_close(&c);
+    ids[3] = h_ck_publish_history(&C.redis, "ss", "s3");
+    /* what a browser's EventSource does next: the same URL, Last-Event-ID */
+    char hdr[96];
+    snprintf(hdr, sizeof(hdr), "Last-Event-ID: %s\r\n", ids[1]);
+    st = sse_connect(&c, C.haproxy_port, "/sse?user_id=ss", hdr, 10000);
+    ck_assert_msg(st == 200, "the stream's reconnect through haproxy: status %d", st);
+    int again = sse_node(&c);
+    ck_assert_msg(again != node, "haproxy sent the stream back to the draining node %d", node + 1);
+    sse_expect(&c, "s2", ids[2], 5000);
+    sse_expect(&c, "s3", ids[3], 5000);
+    ck_assert_msg(sse_recv(&c, &e, 500) == 0, "more than each message once");
+    sse_close(&c);
+    for (int i = 0; i < 4; i++)
+        free(ids[i]);
+}
+END_TEST
+
 /* ---- runner --------------------------------------------------------------- */
 
 static const char *find_haproxy(void)
@@ -592,6 +679,7 @@ static Suite *cluster_suite(void)
     ADD(test_spread_one_publish_reaches_all);
     ADD(test_kill9_clients_move_and_presence_expires);
     ADD(test_drain_leaves_pool_clients_move_nothing_lost);
+    ADD(test_sse_unbuffered_and_resumed_after_a_drain);
 #undef ADD
     suite_add_tcase(s, tc);
     return s;

@@ -5,6 +5,7 @@
  *   h_gw_*     the notify-gateway daemon (GATEWAY_BIN) wired to a h_redis
  *   h_http*    a plain HTTP/1.1 client
  *   ws_*       a minimal blocking WebSocket client (RFC 6455, client side)
+ *   sse_*      a Server-Sent Events client (GET /sse), read as EventSource does
  *   h_jwt_*    tokens for --auth jwt
  *   h_tcp_*    raw TCP connections (hostile clients, half requests)
  *   h_ck_*     for Check tests: fixtures and helpers that fail the test
@@ -13,7 +14,8 @@
  *
  * Each part is a file: harness_proc.c (misc, temp dirs, processes),
  * harness_redis.c, harness_gw.c, harness_net.c (TCP, HTTP), harness_ws.c
- * (on tools/lib/wsclient.h), harness_ck.c (JWT, Check helpers); they share
+ * (on tools/lib/wsclient.h), harness_sse.c, harness_ck.c (JWT, Check
+ * helpers); they share
  * harness_int.h.
  *
  * Every process started here is remembered: if the test process exits with
@@ -379,6 +381,52 @@ void ws_close(struct ws *c, int code);
 
 /* Drops the TCP connection abruptly, without a close frame. */
 void ws_drop(struct ws *c);
+
+/* ---- Server-Sent Events client ------------------------------------------ */
+
+struct sse {
+    int fd;           /* -1 when not connected */
+    int status;       /* HTTP status of the answer (200 = a stream) */
+    char *head;       /* the answer's raw head (malloc'd) */
+    char *http_body;  /* body of a refused (non-200) answer, malloc'd */
+    int eof;          /* the server ended the stream (or the connection) */
+    int comments;     /* comment lines (": ...", keep-alives) read so far */
+    long retry;       /* the last retry: field, -1 if none */
+    char last_id[64]; /* the last id: field, as EventSource keeps it */
+    char *buf;        /* bytes read, not yet parsed */
+    size_t len, cap;
+};
+
+/* One dispatched event. */
+struct sse_event {
+    char *event; /* its name: "message" when it had no event: field */
+    char *data;  /* its data: lines joined with "\n" */
+    char *id;    /* its id: field, NULL if it had none */
+};
+
+/* Sends GET path (e.g. "/sse?user_id=u1") to 127.0.0.1:port with extra
+ * header lines (or NULL). Returns the status (200 when the stream opened;
+ * any other closes the socket, its body in c->http_body), or -1. */
+int sse_connect(struct sse *c, int port, const char *path, const char *headers, int timeout_ms);
+
+/* The next event within timeout_ms (comments and retry: counted in c):
+ * 1 (e filled, free with sse_event_free), 0 on timeout, -1 when the stream
+ * ended (c->eof) or failed. */
+int sse_recv(struct sse *c, struct sse_event *e, int timeout_ms);
+void sse_event_free(struct sse_event *e);
+
+/* Closes the socket and frees c's buffers. Safe to call twice. */
+void sse_close(struct sse *c);
+
+/* sse_connect asserting 200 and a first event "register" carrying the
+ * register envelope, without an id. Returns its content.body, the
+ * connection id (malloc'd). */
+char *h_ck_sse_open(struct sse *c, int port, const char *path, const char *headers, int timeout_ms);
+
+/* FCALL notify_publish of the envelope {"t", body} to account's history
+ * (retried while the gateway has not loaded the library yet), asserting
+ * success; returns the id (malloc'd). */
+char *h_ck_publish_history(const struct h_redis *r, const char *account, const char *body);
 
 /* ---- JWT ---------------------------------------------------------------- */
 

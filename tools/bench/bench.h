@@ -14,6 +14,11 @@
  * connections, each after a "phase=<name>" line (host scale: connecting a
  * million takes minutes, so bench/million.sh holds them once for all).
  *
+ * With --transport sse the connections are GET /sse event streams (the
+ * gateway's Server-Sent Events) instead of WebSockets: the same messages,
+ * read from data: lines; no heartbeats (the client of a stream never
+ * speaks).
+ *
  * Every published body is "<kind> <CLOCK_MONOTONIC ns> <seq>": kind u is a
  * per-account sequence (each connection of the account expects 0,1,2...),
  * kind b a global broadcast sequence. A number lower than expected counts as
@@ -81,6 +86,7 @@ struct bench_opts {
     int history;     /* unicast through FCALL notify_publish instead of PUBLISH */
     int ack;         /* notify_publish ... ack N (implies history); clients acknowledge */
     int ready_on_upgrade;
+    int sse; /* --transport sse: GET /sse event streams instead of WebSockets */
     int src_ips;
     const char *label;
     pid_t spid[MAXPIDS];

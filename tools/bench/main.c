@@ -331,9 +331,10 @@ int main(int argc, char **argv)
         if (kids[i] == 0)
             worker_run(o, shm, i);
     }
-    printf("scenario=%s\ntarget=%s\nprocs=%d\naccounts=%ld\nheartbeat_s=%g\nauth=%s\n",
-           b->o->scenario_name, b->o->label, b->o->procs, b->o->accounts, b->o->hb,
-           b->o->jwt ? "jwt" : "none");
+    printf("scenario=%s\ntarget=%s\nprocs=%d\naccounts=%ld\nheartbeat_s=%g\nauth=%s\n"
+           "transport=%s\n",
+           b->o->scenario_name, b->o->label, b->o->procs, b->o->accounts,
+           b->o->sse ? 0.0 : b->o->hb, b->o->jwt ? "jwt" : "none", b->o->sse ? "sse" : "ws");
     sleep_s(b->o->jwt ? 0.5 + (double)b->o->accounts / b->o->procs * 2e-5 : 0.2); /* minting */
     struct srvsample s0 = report_sample(b);
     uint64_t t0 = now_ns();

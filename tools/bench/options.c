@@ -67,6 +67,7 @@ __attribute__((noreturn)) static void usage(int code)
             "  --history               unicast with FCALL notify_publish (one Redis only)\n"
             "  --ack N                 notify_publish ... ack N, and every client acknowledges\n"
             "                          each notification (implies --history)\n"
+            "  --transport ws|sse      WebSockets (GET /ws) or event streams (GET /sse) [ws]\n"
             "  --ready-on-upgrade      count a connection ready at 101 (servers without a "
             "register reply)\n"
             "  --src-ips N             source addresses 127.0.0.2.. [200]\n"
@@ -121,6 +122,7 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
                                  {"history", 0, 0, 'Y'},
                                  {"ack", 1, 0, 'Q'},
                                  {"ready-on-upgrade", 0, 0, 'U'},
+                                 {"transport", 1, 0, 't'},
                                  {"src-ips", 1, 0, 'S'},
                                  {"server-pid", 1, 0, 'p'},
                                  {"label", 1, 0, 'l'},
@@ -229,6 +231,11 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
             break;
         case 'U':
             o->ready_on_upgrade = 1;
+            break;
+        case 't':
+            if (strcmp(optarg, "ws") && strcmp(optarg, "sse"))
+                goto bad;
+            o->sse = !strcmp(optarg, "sse");
             break;
         case 'S':
             o->src_ips = atoi(optarg);

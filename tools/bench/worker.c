@@ -1,7 +1,8 @@
 /* One worker process: its share of the connections, each a small state
  * machine (TCP connect, upgrade, register reply, ready) driven by one epoll
- * loop with its own minimal client framing (wsclient.h). What it sees goes
- * to its slot of the shared mapping. */
+ * loop with its own minimal client framing (wsclient.h), or with
+ * --transport sse an event stream read line by line. What it sees goes to
+ * its slot of the shared mapping. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jwt.h>
@@ -272,6 +273,36 @@ static long parse_frames(struct worker *wk, struct conn *c, char *p, size_t n)
     return (long)off;
 }
 
+/* Events of an event stream in p[0..n): each data: line is a message
+ * (the event ends at the blank line after it; one data: line each, as the
+ * gateway writes them); "event: close" ends the stream with the code in its
+ * data. Returns bytes consumed (whole lines) or -1 to close. */
+static long parse_events(struct worker *wk, struct conn *c, char *p, size_t n)
+{
+    size_t off = 0;
+    char *nl;
+    while ((nl = memchr(p + off, '\n', n - off))) {
+        char *line = p + off;
+        size_t len = (size_t)(nl - line);
+        off += len + 1;
+        if (len > 6 && !memcmp(line, "data: ", 6)) {
+            if (c->fraglen) { /* the data of "event: close" */
+                const char *k = memmem(line, len, "\"code\":", 7);
+                int code = k ? atoi(k + 7) : 0;
+                int slot = code == 1001 ? 1 : code == 1013 ? 4 : code == 4401 ? 6 : 7;
+                inc64(&wk->stats->close_codes[slot], 1);
+                return -1;
+            }
+            on_text(wk, c, line + 6, len - 6);
+        } else if (len == 12 && !memcmp(line, "event: close", 12)) {
+            c->fraglen = 1; /* no message is fragmented on a stream: a flag */
+        } else if (len == 0 || line[0] == ':') {
+            continue;
+        }
+    }
+    return (long)off;
+}
+
 static void on_readable(struct worker *wk, struct conn *c)
 {
     for (int rounds = 0; rounds < 4; rounds++) {
@@ -304,7 +335,7 @@ static void on_readable(struct worker *wk, struct conn *c)
                 }
                 goto keep;
             }
-            if (strncmp(p, "HTTP/1.1 101", 12) != 0) {
+            if (strncmp(p, wk->o->sse ? "HTTP/1.1 200" : "HTTP/1.1 101", 12) != 0) {
                 cfail(wk, c, 1);
                 return;
             }
@@ -315,7 +346,8 @@ static void on_readable(struct worker *wk, struct conn *c)
                 c->st = C_WAITREG;
         }
         {
-            long k = parse_frames(wk, c, p + off, have - off);
+            long k = wk->o->sse ? parse_events(wk, c, p + off, have - off)
+                                : parse_frames(wk, c, p + off, have - off);
             if (k < 0) {
                 cfail(wk, c, 0);
                 return;
@@ -354,14 +386,21 @@ static void on_writable(struct worker *wk, struct conn *c)
     }
     long a = (long)(c->g % (uint32_t)wk->o->accounts);
     char req[2048], path[64], auth[1600] = "";
+    const char *ep = wk->o->sse ? "/sse" : "/ws";
     if (wk->o->jwt) {
-        snprintf(path, sizeof path, "/ws");
+        snprintf(path, sizeof path, "%s", ep);
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", wk->tokens[a]);
     } else {
-        snprintf(path, sizeof path, "/ws?user_id=u%ld", a);
+        snprintf(path, sizeof path, "%s?user_id=u%ld", ep, a);
     }
-    int n = wsclient_request(req, sizeof req, wk->o->host, wk->o->port, path,
-                             "dGhlIHNhbXBsZSBub25jZQ==", auth);
+    int n = wk->o->sse ? snprintf(req, sizeof req,
+                                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
+                                  "Accept: text/event-stream\r\n%s\r\n",
+                                  path, wk->o->host, wk->o->port, auth)
+                       : wsclient_request(req, sizeof req, wk->o->host, wk->o->port, path,
+                                          "dGhlIHNhbXBsZSBub25jZQ==", auth);
+    if (n >= (int)sizeof req)
+        n = -1;
     if (n < 0) {
         cfail(wk, c, 0);
         return;
@@ -470,7 +509,7 @@ void worker_run(const struct bench_opts *o, struct bench_shm *shm, int w)
                     cfail(wk, &wk->conns[i], 0);
         }
         /* Heartbeats, staggered evenly over the interval. */
-        if (wk->o->hb > 0 && wk->n > 0) {
+        if (wk->o->hb > 0 && wk->n > 0 && !wk->o->sse) {
             uint64_t t = now_ns();
             uint64_t due = (uint64_t)((double)(t - hb_t0) / (wk->o->hb * 1e9) * (double)wk->n);
             while (hb_sent < due) {
