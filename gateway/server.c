@@ -53,6 +53,7 @@ static void on_redis_up(void *data)
     struct server *srv = data;
     srv->metrics.redis_reconnects = redis_link_reconnects(&srv->redis);
     presence_resync(&srv->presence);
+    presence_events_resync(&srv->pev);
 }
 
 static void on_redis_down(void *data)
@@ -87,6 +88,8 @@ static void hook_bound(void *ctx, struct session *s, const struct stream_id *sin
     if (since)
         history_resume(srv, s, since);
     presence_add(&srv->presence, s->acct->id, s->id);
+    if (s->acct->n_conns == 1)
+        presence_events_up(&srv->pev, s->acct->id);
 }
 
 static void hook_lost(void *ctx, struct session *s)
@@ -105,6 +108,8 @@ static void hook_unbound(void *ctx, struct session *s)
 {
     struct server *srv = ctx;
     presence_remove(&srv->presence, s->acct->id, s->id);
+    if (s->acct->n_conns == 1)
+        presence_events_down(&srv->pev, s->acct->id);
     history_forget(s);
 }
 
@@ -193,6 +198,7 @@ static void teardown(struct server *srv)
     close_handle((uv_handle_t *)&srv->drain_timer);
     net_close(&srv->net);
     session_close(&srv->sessions);
+    presence_events_stop(&srv->pev);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
     outbox_close(srv);
@@ -221,6 +227,7 @@ static void drain_progress(struct server *srv)
     log_info("drained", NULL);
     uv_timer_stop(&srv->drain_timer);
     uv_timer_start(&srv->drain_timer, on_stop_grace, STOP_GRACE_MS, 0);
+    presence_events_stop(&srv->pev);
     presence_stop(&srv->presence, on_presence_stopped);
 }
 
@@ -375,7 +382,7 @@ int server_init(struct server *srv, const struct config *cfg)
         return -1;
     srandom((unsigned)srv->sessions.ids.base);
     redis_wire(srv);
-    if (history_init(srv) < 0) {
+    if (history_init(srv) < 0 || presence_events_library(&srv->notify_lib) < 0) {
         log_error("out_of_memory", "where=init");
         return -1;
     }
@@ -386,7 +393,7 @@ int server_init(struct server *srv, const struct config *cfg)
         log_error("listen_failed", "listen=%s error=\"%s\"", cfg->listen, err);
         return -1;
     }
-    if (presence_init(&srv->presence, srv) < 0 ||
+    if (presence_init(&srv->presence, srv) < 0 || presence_events_init(&srv->pev, srv) < 0 ||
         redis_link_start(&srv->redis, srv->notify_lib) < 0 || outbox_init(srv) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;

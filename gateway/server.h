@@ -23,6 +23,7 @@
 #include "net.h"
 #include "outbox.h"
 #include "presence.h"
+#include "presence_events.h"
 #include "redis.h"
 #include "registry.h"
 #include "session.h"
@@ -54,6 +55,7 @@ struct server {
     int stopping;               /* 1 once teardown began */
     uint64_t invalid_logged_at; /* loop ms of the last invalid-payload log */
     uint64_t invalid_unlogged;  /* invalid payloads since that log line */
+    struct presence_events pev; /* online/offline transitions (--presence-events) */
 };
 
 /* Builds everything and starts listening. Returns 0, or -1 after logging

@@ -1,0 +1,444 @@
+/* test_presence_events: online and offline transitions in
+ * notify:presence:events, bulk presence and signed webhooks (README.md
+ * "Presence events", "Webhooks"), against real redis-server processes (one
+ * Redis, and a Redis Cluster of three primaries), real gateway processes and
+ * a real HTTP receiver (tests/integration/webhook_receiver.py).
+ *
+ * Every gateway runs with --auth none --presence-events; each test of the
+ * "single" case starts its own Redis, the "cluster" case shares one cluster
+ * (accounts differ per test). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_util.h"
+#include "harness.h"
+
+#define STREAM "notify:presence:events"
+#define MAX_GW 4
+
+/* Where the events live: one Redis, or a cluster. */
+static struct h_redis R;
+static struct c_cluster CL;
+static int cluster_mode, cluster_up;
+static char seeds[256];
+static struct h_gw G[MAX_GW];
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+static void single_setup(void)
+{
+    cluster_mode = 0;
+    memset(G, 0, sizeof(G));
+    ck_assert_msg(h_redis_start(&R) == 0, "cannot start redis-server");
+}
+
+static void single_teardown(void)
+{
+    for (int i = 0; i < MAX_GW; i++)
+        h_proc_cleanup(&G[i].proc);
+    h_redis_stop(&R);
+}
+
+/* Unchecked (in the runner): one cluster for every test of the case. */
+static void cluster_create(void)
+{
+    cluster_up =
+        c_cluster_start_shape(&CL, 3, 0, 120000) == 0 && c_seeds(&CL, 3, seeds, sizeof(seeds)) == 0;
+}
+
+static void cluster_destroy(void)
+{
+    if (cluster_up)
+        c_cluster_stop(&CL);
+    cluster_up = 0;
+}
+
+static void cluster_setup(void)
+{
+    cluster_mode = 1;
+    memset(G, 0, sizeof(G));
+    ck_assert_msg(cluster_up, "the shared cluster could not be created (see stderr)");
+}
+
+static void cluster_teardown(void)
+{
+    for (int i = 0; i < MAX_GW; i++)
+        h_proc_cleanup(&G[i].proc);
+}
+
+/* ---- Redis, either way -------------------------------------------------- */
+
+/* One command whose key (argv[1]) picks the node. */
+static redisReply *cmd(int argc, const char **argv)
+{
+    if (cluster_mode)
+        return c_cmd_key(&CL, argv[1], NULL, argc, argv);
+    return c_cmd_argv(R.port, argc, argv);
+}
+
+/* Starts gateway i with --auth none --presence-events, the backend's
+ * Redis flags and the extra flags (NULL-terminated). */
+static void gw(int i, ...)
+{
+    const char *args[40];
+    int n = 0;
+    if (cluster_mode) {
+        args[n++] = "--redis-cluster";
+        args[n++] = seeds;
+    }
+    const char *fixed[] = {"--auth", "none", "--presence-events", "--heartbeat-timeout", "120"};
+    for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++)
+        args[n++] = fixed[k];
+    va_list ap;
+    va_start(ap, i);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 39)
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    ck_assert_msg(h_gw_start(&G[i], cluster_mode ? NULL : &R, args) == 0,
+                  "gateway %d did not start", i);
+}
+
+/* ---- the events stream -------------------------------------------------- */
+
+struct ev {
+    char id[32];
+    char account[130];
+    int online; /* 1 online, 0 offline */
+    long long at, seq;
+};
+
+/* Every entry of the stream for account (all if NULL), in order; *n set.
+ * malloc'd. */
+static struct ev *events(const char *account, int *n)
+{
+    const char *argv[] = {"XRANGE", STREAM, "-", "+"};
+    redisReply *r = cmd(4, argv);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    struct ev *out = calloc(r->elements + 1, sizeof(*out));
+    *n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *e = r->element[i], *f = e->element[1];
+        struct ev v;
+        memset(&v, 0, sizeof(v));
+        snprintf(v.id, sizeof(v.id), "%s", e->element[0]->str);
+        int fields = 0;
+        for (size_t k = 0; k + 1 < f->elements; k += 2) {
+            const char *name = f->element[k]->str, *val = f->element[k + 1]->str;
+            if (!strcmp(name, "account"))
+                snprintf(v.account, sizeof(v.account), "%s", val), fields++;
+            else if (!strcmp(name, "state")) {
+                ck_assert_msg(!strcmp(val, "online") || !strcmp(val, "offline"), "state %s", val);
+                v.online = !strcmp(val, "online"), fields++;
+            } else if (!strcmp(name, "at"))
+                v.at = atoll(val), fields++;
+            else if (!strcmp(name, "seq"))
+                v.seq = atoll(val), fields++;
+        }
+        ck_assert_msg(fields == 4, "entry %s lacks a field", v.id);
+        if (!account || !strcmp(account, v.account))
+            out[(*n)++] = v;
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+/* Asserts that account's events alternate, starting online, with seq
+ * growing; returns how many there are and the last state in *last (-1
+ * none). */
+static int check_alternating(const char *account, int *last)
+{
+    int n;
+    struct ev *e = events(account, &n);
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(e[i].online == (i % 2 == 0), "%s: event %d (%s) is %s twice in a row",
+                      account, i, e[i].id, e[i].online ? "online" : "offline");
+        if (i)
+            ck_assert_msg(e[i].seq > e[i - 1].seq, "%s: seq %lld after %lld", account, e[i].seq,
+                          e[i - 1].seq);
+    }
+    *last = n ? e[n - 1].online : -1;
+    free(e);
+    return n;
+}
+
+/* Waits until account has want events; returns ms waited, -1 on timeout. */
+static long long wait_events(const char *account, int want, int timeout_ms)
+{
+    long long t0 = h_mono_ms();
+    for (;;) {
+        int n;
+        free(events(account, &n));
+        if (n >= want)
+            return h_mono_ms() - t0;
+        if (h_mono_ms() - t0 > timeout_ms)
+            return -1;
+        h_sleep_ms(20);
+    }
+}
+
+static int count_events(const char *account)
+{
+    int n;
+    free(events(account, &n));
+    return n;
+}
+
+static void open_as(struct ws *c, int port, const char *account)
+{
+    h_ck_open_as(c, port, account);
+}
+
+/* ---- the single-Redis and cluster tests --------------------------------- */
+
+/* The first connection anywhere writes online, the last one gone offline,
+ * once each; more connections in between write nothing. */
+START_TEST(online_offline_on_connect_and_close)
+{
+    gw(0, "--presence-debounce-ms", "0", NULL);
+    gw(1, "--presence-debounce-ms", "0", NULL);
+    const char *acct = cluster_mode ? "ev-c1" : "ev-s1";
+    long long before = h_wall_ms();
+    struct ws a, b, c;
+    open_as(&a, G[0].port, acct);
+    ck_assert_msg(wait_events(acct, 1, 3000) >= 0, "no online event");
+    open_as(&b, G[0].port, acct);
+    open_as(&c, G[1].port, acct);
+    h_sleep_ms(300);
+    int n;
+    struct ev *e = events(acct, &n);
+    ck_assert_int_eq(n, 1);
+    ck_assert(e[0].online);
+    ck_assert_msg(e[0].at >= before - 1000 && e[0].at <= h_wall_ms() + 1000, "at %lld", e[0].at);
+    ck_assert_int_gt(e[0].seq, 0);
+    free(e);
+    ws_close(&a, 1000);
+    ws_close(&c, 1000);
+    h_sleep_ms(300);
+    ck_assert_int_eq(count_events(acct), 1); /* b is still there */
+    ws_close(&b, 1000);
+    ck_assert_msg(wait_events(acct, 2, 3000) >= 0, "no offline event");
+    int last;
+    ck_assert_int_eq(check_alternating(acct, &last), 2);
+    ck_assert_int_eq(last, 0);
+    /* and back */
+    open_as(&a, G[1].port, acct);
+    ck_assert_msg(wait_events(acct, 3, 3000) >= 0, "no second online event");
+    ws_close(&a, 1000);
+    ck_assert_msg(wait_events(acct, 4, 3000) >= 0, "no second offline event");
+    ck_assert_int_eq(check_alternating(acct, &last), 4);
+    double written = h_ck_metric(G[0].port, "notify_presence_events_total") +
+                     h_ck_metric(G[1].port, "notify_presence_events_total");
+    ck_assert_msg(written >= 4, "notify_presence_events_total %g", written);
+}
+END_TEST
+
+/* kill -9 of the node holding an account: offline within the TTL plus a
+ * few seconds, written once although both other nodes sweep; an account
+ * also held by a surviving node stays online. */
+START_TEST(offline_after_kill_within_ttl)
+{
+    gw(0, "--presence-ttl", "3", "--presence-debounce-ms", "0", NULL);
+    gw(1, "--presence-ttl", "3", "--presence-debounce-ms", "0", NULL);
+    gw(2, "--presence-ttl", "3", "--presence-debounce-ms", "0", NULL);
+    const char *gone = cluster_mode ? "ev-c2" : "ev-s2";
+    const char *kept = cluster_mode ? "ev-c3" : "ev-s3";
+    struct ws a, b, c;
+    open_as(&a, G[0].port, gone);
+    open_as(&b, G[0].port, kept);
+    open_as(&c, G[1].port, kept);
+    ck_assert(wait_events(gone, 1, 3000) >= 0);
+    ck_assert(wait_events(kept, 1, 3000) >= 0);
+    h_sleep_ms(1200); /* the victim's incarnation refreshed at least once */
+    long long killed = h_mono_ms();
+    h_gw_kill(&G[0]);
+    long long waited = wait_events(gone, 2, 3000 + 4000);
+    ck_assert_msg(waited >= 0, "no offline event within ttl + 4 s of kill -9");
+    long long took = h_mono_ms() - killed;
+    fprintf(stderr, "presence-events: offline %lld ms after kill -9 (ttl 3 s)\n", took);
+    ck_assert_msg(took >= 1500, "offline after %lld ms: before the TTL could have lapsed", took);
+    h_sleep_ms(1500); /* both survivors sweep again */
+    int last;
+    ck_assert_int_eq(check_alternating(gone, &last), 2);
+    ck_assert_int_eq(last, 0);
+    ck_assert_int_eq(check_alternating(kept, &last), 1);
+    ck_assert_int_eq(last, 1);
+    ws_close(&c, 1000);
+    ck_assert(wait_events(kept, 2, 3000) >= 0);
+    ws_drop(&a);
+    ws_drop(&b);
+}
+END_TEST
+
+/* An offline-online flap within --presence-debounce-ms writes nothing; an
+ * offline that lasts is written after the debounce, with at = when the
+ * last connection went. */
+START_TEST(debounce)
+{
+    gw(0, "--presence-debounce-ms", "1500", NULL);
+    gw(1, "--presence-debounce-ms", "1500", NULL);
+    const char *acct = cluster_mode ? "ev-c4" : "ev-s4";
+    struct ws a;
+    open_as(&a, G[0].port, acct);
+    ck_assert(wait_events(acct, 1, 3000) >= 0);
+    for (int i = 0; i < 3; i++) { /* reloads, the last one through another node */
+        ws_close(&a, 1000);
+        h_sleep_ms(300);
+        open_as(&a, G[i == 2].port, acct);
+    }
+    h_sleep_ms(2500);
+    ck_assert_int_eq(count_events(acct), 1);
+    long long closed = h_wall_ms();
+    long long t0 = h_mono_ms();
+    ws_close(&a, 1000);
+    h_sleep_ms(1000);
+    ck_assert_msg(count_events(acct) == 1, "offline written before the debounce");
+    ck_assert(wait_events(acct, 2, 4000) >= 0);
+    long long took = h_mono_ms() - t0;
+    ck_assert_msg(took >= 1400, "offline %lld ms after the close", took);
+    int n;
+    struct ev *e = events(acct, &n);
+    ck_assert_int_eq(n, 2);
+    ck_assert(!e[1].online);
+    ck_assert_msg(e[1].at >= closed - 500 && e[1].at <= closed + 500,
+                  "offline at %lld, the close was at %lld", e[1].at, closed);
+    free(e);
+}
+END_TEST
+
+/* Connections of one account on three nodes opening and closing at the
+ * same time, a few hundred rounds: the states still alternate (each
+ * transition written once), and at every quiet point the last one is the
+ * truth. */
+struct churn {
+    int port;
+    int rounds;
+    const char *account;
+    unsigned seed;
+    int failures;
+};
+
+static void *churn_thread(void *arg)
+{
+    struct churn *ch = arg;
+    char path[200];
+    snprintf(path, sizeof(path), "/ws?user_id=%s", ch->account);
+    for (int i = 0; i < ch->rounds; i++) {
+        struct ws c;
+        if (ws_connect(&c, ch->port, path, NULL, 5000) != 101) {
+            ch->failures++;
+            continue;
+        }
+        char *reg = ws_recv_text(&c, 5000);
+        if (!reg)
+            ch->failures++;
+        free(reg);
+        int pause = (int)(rand_r(&ch->seed) % 4);
+        if (pause)
+            h_sleep_ms(pause);
+        if (rand_r(&ch->seed) % 2)
+            ws_close(&c, 1000);
+        else
+            ws_drop(&c);
+    }
+    return NULL;
+}
+
+static void churn(const char *acct, int rounds)
+{
+    pthread_t t[3];
+    struct churn ch[3];
+    for (int i = 0; i < 3; i++) {
+        ch[i] = (struct churn){.port = G[i].port,
+                               .rounds = rounds,
+                               .account = acct,
+                               .seed = (unsigned)(i * 7919 + rounds)};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, churn_thread, &ch[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(ch[i].failures == 0, "node %d: %d connections failed", i, ch[i].failures);
+    }
+}
+
+/* Waits until account's last event is want and no other follows for
+ * 500 ms; asserts alternation; returns the number of events. */
+static int settle(const char *acct, int want, int timeout_ms)
+{
+    long long t0 = h_mono_ms();
+    int last = -1, n = 0;
+    for (;;) {
+        n = check_alternating(acct, &last);
+        ck_assert_msg(h_mono_ms() - t0 < timeout_ms, "%s: last state %d, want %d after %d ms", acct,
+                      last, want, timeout_ms);
+        if (last == want) {
+            h_sleep_ms(500);
+            int n2 = check_alternating(acct, &last);
+            if (n2 == n && last == want)
+                return n;
+            continue;
+        }
+        h_sleep_ms(50);
+    }
+}
+
+START_TEST(alternation_under_concurrent_churn)
+{
+    for (int i = 0; i < 3; i++)
+        gw(i, "--presence-debounce-ms", "0", NULL);
+    const char *acct = cluster_mode ? "ev-c5" : "ev-s5";
+    int total = 0;
+    for (int phase = 0; phase < 4; phase++) {
+        churn(acct, 75);
+        total = settle(acct, 0, 5000);
+        /* each node leaves one connection open: online, once */
+        struct ws keep[3];
+        for (int i = 0; i < 3; i++)
+            open_as(&keep[i], G[i].port, acct);
+        total = settle(acct, 1, 5000);
+        churn(acct, 25); /* nothing may change while they are held */
+        ck_assert_int_eq(settle(acct, 1, 5000), total);
+        for (int i = 0; i < 3; i++)
+            ws_close(&keep[i], 1000);
+        total = settle(acct, 0, 5000);
+    }
+    fprintf(stderr, "presence-events: %d events over 4 x 100 rounds on 3 nodes, alternating\n",
+            total);
+    ck_assert_int_ge(total, 8);
+}
+END_TEST
+
+/* ---- the suite ---------------------------------------------------------- */
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("presence_events");
+    TCase *one = h_tcase(s, "single", 120, single_setup, single_teardown);
+    tcase_add_test(one, online_offline_on_connect_and_close);
+    tcase_add_test(one, offline_after_kill_within_ttl);
+    tcase_add_test(one, debounce);
+    tcase_add_test(one, alternation_under_concurrent_churn);
+    TCase *cl = h_tcase(s, "cluster", 180, cluster_setup, cluster_teardown);
+    tcase_add_unchecked_fixture(cl, cluster_create, cluster_destroy);
+    tcase_add_test(cl, online_offline_on_connect_and_close);
+    tcase_add_test(cl, offline_after_kill_within_ttl);
+    tcase_add_test(cl, debounce);
+    tcase_add_test(cl, alternation_under_concurrent_churn);
+    return s;
+}
+
+int main(void)
+{
+    return h_run_suite(suite());
+}
