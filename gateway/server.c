@@ -53,6 +53,7 @@ static void on_redis_up(void *data)
     struct server *srv = data;
     srv->metrics.redis_reconnects = redis_link_reconnects(&srv->redis);
     presence_resync(&srv->presence);
+    webhook_sender_resync(&srv->wh);
     presence_events_resync(&srv->pev);
 }
 
@@ -199,6 +200,7 @@ static void teardown(struct server *srv)
     net_close(&srv->net);
     session_close(&srv->sessions);
     presence_events_stop(&srv->pev);
+    webhook_sender_stop(&srv->wh);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
     outbox_close(srv);
@@ -228,6 +230,7 @@ static void drain_progress(struct server *srv)
     uv_timer_stop(&srv->drain_timer);
     uv_timer_start(&srv->drain_timer, on_stop_grace, STOP_GRACE_MS, 0);
     presence_events_stop(&srv->pev);
+    webhook_sender_stop(&srv->wh);
     presence_stop(&srv->presence, on_presence_stopped);
 }
 
@@ -394,6 +397,7 @@ int server_init(struct server *srv, const struct config *cfg)
         return -1;
     }
     if (presence_init(&srv->presence, srv) < 0 || presence_events_init(&srv->pev, srv) < 0 ||
+        webhook_sender_init(&srv->wh, srv, srv->pev.incarnation) < 0 ||
         redis_link_start(&srv->redis, srv->notify_lib) < 0 || outbox_init(srv) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;

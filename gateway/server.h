@@ -28,6 +28,7 @@
 #include "registry.h"
 #include "session.h"
 #include "wallclock.h"
+#include "webhook_sender.h"
 
 struct server {
     const struct config *cfg;   /* parsed flags; read-only */
@@ -56,6 +57,7 @@ struct server {
     uint64_t invalid_logged_at; /* loop ms of the last invalid-payload log */
     uint64_t invalid_unlogged;  /* invalid payloads since that log line */
     struct presence_events pev; /* online/offline transitions (--presence-events) */
+    struct webhook_sender wh;   /* events POSTed to --webhook-url */
 };
 
 /* Builds everything and starts listening. Returns 0, or -1 after logging

@@ -16,4 +16,5 @@ void health_gauges(const struct server *srv, struct metrics_gauges *g)
     g->ready = health_ready(srv);
     g->draining = srv->draining;
     g->io_uring = net_batched(&srv->net);
+    g->webhook_oldest_pending_s = webhook_sender_oldest_pending(&srv->wh);
 }
