@@ -419,6 +419,101 @@ START_TEST(alternation_under_concurrent_churn)
 }
 END_TEST
 
+/* ---- bulk presence ------------------------------------------------------ */
+
+/* GET /presence?accounts=... and notifyctl presence a b c answer for many
+ * accounts at once (in a cluster, accounts of every primary). */
+START_TEST(bulk_presence)
+{
+    gw(0, "--api-key", "k-1", NULL);
+    gw(1, "--api-key", "k-1", NULL);
+    char acct[3][64];
+    if (cluster_mode) {
+        int ports[3];
+        ck_assert_int_eq(c_primaries(&CL, ports, 3), 3);
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_ge(c_find_account(&CL, "bulk-", ports[i], acct[i], sizeof(acct[i])), 0);
+    } else {
+        for (int i = 0; i < 3; i++)
+            snprintf(acct[i], sizeof(acct[i]), "bulk-%d", i);
+    }
+    struct ws a, b, c;
+    open_as(&a, G[0].port, acct[0]);
+    open_as(&b, G[1].port, acct[0]);
+    open_as(&c, G[1].port, acct[2]);
+    char path[400];
+    snprintf(path, sizeof(path), "/presence?accounts=%s,%s,%s", acct[0], acct[1], acct[2]);
+    const char *auth = "Authorization: Bearer k-1\r\n";
+    json_t *j = NULL;
+    long long t0 = h_mono_ms();
+    for (;;) { /* presence is written within a few ms of the connects */
+        struct h_http_resp resp;
+        ck_assert_int_eq(h_http(G[0].port, "GET", path, auth, NULL, 0, &resp, 3000), 200);
+        json_decref(j);
+        j = h_ck_json_obj(resp.body);
+        h_http_resp_free(&resp);
+        json_t *all = json_object_get(j, "accounts");
+        ck_assert_int_eq(json_object_size(all), 3);
+        json_t *x = json_object_get(all, acct[0]);
+        if (json_integer_value(json_object_get(x, "connections")) == 2)
+            break;
+        ck_assert_msg(h_mono_ms() - t0 < 3000, "presence not seen");
+        h_sleep_ms(50);
+    }
+    json_t *all = json_object_get(j, "accounts");
+    ck_assert(json_is_true(json_object_get(json_object_get(all, acct[0]), "online")));
+    ck_assert(json_is_false(json_object_get(json_object_get(all, acct[1]), "online")));
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(all, acct[1]), "connections")), 0);
+    ck_assert(json_is_true(json_object_get(json_object_get(all, acct[2]), "online")));
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(all, acct[2]), "connections")), 1);
+    json_decref(j);
+
+    struct h_http_resp resp;
+    ck_assert_int_eq(h_http(G[0].port, "GET", path, NULL, NULL, 0, &resp, 3000), 401);
+    h_http_resp_free(&resp);
+    ck_assert_int_eq(
+        h_http(G[0].port, "GET", path, "Authorization: Bearer nope\r\n", NULL, 0, &resp, 3000),
+        401);
+    h_http_resp_free(&resp);
+    ck_assert_int_eq(
+        h_http(G[0].port, "GET", "/presence?accounts=ok,b%24d", auth, NULL, 0, &resp, 3000), 400);
+    h_http_resp_free(&resp);
+    ck_assert_int_eq(h_http(G[0].port, "GET", "/presence", auth, NULL, 0, &resp, 3000), 400);
+    h_http_resp_free(&resp);
+    ck_assert_int_eq(h_http_get(G[0].port, "/healthz", NULL), 200); /* still serving */
+
+    /* notifyctl, one pipeline */
+    char url[300];
+    const char *where[] = {cluster_mode ? "--redis-cluster" : "--redis", url};
+    if (cluster_mode)
+        snprintf(url, sizeof(url), "%s", seeds);
+    else
+        h_redis_url(&R, url, sizeof(url));
+    const char *argv[] = {NOTIFYCTL_BIN, where[0], where[1], "presence", "--json",
+                          acct[0],       acct[1],  acct[2],  NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(h_run(argv, NULL, 10000, &out, &err), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    ck_assert_msg(json_is_array(doc) && json_array_size(doc) == 3, "notifyctl: %s %s", out, err);
+    for (int i = 0; i < 3; i++) {
+        json_t *e = json_array_get(doc, (size_t)i);
+        ck_assert_str_eq(h_jstr(e, "account"), acct[i]);
+        ck_assert_int_eq(json_is_true(json_object_get(e, "online")), i != 1);
+        ck_assert_int_eq(json_integer_value(json_object_get(e, "live")), i == 0   ? 2
+                                                                         : i == 2 ? 1
+                                                                                  : 0);
+    }
+    json_decref(doc);
+    free(out);
+    free(err);
+    ws_close(&a, 1000);
+    ws_close(&b, 1000);
+    ws_close(&c, 1000);
+}
+END_TEST
+
 /* ---- webhooks ----------------------------------------------------------- */
 
 #define SECRET "whsec-test-1"
@@ -787,12 +882,14 @@ static Suite *suite(void)
     tcase_add_test(one, offline_after_kill_within_ttl);
     tcase_add_test(one, debounce);
     tcase_add_test(one, alternation_under_concurrent_churn);
+    tcase_add_test(one, bulk_presence);
     TCase *cl = h_tcase(s, "cluster", 180, cluster_setup, cluster_teardown);
     tcase_add_unchecked_fixture(cl, cluster_create, cluster_destroy);
     tcase_add_test(cl, online_offline_on_connect_and_close);
     tcase_add_test(cl, offline_after_kill_within_ttl);
     tcase_add_test(cl, debounce);
     tcase_add_test(cl, alternation_under_concurrent_churn);
+    tcase_add_test(cl, bulk_presence);
     TCase *wh = h_tcase(s, "webhooks", 180, single_wh_setup, single_wh_teardown);
     tcase_add_test(wh, webhook_signed_in_order);
     tcase_add_test(wh, webhook_retries_after_500_and_outage);
