@@ -237,7 +237,12 @@ static void create_group(struct webhook_sender *w)
 
 void webhook_sender_resync(struct webhook_sender *w)
 {
-    if (!w->stopped && !w->group_ready && !w->reading)
+    if (w->stopped)
+        return;
+    /* A Redis that came back empty lost the group: made again (BUSYGROUP
+     * otherwise) before this node's first events. */
+    w->group_ready = 0;
+    if (!w->reading)
         create_group(w);
 }
 
