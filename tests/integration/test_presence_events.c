@@ -419,6 +419,27 @@ START_TEST(alternation_under_concurrent_churn)
 }
 END_TEST
 
+/* Bad webhook flags exit 2 with one line naming the flag. */
+START_TEST(bad_flags_exit_2)
+{
+    const char *cases[][6] = {
+        {"--webhook-url", "https://example.com/x", "--webhook-secret", "s", "webhook-url"},
+        {"--webhook-url", "http://", "--webhook-secret", "s", "webhook-url"},
+        {"--webhook-url", "http://127.0.0.1:1/x", NULL, NULL, "webhook-secret"},
+        {"--presence-debounce-ms", "-1", NULL, NULL, "presence-debounce-ms"},
+        {"--presence-events-max-len", "0", NULL, NULL, "presence-events-max-len"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *args[] = {"--auth",    "none",      cases[i][0], cases[i][1],
+                              cases[i][2], cases[i][3], NULL};
+        char *err = NULL;
+        ck_assert_int_eq(h_gw_run(args, NULL, 5000, &err), 2);
+        ck_assert_msg(strstr(err, cases[i][4]) && h_count(err, "\n") == 1, "case %zu: %s", i, err);
+        free(err);
+    }
+}
+END_TEST
+
 /* ---- bulk presence ------------------------------------------------------ */
 
 /* GET /presence?accounts=... and notifyctl presence a b c answer for many
@@ -883,6 +904,7 @@ static Suite *suite(void)
     tcase_add_test(one, debounce);
     tcase_add_test(one, alternation_under_concurrent_churn);
     tcase_add_test(one, bulk_presence);
+    tcase_add_test(one, bad_flags_exit_2);
     TCase *cl = h_tcase(s, "cluster", 180, cluster_setup, cluster_teardown);
     tcase_add_unchecked_fixture(cl, cluster_create, cluster_destroy);
     tcase_add_test(cl, online_offline_on_connect_and_close);
