@@ -475,8 +475,9 @@ START_TEST(bulk_presence)
         h_http_resp_free(&resp);
         json_t *all = json_object_get(j, "accounts");
         ck_assert_int_eq(json_object_size(all), 3);
-        json_t *x = json_object_get(all, acct[0]);
-        if (json_integer_value(json_object_get(x, "connections")) == 2)
+        json_t *x = json_object_get(all, acct[0]), *z = json_object_get(all, acct[2]);
+        if (json_integer_value(json_object_get(x, "connections")) == 2 &&
+            json_integer_value(json_object_get(z, "connections")) == 1)
             break;
         ck_assert_msg(h_mono_ms() - t0 < 3000, "presence not seen");
         h_sleep_ms(50);
