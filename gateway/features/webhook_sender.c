@@ -136,6 +136,40 @@ static void on_group_created(redisAsyncContext *ac, void *r, void *privdata)
     kick(w);
 }
 
+/* Consumers of the group are holders' incarnations: each restart adds one.
+ * Once a new holder has claimed everything, the others that hold nothing
+ * and have been idle a minute are gone for good. */
+#define CONSUMER_IDLE_MS 60000
+
+static void on_consumers(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct webhook_sender *w = privdata;
+    redisReply *reply = r;
+    (void)ac;
+    if (w->stopped || !reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *c = reply->element[i];
+        const char *name = NULL;
+        long long pending = -1, idle = 0;
+        for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
+            const redisReply *key = c->element[k], *v = c->element[k + 1];
+            if (key->type != REDIS_REPLY_STRING)
+                continue;
+            if (!strcmp(key->str, "name") && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (!strcmp(key->str, "pending") && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (!strcmp(key->str, "idle") && v->type == REDIS_REPLY_INTEGER)
+                idle = v->integer;
+        }
+        if (name && pending == 0 && idle > CONSUMER_IDLE_MS && strcmp(name, w->consumer)) {
+            const char *argv[] = {"XGROUP", "DELCONSUMER", w->stream, WEBHOOK_GROUP, name};
+            command(w, NULL, 5, argv);
+        }
+    }
+}
+
 static void on_claimed(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct webhook_sender *w = privdata;
@@ -154,8 +188,11 @@ static void on_claimed(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->element[1]->type == REDIS_REPLY_ARRAY && reply->element[1]->elements)
         log_info("webhook_claimed", "events=%zu", reply->element[1]->elements);
     snprintf(w->claim_cursor, sizeof(w->claim_cursor), "%s", reply->element[0]->str);
-    if (!strcmp(w->claim_cursor, "0-0"))
+    if (!strcmp(w->claim_cursor, "0-0")) {
         w->phase = 1; /* every consumer's pending entries are ours now */
+        const char *argv[] = {"XINFO", "CONSUMERS", w->stream, WEBHOOK_GROUP};
+        command(w, on_consumers, 4, argv);
+    }
     kick(w);
 }
 
