@@ -41,10 +41,23 @@ static void single_setup(void)
     ck_assert_msg(h_redis_start(&R) == 0, "cannot start redis-server");
 }
 
+/* Stops the gateways, asserting no sanitizer report in their stderr. */
+static void gws_down(void)
+{
+    for (int i = 0; i < MAX_GW; i++) {
+        if (!G[i].proc.dir[0])
+            continue;
+        char *log = h_gw_stderr(&G[i]);
+        h_proc_cleanup(&G[i].proc);
+        int clean = !strstr(log, "AddressSanitizer") && !strstr(log, "runtime error:");
+        free(log);
+        ck_assert_msg(clean, "sanitizer report in gateway %d's stderr", i);
+    }
+}
+
 static void single_teardown(void)
 {
-    for (int i = 0; i < MAX_GW; i++)
-        h_proc_cleanup(&G[i].proc);
+    gws_down();
     h_redis_stop(&R);
 }
 
@@ -71,8 +84,7 @@ static void cluster_setup(void)
 
 static void cluster_teardown(void)
 {
-    for (int i = 0; i < MAX_GW; i++)
-        h_proc_cleanup(&G[i].proc);
+    gws_down();
 }
 
 /* ---- Redis, either way -------------------------------------------------- */
@@ -238,8 +250,15 @@ START_TEST(online_offline_on_connect_and_close)
     ws_close(&a, 1000);
     ck_assert_msg(wait_events(acct, 4, 3000) >= 0, "no second offline event");
     ck_assert_int_eq(check_alternating(acct, &last), 4);
-    double written = h_ck_metric(G[0].port, "notify_presence_events_total") +
-                     h_ck_metric(G[1].port, "notify_presence_events_total");
+    /* a clean shutdown takes its accounts offline at once */
+    open_as(&a, G[1].port, acct);
+    ck_assert(wait_events(acct, 5, 3000) >= 0);
+    double written1 = h_ck_metric(G[1].port, "notify_presence_events_total");
+    ck_assert_int_eq(h_gw_stop(&G[1], 15000), 0);
+    ck_assert_msg(wait_events(acct, 6, 3000) >= 0, "no offline after SIGTERM");
+    ck_assert_int_eq(check_alternating(acct, &last), 6);
+    ws_drop(&a);
+    double written = h_ck_metric(G[0].port, "notify_presence_events_total") + written1;
     ck_assert_msg(written >= 4, "notify_presence_events_total %g", written);
 }
 END_TEST
