@@ -77,9 +77,9 @@ static void on_apply_reply(redisAsyncContext *ac, void *r, void *privdata)
         schedule_flush(pe, 0);
 }
 
-/* The arguments every call starts with: function, numkeys, stream,
- * incarnation, then what the function takes next. */
-#define CALL_HEAD 4
+/* notify_presence_apply's arguments before the changes: FCALL, the
+ * function, numkeys, stream, incarnation, ttl, debounce, max len. */
+#define APPLY_HEAD 8
 
 static void flush(struct presence_events *pe)
 {
@@ -87,9 +87,9 @@ static void flush(struct presence_events *pe)
     if (pe->stopped || pe->n_flying || !pe->n_ops || !redis_link_connected(&srv->redis))
         return; /* kept until the batch in flight is answered or Redis is back */
     size_t n = pe->n_ops < PEVENTS_BATCH ? pe->n_ops : PEVENTS_BATCH;
-    int argc = CALL_HEAD + 3 + 2 * (int)n;
-    const char **argv = malloc(sizeof(*argv) * (size_t)(argc + 1));
-    size_t *lens = malloc(sizeof(*lens) * (size_t)(argc + 1));
+    int argc = APPLY_HEAD + 2 * (int)n;
+    const char **argv = malloc(sizeof(*argv) * (size_t)argc);
+    size_t *lens = malloc(sizeof(*lens) * (size_t)argc);
     if (!argv || !lens) {
         free(argv);
         free(lens);
@@ -103,11 +103,10 @@ static void flush(struct presence_events *pe)
     const char *head[] = {
         "FCALL", "notify_presence_apply", "1", pe->stream, pe->incarnation, ttl, debounce, maxlen};
     int k = 0;
-    for (; k < CALL_HEAD + 4; k++) {
+    for (; k < APPLY_HEAD; k++) {
         argv[k] = head[k];
         lens[k] = strlen(head[k]);
     }
-    argc = k + 2 * (int)n;
     for (size_t i = 0; i < n; i++) {
         argv[k] = pe->ops[i].add ? "+" : "-";
         lens[k++] = 1;

@@ -84,11 +84,17 @@ local function pev_up(ctx, node, a)
   redis.call('SADD', ctx.base .. 'node:' .. node, a)
   if redis.call('SADD', on, node) == 0 or before > 0 then return 0 end
   local key = ctx.base .. 'acct:' .. a
-  if redis.call('HEXISTS', key, 'off_at') == 1 then
-    -- back within the debounce: the departure never happened
-    redis.call('HDEL', key, 'off_at')
+  local off_at = tonumber(redis.call('HGET', key, 'off_at'))
+  if off_at then
+    local due = tonumber(redis.call('ZSCORE', ctx.base .. 'due', a))
     redis.call('ZREM', ctx.base .. 'due', a)
-    return 0
+    if due and due > ctx.now then
+      -- back within the debounce: the departure never happened
+      redis.call('HDEL', key, 'off_at')
+      return 0
+    end
+    -- gone longer than the debounce, the sweep just had not seen it yet
+    return pev_emit(ctx, a, 'offline', off_at) + pev_emit(ctx, a, 'online', ctx.now)
   end
   return pev_emit(ctx, a, 'online', ctx.now)
 end
