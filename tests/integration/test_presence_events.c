@@ -939,6 +939,7 @@ static Suite *suite(void)
     TCase *whc = h_tcase(s, "cluster_webhooks", 180, cluster_wh_setup, cluster_wh_teardown);
     tcase_add_unchecked_fixture(whc, cluster_create, cluster_destroy);
     tcase_add_test(whc, webhook_signed_in_order);
+    tcase_add_test(whc, webhook_retries_after_500_and_outage);
     tcase_add_test(whc, webhook_sender_killed_with_events_pending);
     return s;
 }
