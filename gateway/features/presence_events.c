@@ -51,6 +51,31 @@ static void schedule_flush(struct presence_events *pe, uint64_t ms)
         uv_timer_start(&pe->flush_timer, on_flush_timer, ms, 0);
 }
 
+static void on_leave_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct server *srv = privdata;
+    redisReply *reply = r;
+    (void)ac;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        srv->metrics.presence_events += (uint64_t)reply->integer;
+}
+
+/* Everything incarnation holds goes: offline (after the debounce) where
+ * nobody else holds the account. */
+static void leave(struct presence_events *pe, const char *incarnation)
+{
+    struct server *srv = pe->srv;
+    char debounce[24], maxlen[24];
+    snprintf(debounce, sizeof(debounce), "%d", srv->cfg->presence_debounce_ms);
+    snprintf(maxlen, sizeof(maxlen), "%d", srv->cfg->presence_events_max_len);
+    const char *argv[] = {"FCALL", "notify_presence_leave", "1", pe->stream, incarnation, debounce,
+                          maxlen};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
+    redis_link_command(&srv->redis, pe->stream, pe->stream_len, on_leave_reply, srv, 7, argv, lens);
+}
+
 static void on_apply_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct presence_events *pe = privdata;
@@ -75,6 +100,11 @@ static void on_apply_reply(redisAsyncContext *ac, void *r, void *privdata)
     pe->n_ops -= n;
     if (pe->n_ops)
         schedule_flush(pe, 0);
+    else if (pe->retire[0]) {
+        /* every account held now is recorded under the new incarnation */
+        leave(pe, pe->retire);
+        pe->retire[0] = '\0';
+    }
 }
 
 /* notify_presence_apply's arguments before the changes: FCALL, the
@@ -157,14 +187,40 @@ void presence_events_down(struct presence_events *pe, const char *account)
     queue(pe, 0, account);
 }
 
+/* A new incarnation: "<node id>/<ms>", never the one before. */
+static void new_incarnation(struct presence_events *pe)
+{
+    long long ms = (long long)wallclock_ms();
+    if (ms <= pe->incarnation_ms)
+        ms = pe->incarnation_ms + 1;
+    pe->incarnation_ms = ms;
+    snprintf(pe->incarnation, sizeof(pe->incarnation), "%s/%lld", pe->srv->cfg->node_id, ms);
+}
+
 void presence_events_resync(struct presence_events *pe)
 {
     if (!pe->on || pe->stopped)
         return;
+    if (pe->registered && !pe->n_flying) {
+        /* Redis may have lost writes meanwhile (a restart, a failover
+         * before replication): rather than trust what it holds for this
+         * incarnation, every account held now is recorded under a new one,
+         * and then the old one leaves; changes queued meanwhile are covered
+         * by both. If the old one's leave is itself lost, the sweep removes
+         * it once it lapses. */
+        snprintf(pe->retire, sizeof(pe->retire), "%s", pe->incarnation);
+        new_incarnation(pe);
+        pe->n_ops = 0;
+    }
+    pe->registered = 1;
     struct account *a, *tmp;
     HASH_ITER(hh, pe->srv->registry.accounts, a, tmp)
     {
         queue(pe, 1, a->id);
+    }
+    if (!pe->n_ops && pe->retire[0]) {
+        leave(pe, pe->retire);
+        pe->retire[0] = '\0';
     }
     flush(pe);
 }
@@ -226,8 +282,7 @@ int presence_events_init(struct presence_events *pe, struct server *srv)
     if (n < 0)
         return -1;
     pe->stream_len = (size_t)n;
-    snprintf(pe->incarnation, sizeof(pe->incarnation), "%s/%lld", srv->cfg->node_id,
-             (long long)wallclock_ms());
+    new_incarnation(pe);
     if (!pe->on) {
         pe->stopped = 1; /* nothing to stop: no timers were made */
         return 0;
@@ -239,15 +294,6 @@ int presence_events_init(struct presence_events *pe, struct server *srv)
     return uv_timer_start(&pe->sweep_timer, on_sweep_timer, PEVENTS_SWEEP_MS, PEVENTS_SWEEP_MS) < 0
                ? -1
                : 0;
-}
-
-static void on_leave_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    struct server *srv = privdata;
-    redisReply *reply = r;
-    (void)ac;
-    if (reply && reply->type == REDIS_REPLY_INTEGER)
-        srv->metrics.presence_events += (uint64_t)reply->integer;
 }
 
 void presence_events_stop(struct presence_events *pe)
@@ -264,14 +310,7 @@ void presence_events_stop(struct presence_events *pe)
     pe->n_ops = pe->cap_ops = 0;
     /* What is still queued needs no sending: leaving removes everything
      * this incarnation holds, and arrivals not sent were never recorded. */
-    struct server *srv = pe->srv;
-    char debounce[24], maxlen[24];
-    snprintf(debounce, sizeof(debounce), "%d", srv->cfg->presence_debounce_ms);
-    snprintf(maxlen, sizeof(maxlen), "%d", srv->cfg->presence_events_max_len);
-    const char *argv[] = {
-        "FCALL", "notify_presence_leave", "1", pe->stream, pe->incarnation, debounce, maxlen};
-    size_t lens[7];
-    for (int i = 0; i < 7; i++)
-        lens[i] = strlen(argv[i]);
-    redis_link_command(&srv->redis, pe->stream, pe->stream_len, on_leave_reply, srv, 7, argv, lens);
+    leave(pe, pe->incarnation);
+    if (pe->retire[0])
+        leave(pe, pe->retire);
 }

@@ -3,7 +3,7 @@
  * --presence-events.
  *
  * A node tells Redis only what it alone knows: that this process (its
- * incarnation, "<node id>/<start ms>", new at every start) now holds a
+ * incarnation, "<node id>/<ms>", new at every start and Redis reconnect) now holds a
  * first connection of an account, or has lost its last one. The functions
  * of lua/presence_events.lua keep, for every account, which incarnations
  * hold it and its last state, and write a transition when the holders go
@@ -34,19 +34,22 @@ struct server;
 struct pevents_op;
 
 struct presence_events {
-    struct server *srv;     /* owner */
-    int on;                 /* --presence-events */
-    char incarnation[200];  /* "<node id>/<start ms>": this process as a holder */
-    char stream[RNAME_MAX]; /* <prefix>presence:events */
-    size_t stream_len;      /* its length */
-    uv_timer_t flush_timer; /* sends queued changes shortly after the first */
-    uv_timer_t sweep_timer; /* every PEVENTS_SWEEP_MS */
-    struct pevents_op *ops; /* queued changes, in order */
-    size_t n_ops, cap_ops;  /* length and capacity of ops */
-    size_t n_flying;        /* ops[0..n_flying) are in the FCALL in flight */
-    int sweeping;           /* a sweep is in flight */
-    int stopped;            /* presence_events_stop ran */
-    uint64_t dropped;       /* changes dropped while Redis was away too long */
+    struct server *srv;       /* owner */
+    int on;                   /* --presence-events */
+    char incarnation[200];    /* "<node id>/<ms>": this process as a holder, since then */
+    char stream[RNAME_MAX];   /* <prefix>presence:events */
+    size_t stream_len;        /* its length */
+    uv_timer_t flush_timer;   /* sends queued changes shortly after the first */
+    uv_timer_t sweep_timer;   /* every PEVENTS_SWEEP_MS */
+    struct pevents_op *ops;   /* queued changes, in order */
+    size_t n_ops, cap_ops;    /* length and capacity of ops */
+    size_t n_flying;          /* ops[0..n_flying) are in the FCALL in flight */
+    int sweeping;             /* a sweep is in flight */
+    int stopped;              /* presence_events_stop ran */
+    uint64_t dropped;         /* changes dropped while Redis was away too long */
+    long long incarnation_ms; /* the ms part of incarnation */
+    int registered;           /* resync ran once: a later one is a reconnect */
+    char retire[200];         /* an incarnation to remove once the new one is recorded */
 };
 
 /* Appends lua/presence_events.lua to the notify library text *lib
@@ -61,8 +64,11 @@ int presence_events_init(struct presence_events *pe, struct server *srv);
 void presence_events_up(struct presence_events *pe, const char *account);
 void presence_events_down(struct presence_events *pe, const char *account);
 
-/* Redis is (back) up: every account held here is told again (a sweep may
- * have removed this incarnation while it was cut off). */
+/* Redis is (back) up. After a reconnect the process takes a new
+ * incarnation, records every account it holds under it, then removes the
+ * old one: what Redis kept of the old one (perhaps not all: a restart, a
+ * failover) no longer matters, and the accounts held throughout see no
+ * event. Departures while Redis was away are written then. */
 void presence_events_resync(struct presence_events *pe);
 
 /* Clean shutdown: everything this incarnation holds goes at once (offline

@@ -279,6 +279,15 @@ void webhook_sender_resync(struct webhook_sender *w)
     /* A Redis that came back empty lost the group: made again (BUSYGROUP
      * otherwise) before this node's first events. */
     w->group_ready = 0;
+    /* It may have lost the lease too (a restart, a failover before the
+     * lease replicated), so nobody trusts one from before, and nobody asks
+     * for one until a POST started before the outage is surely over. */
+    if (w->lease_until) {
+        log_info("webhook_sender", "state=standby reason=\"redis reconnected\"");
+        w->lease_until = 0;
+        drop_queue(w);
+    }
+    w->next_lease_at = uv_now(&w->srv->loop) + WEBHOOK_TIMEOUT_MS + 1000;
     if (!w->reading)
         create_group(w);
 }

@@ -62,7 +62,8 @@ int webhook_sender_init(struct webhook_sender *w, struct server *srv, const char
 
 /* Redis is (back) up: the group is made now if it is missing, before
  * this node writes events (server.c calls this first), so a first node
- * misses none of its own. Events written before any node with
+ * misses none of its own. A lease held before is given up and none is
+ * asked for during WEBHOOK_TIMEOUT_MS + 1 s: Redis may have lost it. Events written before any node with
  * --webhook-url made the group are not sent. */
 void webhook_sender_resync(struct webhook_sender *w);
 

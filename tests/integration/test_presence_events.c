@@ -300,6 +300,44 @@ START_TEST(offline_after_kill_within_ttl)
 }
 END_TEST
 
+/* A node whose Redis connections are cut comes back under a new
+ * incarnation: accounts it held throughout write nothing (not even with
+ * no debounce), one that left meanwhile goes offline, and the old
+ * incarnation is gone at once, not after the TTL. */
+START_TEST(reconnect_takes_a_new_incarnation)
+{
+    gw(0, "--presence-debounce-ms", "0", NULL);
+    struct ws x, y;
+    open_as(&x, G[0].port, "ev-s6");
+    open_as(&y, G[0].port, "ev-s7");
+    ck_assert(wait_events("ev-s6", 1, 3000) >= 0);
+    ck_assert(wait_events("ev-s7", 1, 3000) >= 0);
+    const char *nodes[] = {"ZRANGE", "notify:pev:{notify:presence:events}:nodes", "0", "-1"};
+    redisReply *before = cmd(4, nodes);
+    ck_assert_int_eq(before->elements, 1);
+    char old[200];
+    snprintf(old, sizeof(old), "%s", before->element[0]->str);
+    freeReplyObject(before);
+    const char *kill[] = {"CLIENT", "KILL", "TYPE", "normal"};
+    const char *kill_sub[] = {"CLIENT", "KILL", "TYPE", "pubsub"};
+    freeReplyObject(c_cmd_argv(R.port, 4, kill_sub));
+    ws_close(&y, 1000); /* while the node may be away */
+    freeReplyObject(c_cmd_argv(R.port, 4, kill));
+    ck_assert_msg(wait_events("ev-s7", 2, 8000) >= 0, "no offline for the account that left");
+    h_sleep_ms(1500);
+    ck_assert_int_eq(count_events("ev-s6"), 1);
+    redisReply *after = cmd(4, nodes);
+    ck_assert_int_eq(after->elements, 1);
+    ck_assert_msg(strcmp(after->element[0]->str, old) != 0, "still the incarnation %s", old);
+    freeReplyObject(after);
+    ws_close(&x, 1000);
+    ck_assert(wait_events("ev-s6", 2, 3000) >= 0);
+    int last;
+    ck_assert_int_eq(check_alternating("ev-s6", &last), 2);
+    ck_assert_int_eq(check_alternating("ev-s7", &last), 2);
+}
+END_TEST
+
 /* An offline-online flap within --presence-debounce-ms writes nothing; an
  * offline that lasts is written after the debounce, with at = when the
  * last connection went. */
@@ -924,6 +962,7 @@ static Suite *suite(void)
     tcase_add_test(one, debounce);
     tcase_add_test(one, alternation_under_concurrent_churn);
     tcase_add_test(one, bulk_presence);
+    tcase_add_test(one, reconnect_takes_a_new_incarnation);
     tcase_add_test(one, bad_flags_exit_2);
     TCase *cl = h_tcase(s, "cluster", 180, cluster_setup, cluster_teardown);
     tcase_add_unchecked_fixture(cl, cluster_create, cluster_destroy);
