@@ -222,7 +222,8 @@ static void on_read(redisAsyncContext *ac, void *r, void *privdata)
         reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2)
         entries = reply->element[0]->element[1];
     size_t n = entries && entries->type == REDIS_REPLY_ARRAY ? entries->elements : 0;
-    log_debug("webhook_read", "phase=%d events=%zu", w->phase, n);
+    if (n)
+        log_debug("webhook_read", "phase=%d events=%zu", w->phase, n);
     if (n == 0) {
         if (w->phase == 1)
             w->phase = 2; /* nothing of ours left pending: new entries from now on */
