@@ -497,6 +497,53 @@ START_TEST(bad_flags_exit_2)
 }
 END_TEST
 
+/* The primary holding the events stream fails over: the gateways follow,
+ * an account held throughout writes nothing more, and transitions after
+ * the promotion are written on the new primary, still alternating. */
+static void failover_setup(void)
+{
+    cluster_mode = 1;
+    memset(G, 0, sizeof(G));
+    cluster_up = c_cluster_start(&CL, 120000) == 0 && c_seeds(&CL, 3, seeds, sizeof(seeds)) == 0;
+    ck_assert_msg(cluster_up, "cannot create the cluster");
+}
+
+static void failover_teardown(void)
+{
+    gws_down();
+    c_cluster_stop(&CL);
+    cluster_up = 0;
+}
+
+START_TEST(events_across_a_failover)
+{
+    gw(0, "--presence-debounce-ms", "0", NULL);
+    gw(1, "--presence-debounce-ms", "0", NULL);
+    struct ws held, gone;
+    open_as(&held, G[0].port, "ev-f1");
+    open_as(&gone, G[1].port, "ev-f2");
+    ck_assert(wait_events("ev-f1", 1, 3000) >= 0);
+    ck_assert(wait_events("ev-f2", 1, 3000) >= 0);
+    int primary = c_key_owner(&CL, STREAM), slot = c_keyslot(&CL, STREAM);
+    ck_assert_int_gt(primary, 0);
+    ck_assert_int_eq(c_wait_replicated(primary, 5000), 1);
+    ck_assert_int_eq(c_kill(&CL, primary), 0);
+    ck_assert_msg(c_wait_promoted(&CL, primary, slot, 30000, NULL) > 0, "no promotion");
+    ws_close(&gone, 1000); /* after the promotion, maybe before the gateways follow */
+    ck_assert_msg(wait_events("ev-f2", 2, 15000) >= 0, "no offline after the failover");
+    h_sleep_ms(2000);
+    ck_assert_int_eq(count_events("ev-f1"), 1);
+    ws_close(&held, 1000);
+    ck_assert(wait_events("ev-f1", 2, 5000) >= 0);
+    open_as(&gone, G[0].port, "ev-f2");
+    ck_assert(wait_events("ev-f2", 3, 5000) >= 0);
+    int last;
+    ck_assert_int_eq(check_alternating("ev-f1", &last), 2);
+    ck_assert_int_eq(check_alternating("ev-f2", &last), 3);
+    ws_close(&gone, 1000);
+}
+END_TEST
+
 /* ---- bulk presence ------------------------------------------------------ */
 
 /* GET /presence?accounts=... and notifyctl presence a b c answer for many
@@ -971,6 +1018,8 @@ static Suite *suite(void)
     tcase_add_test(cl, debounce);
     tcase_add_test(cl, alternation_under_concurrent_churn);
     tcase_add_test(cl, bulk_presence);
+    TCase *fo = h_tcase(s, "cluster_failover", 240, failover_setup, failover_teardown);
+    tcase_add_test(fo, events_across_a_failover);
     TCase *wh = h_tcase(s, "webhooks", 180, single_wh_setup, single_wh_teardown);
     tcase_add_test(wh, webhook_signed_in_order);
     tcase_add_test(wh, webhook_retries_after_500_and_outage);
