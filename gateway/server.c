@@ -54,6 +54,7 @@ static void on_redis_up(void *data)
     srv->metrics.redis_reconnects = redis_link_reconnects(&srv->redis);
     presence_resync(&srv->presence);
     webhook_sender_resync(&srv->wh);
+    webhook_sender_resync(&srv->whu);
     presence_events_resync(&srv->pev);
 }
 
@@ -201,6 +202,7 @@ static void teardown(struct server *srv)
     session_close(&srv->sessions);
     presence_events_stop(&srv->pev);
     webhook_sender_stop(&srv->wh);
+    webhook_sender_stop(&srv->whu);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
     outbox_close(srv);
@@ -231,6 +233,7 @@ static void drain_progress(struct server *srv)
     uv_timer_start(&srv->drain_timer, on_stop_grace, STOP_GRACE_MS, 0);
     presence_events_stop(&srv->pev);
     webhook_sender_stop(&srv->wh);
+    webhook_sender_stop(&srv->whu);
     presence_stop(&srv->presence, on_presence_stopped);
 }
 
@@ -397,7 +400,8 @@ int server_init(struct server *srv, const struct config *cfg)
         return -1;
     }
     if (presence_init(&srv->presence, srv) < 0 || presence_events_init(&srv->pev, srv) < 0 ||
-        webhook_sender_init(&srv->wh, srv, srv->pev.incarnation) < 0 ||
+        webhook_sender_init(&srv->wh, srv, srv->pev.incarnation, 0) < 0 ||
+        webhook_sender_init(&srv->whu, srv, srv->pev.incarnation, 1) < 0 ||
         redis_link_start(&srv->redis, srv->notify_lib) < 0 || outbox_init(srv) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;

@@ -58,6 +58,7 @@ struct server {
     uint64_t invalid_unlogged;  /* invalid payloads since that log line */
     struct presence_events pev; /* online/offline transitions (--presence-events) */
     struct webhook_sender wh;   /* events POSTed to --webhook-url */
+    struct webhook_sender whu;  /* undelivered-outbox entries POSTed there too */
 };
 
 /* Builds everything and starts listening. Returns 0, or -1 after logging

@@ -22,13 +22,51 @@
 #define BACKOFF_MAX_MS 30000
 
 struct webhook_event {
-    char id[48];       /* stream id: the event id */
-    char account[132]; /* fields of the entry */
-    char state[12];
-    char at[24];
-    char seq[24];
-    int deleted; /* trimmed away before it was sent */
+    char id[48]; /* stream id: the event id */
+    char *body;  /* the JSON POSTed (malloc'd); NULL when trimmed before it was sent */
 };
+
+/* The value of entry field name (a string), NULL when absent. */
+static const redisReply *entry_field(const redisReply *f, const char *name)
+{
+    for (size_t k = 0; k + 1 < f->elements; k += 2)
+        if (f->element[k]->type == REDIS_REPLY_STRING && !strcmp(f->element[k]->str, name) &&
+            f->element[k + 1]->type == REDIS_REPLY_STRING)
+            return f->element[k + 1];
+    return NULL;
+}
+
+static json_t *field_string(const redisReply *f, const char *name)
+{
+    const redisReply *v = entry_field(f, name);
+    return v ? json_stringn(v->str, v->len) : json_string("");
+}
+
+static json_t *field_integer(const redisReply *f, const char *name)
+{
+    const redisReply *v = entry_field(f, name);
+    return json_integer(v ? (json_int_t)strtoll(v->str, NULL, 10) : 0);
+}
+
+/* The body of a presence event (README.md "Webhooks"). */
+static json_t *presence_body(const char *id, const redisReply *f)
+{
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "id", id, "type", "presence", "account",
+                     field_string(f, "account"), "state", field_string(f, "state"), "at",
+                     field_integer(f, "at"), "seq", field_integer(f, "seq"));
+}
+
+/* The body of an undelivered-outbox entry: its payload, the envelope as
+ * clients get it, as a JSON object (null when the entry has none). */
+static json_t *undelivered_body(const char *id, const redisReply *f)
+{
+    const redisReply *p = entry_field(f, "payload");
+    json_t *payload = p && p->len ? json_loadb(p->str, p->len, 0, NULL) : NULL;
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id", id, "type", "undelivered",
+                     "account", field_string(f, "account"), "message_id", field_string(f, "id"),
+                     "reason", field_string(f, "reason"), "at", field_integer(f, "at"), "payload",
+                     payload ? payload : json_null());
+}
 
 static void tick(uv_timer_t *t);
 
@@ -52,6 +90,8 @@ static void drop_queue(struct webhook_sender *w)
         webhook_cancel(w->post);
         w->post = NULL;
     }
+    for (size_t i = 0; i < w->n_queue; i++)
+        free(w->queue[i].body);
     w->n_queue = w->head = 0;
     w->attempts = 0;
 }
@@ -104,12 +144,13 @@ static void renew(struct webhook_sender *w, uint64_t now)
     ask->sent_at = now;
     char ms[16];
     snprintf(ms, sizeof(ms), "%d", WEBHOOK_LEASE_MS);
-    const char *argv[] = {"FCALL", "notify_webhook_lease", "1", w->stream, w->consumer, ms};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
+    const char *argv[] = {"FCALL", "notify_webhook_lease", "2", w->stream, w->lease, w->consumer,
+                          ms};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
     w->next_lease_at = now + RENEW_MS;
-    if (redis_link_command(&w->srv->redis, w->stream, w->stream_len, on_lease, ask, 6, argv, lens) <
+    if (redis_link_command(&w->srv->redis, w->stream, w->stream_len, on_lease, ask, 7, argv, lens) <
         0) {
         free(ask);
         return;
@@ -196,13 +237,6 @@ static void on_claimed(redisAsyncContext *ac, void *r, void *privdata)
     kick(w);
 }
 
-static void field(const redisReply *f, size_t k, char *out, size_t size)
-{
-    const redisReply *v = f->element[k + 1];
-    snprintf(out, size, "%.*s", v->type == REDIS_REPLY_STRING ? (int)v->len : 0,
-             v->type == REDIS_REPLY_STRING ? v->str : "");
-}
-
 static void on_read(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct webhook_sender *w = privdata;
@@ -232,35 +266,30 @@ static void on_read(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     if (!w->lease_until)
-        return; /* lost meanwhile: the next holder claims them */
+        return;    /* lost meanwhile: the next holder claims them */
+    drop_queue(w); /* empty already: reads wait until everything read was sent */
     struct webhook_event *q = realloc(w->queue, n * sizeof(*q));
     if (!q)
         return;
     w->queue = q;
-    w->n_queue = w->head = 0;
     for (size_t i = 0; i < n; i++) {
         const redisReply *e = entries->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
             e->element[0]->type != REDIS_REPLY_STRING)
             continue;
         struct webhook_event *ev = &q[w->n_queue++];
-        memset(ev, 0, sizeof(*ev));
         snprintf(ev->id, sizeof(ev->id), "%s", e->element[0]->str);
+        ev->body = NULL;
         const redisReply *f = e->element[1];
-        if (f->type != REDIS_REPLY_ARRAY) {
-            ev->deleted = 1; /* trimmed before it was sent */
-            continue;
-        }
-        for (size_t k = 0; k + 1 < f->elements; k += 2) {
-            const char *name = f->element[k]->type == REDIS_REPLY_STRING ? f->element[k]->str : "";
-            if (!strcmp(name, "account"))
-                field(f, k, ev->account, sizeof(ev->account));
-            else if (!strcmp(name, "state"))
-                field(f, k, ev->state, sizeof(ev->state));
-            else if (!strcmp(name, "at"))
-                field(f, k, ev->at, sizeof(ev->at));
-            else if (!strcmp(name, "seq"))
-                field(f, k, ev->seq, sizeof(ev->seq));
+        if (f->type != REDIS_REPLY_ARRAY)
+            continue; /* trimmed before it was sent */
+        json_t *o = w->undelivered ? undelivered_body(ev->id, f) : presence_body(ev->id, f);
+        ev->body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(o);
+        if (!ev->body) {
+            w->n_queue--; /* out of memory: read again from the pending entries */
+            w->phase = 1;
+            break;
         }
     }
     kick(w);
@@ -335,6 +364,8 @@ static void advance(struct webhook_sender *w)
 {
     const char *argv[] = {"XACK", w->stream, WEBHOOK_GROUP, w->queue[w->head].id};
     command(w, on_acked, 4, argv);
+    free(w->queue[w->head].body);
+    w->queue[w->head].body = NULL;
     w->head++;
     w->attempts = 0;
     w->next_try_at = 0;
@@ -395,36 +426,25 @@ static int sign(const char *secret, long long t, const char *body, size_t len, c
 static void post_head(struct webhook_sender *w)
 {
     struct webhook_event *ev = &w->queue[w->head];
-    if (ev->deleted) {
+    if (!ev->body) {
         log_warn("webhook_event_lost", "event=%s reason=trimmed", ev->id);
         w->srv->metrics.webhooks_failed++;
         advance(w);
         return;
     }
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", ev->id, "type", "presence", "account",
-                  ev->account, "state", ev->state, "at", (json_int_t)strtoll(ev->at, NULL, 10),
-                  "seq", (json_int_t)strtoll(ev->seq, NULL, 10));
-    char *body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
-    if (!body)
-        return; /* out of memory: tried again on the next tick */
     long long t = wallclock_ms() / 1000;
     char hex[2 * EVP_MAX_MD_SIZE + 1], headers[512];
-    size_t len = strlen(body);
-    if (sign(w->srv->cfg->webhook_secret, t, body, len, hex) < 0) {
-        free(body);
-        return;
-    }
+    size_t len = strlen(ev->body);
+    if (sign(w->srv->cfg->webhook_secret, t, ev->body, len, hex) < 0)
+        return; /* out of memory: tried again on the next tick */
     snprintf(headers, sizeof(headers),
              "User-Agent: notify-gateway/%s\r\nNotify-Event-Id: %s\r\nNotify-Node: %s\r\n"
              "Notify-Signature: t=%lld,v1=%s\r\n",
              NOTIFY_VERSION, ev->id, w->srv->cfg->node_id, t, hex);
     if (w->attempts)
         w->srv->metrics.webhooks_retried++;
-    w->post =
-        webhook_post(&w->srv->loop, &w->url, headers, body, len, WEBHOOK_TIMEOUT_MS, on_posted, w);
-    free(body);
+    w->post = webhook_post(&w->srv->loop, &w->url, headers, ev->body, len, WEBHOOK_TIMEOUT_MS,
+                           on_posted, w);
     if (!w->post)
         on_posted(w, UV_ENOMEM);
 }
@@ -452,18 +472,24 @@ static void tick(uv_timer_t *t)
         post_head(w);
 }
 
-int webhook_sender_init(struct webhook_sender *w, struct server *srv, const char *consumer)
+int webhook_sender_init(struct webhook_sender *w, struct server *srv, const char *consumer,
+                        int undelivered)
 {
     memset(w, 0, sizeof(*w));
     w->srv = srv;
     w->consumer = consumer;
+    w->undelivered = undelivered;
     w->stopped = 1;
     if (!srv->cfg->webhook_url)
         return 0;
     if (webhook_url_parse(srv->cfg->webhook_url, &w->url) < 0)
         return -1; /* config.c checked the shape already */
-    int n = rnames_presence_events(w->stream, sizeof(w->stream), srv->cfg->redis_prefix);
-    if (n < 0)
+    const char *prefix = srv->cfg->redis_prefix;
+    int n = undelivered ? snprintf(w->stream, sizeof(w->stream), "%sundelivered", prefix)
+                        : rnames_presence_events(w->stream, sizeof(w->stream), prefix);
+    if (n < 0 || (size_t)n >= sizeof(w->stream) ||
+        (size_t)snprintf(w->lease, sizeof(w->lease), "%swebhook:{%s}:lease", prefix, w->stream) >=
+            sizeof(w->lease))
         return -1;
     w->stream_len = (size_t)n;
     w->on = 1;
@@ -494,7 +520,8 @@ void webhook_sender_stop(struct webhook_sender *w)
     free(w->queue);
     w->queue = NULL;
     if (w->lease_until) {
-        const char *argv[] = {"FCALL", "notify_webhook_release", "1", w->stream, w->consumer};
-        command(w, NULL, 5, argv);
+        const char *argv[] = {"FCALL",    "notify_webhook_release", "2", w->stream, w->lease,
+                              w->consumer};
+        command(w, NULL, 6, argv);
     }
 }

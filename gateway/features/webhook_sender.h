@@ -1,8 +1,9 @@
-/* webhook_sender: every presence event POSTed to --webhook-url, signed,
- * at least once, in stream order (README.md "Webhooks").
+/* webhook_sender: every entry of a stream (presence events, or the
+ * undelivered outbox) POSTed to --webhook-url, signed, at least once, in
+ * stream order (README.md "Webhooks"); one sender per stream.
  *
  * The nodes with --webhook-url share the work through the consumer group
- * "notify-webhooks" on <prefix>presence:events, with one sender at a time:
+ * "notify-webhooks" on the stream, with one sender at a time:
  * the node holding the lease (notify_webhook_lease, WEBHOOK_LEASE_MS,
  * renewed every second). The holder takes over whatever other consumers
  * left pending (XAUTOCLAIM: a killed holder's events), reads its own
@@ -39,7 +40,9 @@ struct webhook_sender {
     int on;                      /* --webhook-url given */
     struct webhook_url url;      /* parsed --webhook-url */
     const char *consumer;        /* this incarnation (presence_events) */
-    char stream[RNAME_MAX];      /* <prefix>presence:events */
+    int undelivered;             /* the undelivered outbox, not presence events */
+    char stream[RNAME_MAX];      /* <prefix>presence:events or <prefix>undelivered */
+    char lease[RNAME_MAX];       /* <prefix>webhook:{<stream>}:lease, in its slot */
     size_t stream_len;           /* its length */
     uv_timer_t tick;             /* lease renewals, reads, retries */
     uint64_t lease_until;        /* loop ms until which the lease is surely ours; 0 = not held */
@@ -58,12 +61,17 @@ struct webhook_sender {
     int stopped;                 /* webhook_sender_stop ran */
 };
 
-int webhook_sender_init(struct webhook_sender *w, struct server *srv, const char *consumer);
+/* One sender per stream: presence events, or (undelivered) the
+ * undelivered outbox <prefix>undelivered (README.md "Acknowledgements and
+ * the undelivered outbox"). */
+int webhook_sender_init(struct webhook_sender *w, struct server *srv, const char *consumer,
+                        int undelivered);
 
 /* Redis is (back) up: the group is made now if it is missing, before
  * this node writes events (server.c calls this first), so a first node
  * misses none of its own. A lease held before is given up and none is
- * asked for during WEBHOOK_TIMEOUT_MS + 1 s: Redis may have lost it. Events written before any node with
+ * asked for during WEBHOOK_TIMEOUT_MS + 1 s: Redis may have lost it. Events written before any node
+ * with
  * --webhook-url made the group are not sent. */
 void webhook_sender_resync(struct webhook_sender *w);
 

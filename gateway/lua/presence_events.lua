@@ -14,7 +14,6 @@
 --   T..'acct:'..A   hash: state (online|offline), seq, off_at (a pending
 --                   offline: when its last connection went)
 --   T..'due'        sorted set: account -> when its pending offline is due
---   T..'lease'      string: the incarnation sending webhooks (webhook.c)
 -- Time is Redis's (TIME), the same clock for every node.
 --
 --   FCALL notify_presence_apply 1 <stream> <incarnation> <ttl ms>
@@ -30,9 +29,10 @@
 --     left (1 when the budget ran out)}.
 --   FCALL notify_presence_leave 1 <stream> <incarnation> <debounce ms> <max len>
 --     a clean shutdown: everything the incarnation held goes now.
---   FCALL notify_webhook_lease 1 <stream> <incarnation> <ms>
---     takes or renews the webhook lease; 1 when held, 0 when another has it.
---   FCALL notify_webhook_release 1 <stream> <incarnation>
+--   FCALL notify_webhook_lease 2 <stream> <P>webhook:{<stream>}:lease <incarnation> <ms>
+--     takes or renews the webhook lease of a stream (presence events, the
+--     undelivered outbox); 1 when held, 0 when another has it.
+--   FCALL notify_webhook_release 2 <stream> <lease key> <incarnation>
 
 local function pev_time()
   local t = redis.call('TIME')
@@ -196,11 +196,12 @@ local function notify_presence_leave(keys, args)
   return written
 end
 
+-- The webhook lease of a stream: KEYS[2], in the stream's slot.
 local function notify_webhook_lease(keys, args)
-  local base = keys[1] and pev_base(keys[1])
-  local node, ms = args[1], tonumber(args[2])
-  if not base or not node or not ms then return redis.error_reply(pev_usage) end
-  local lease = base .. 'lease'
+  local lease, node, ms = keys[2], args[1], tonumber(args[2])
+  if not lease or not node or not ms then
+    return redis.error_reply('ERR usage: notify_webhook_lease 2 <stream> <lease key> <holder> <ms>')
+  end
   local holder = redis.call('GET', lease)
   if holder and holder ~= node then return 0 end
   redis.call('SET', lease, node, 'PX', ms)
@@ -208,10 +209,12 @@ local function notify_webhook_lease(keys, args)
 end
 
 local function notify_webhook_release(keys, args)
-  local base = keys[1] and pev_base(keys[1])
-  if not base or not args[1] then return redis.error_reply(pev_usage) end
-  if redis.call('GET', base .. 'lease') == args[1] then
-    redis.call('DEL', base .. 'lease')
+  local lease = keys[2]
+  if not lease or not args[1] then
+    return redis.error_reply('ERR usage: notify_webhook_release 2 <stream> <lease key> <holder>')
+  end
+  if redis.call('GET', lease) == args[1] then
+    redis.call('DEL', lease)
     return 1
   end
   return 0

@@ -919,6 +919,58 @@ START_TEST(webhook_retries_after_500_and_outage)
 }
 END_TEST
 
+/* An entry of the undelivered outbox (a message published with ack to an
+ * account with no connection) is POSTed too, signed, with its payload. */
+START_TEST(webhook_undelivered_outbox)
+{
+    gw(0, WH_FLAGS, NULL);
+    const char *acct = cluster_mode ? "wh-cu1" : "wh-u1";
+    char key[200];
+    snprintf(key, sizeof(key), "notify:stream:{%s}", acct);
+    const char *pub[] = {"FCALL",
+                         "notify_publish",
+                         "1",
+                         key,
+                         "{\"type\":\"n\",\"content\":{\"body\":\"lost\",\"meta_data\":\"\"}}",
+                         "ack",
+                         "5"};
+    redisReply *r = cmd(7, pub);
+    ck_assert_msg(r && r->type == REDIS_REPLY_STRING, "notify_publish: %s",
+                  r && r->type == REDIS_REPLY_ERROR ? r->str : "no id");
+    char id[64];
+    snprintf(id, sizeof(id), "%s", r->str);
+    freeReplyObject(r);
+    json_t *got = NULL;
+    long long t0 = h_mono_ms();
+    while (!got) {
+        json_t *log = rcv_log(&RCV), *e;
+        size_t i;
+        json_array_foreach(log, i, e)
+        {
+            json_t *body = json_object_get(e, "body");
+            if (json_integer_value(json_object_get(e, "status")) == 200 && h_jstr(body, "type") &&
+                !strcmp(h_jstr(body, "type"), "undelivered"))
+                got = json_incref(e);
+        }
+        json_decref(log);
+        ck_assert_msg(got || h_mono_ms() - t0 < 15000, "the outbox entry was not POSTed");
+        if (!got)
+            h_sleep_ms(50);
+    }
+    json_t *body = json_object_get(got, "body");
+    ck_assert(json_is_true(json_object_get(got, "sig_ok")));
+    ck_assert_str_eq(h_jstr(got, "event_id"), h_jstr(body, "id"));
+    ck_assert_str_eq(h_jstr(body, "account"), acct);
+    ck_assert_str_eq(h_jstr(body, "message_id"), id);
+    ck_assert_str_eq(h_jstr(body, "reason"), "offline");
+    json_t *payload = json_object_get(body, "payload");
+    ck_assert_msg(json_is_object(payload), "payload is not the envelope");
+    ck_assert_str_eq(h_jstr(payload, "id"), id);
+    ck_assert_str_eq(h_jstr(json_object_get(payload, "content"), "body"), "lost");
+    json_decref(got);
+}
+END_TEST
+
 /* Three senders; the one holding the lease is killed while events wait:
  * another takes over, nothing is lost, nothing is sent by two nodes at
  * once, at most the event under way at the kill is sent twice. */
@@ -1023,11 +1075,13 @@ static Suite *suite(void)
     TCase *wh = h_tcase(s, "webhooks", 180, single_wh_setup, single_wh_teardown);
     tcase_add_test(wh, webhook_signed_in_order);
     tcase_add_test(wh, webhook_retries_after_500_and_outage);
+    tcase_add_test(wh, webhook_undelivered_outbox);
     tcase_add_test(wh, webhook_sender_killed_with_events_pending);
     TCase *whc = h_tcase(s, "cluster_webhooks", 180, cluster_wh_setup, cluster_wh_teardown);
     tcase_add_unchecked_fixture(whc, cluster_create, cluster_destroy);
     tcase_add_test(whc, webhook_signed_in_order);
     tcase_add_test(whc, webhook_retries_after_500_and_outage);
+    tcase_add_test(whc, webhook_undelivered_outbox);
     tcase_add_test(whc, webhook_sender_killed_with_events_pending);
     return s;
 }
