@@ -79,6 +79,16 @@ static const struct option_def options[] = {
      "ms between sweeps of acknowledgement deadlines into the outbox"},
     {"trust-proxy", OPT_BOOL, F(trust_proxy), "false", 0, 0,
      "take the client address from X-Forwarded-For (behind a load balancer)"},
+    {"presence-events", OPT_BOOL, F(presence_events), "false", 0, 0,
+     "write online/offline transitions to <prefix>presence:events (README.md \"Presence events\")"},
+    {"presence-debounce-ms", OPT_INT, F(presence_debounce_ms), "2000", 0, 3600000,
+     "an account offline and back within this many ms writes no event"},
+    {"presence-events-max-len", OPT_INT, F(presence_events_max_len), "100000", 1, 100000000,
+     "entries the events stream is trimmed to, approximately (XADD MAXLEN ~)"},
+    {"webhook-url", OPT_STR, F(webhook_url), NULL, 0, 0,
+     "POST every presence event to this http:// URL, signed (README.md \"Webhooks\")"},
+    {"webhook-secret", OPT_STR, F(webhook_secret), NULL, 0, 0,
+     "HMAC-SHA256 key of the Notify-Signature header (needed with --webhook-url)"},
     {"demo", OPT_BOOL, F(demo), "false", 0, 0,
      "serve the browser demo at GET / (and its API key with --auth none)"},
 };
@@ -279,6 +289,21 @@ static int finish(struct config *cfg, const char *prog)
         return bad(prog, "jwt-public-key", "cannot read the file", cfg->jwt_public_key);
     if (cfg->api_key && !*cfg->api_key)
         return bad(prog, "api-key", "must not be empty when set", "");
+
+    if (cfg->webhook_url && !*cfg->webhook_url) {
+        free(cfg->webhook_url); /* NOTIFY_WEBHOOK_URL= means unset */
+        cfg->webhook_url = NULL;
+    }
+    if (cfg->webhook_url) {
+        int http = strncmp(cfg->webhook_url, "http://", 7) == 0;
+        const char *h = http ? cfg->webhook_url + 7 : "";
+        if (!http || !*h || *h == '/' || *h == ':' || strlen(cfg->webhook_url) > 1000 ||
+            strpbrk(cfg->webhook_url, " \r\n"))
+            return bad(prog, "webhook-url", "expected http://HOST[:PORT][/PATH] (plain HTTP only)",
+                       cfg->webhook_url);
+        if (!cfg->webhook_secret || !*cfg->webhook_secret)
+            return bad(prog, "webhook-secret", "required with --webhook-url", "");
+    }
 
     if ((cfg->log_level_value = log_level_parse(cfg->log_level)) < 0)
         return bad(prog, "log-level", "expected error, warn, info or debug", cfg->log_level);

@@ -59,6 +59,11 @@ struct config {
     int receipts_max_len;                         /* <prefix>receipts trimmed to about this */
     int undelivered_max_len;                      /* <prefix>undelivered trimmed to about this */
     int ack_sweep_ms;                             /* ms between sweeps of ack deadlines */
+    int presence_events;                          /* write <prefix>presence:events */
+    int presence_debounce_ms;                     /* an offline-online flap within it is no event */
+    int presence_events_max_len;                  /* the events stream's approximate length */
+    char *webhook_url;                            /* http:// URL events are POSTed to; NULL = off */
+    char *webhook_secret;                         /* HMAC-SHA256 key of the signature header */
 };
 
 /* Parses argv and the environment (envp-style lookup through getenv).

@@ -82,6 +82,10 @@ struct metrics {
     uint64_t latency_buckets[METRICS_LATENCY_BUCKETS]; /* Redis arrival -> socket write */
     uint64_t latency_count;                            /* observations */
     uint64_t latency_sum_ns;                           /* their sum */
+    uint64_t presence_events;                          /* presence transitions this node wrote */
+    uint64_t webhooks_sent;                            /* webhook POSTs answered 2xx */
+    uint64_t webhooks_retried;                         /* POSTs of an event already tried */
+    uint64_t webhooks_failed;                          /* POSTs failed (status, timeout, refused) */
 
     /* The connection counters again, by transport. */
     struct transport_counters transport[TRANSPORT__COUNT];

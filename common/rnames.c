@@ -37,6 +37,11 @@ int rnames_presence(char *buf, size_t size, const char *prefix, const char *acco
     return join(buf, size, prefix, "presence:{", account, "}");
 }
 
+int rnames_presence_events(char *buf, size_t size, const char *prefix)
+{
+    return join(buf, size, prefix, "presence:events", NULL, NULL);
+}
+
 int rnames_stream(char *buf, size_t size, const char *prefix, const char *account)
 {
     return join(buf, size, prefix, "stream:{", account, "}");

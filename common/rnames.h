@@ -16,6 +16,8 @@ int rnames_presence(char *buf, size_t size, const char *prefix, const char *acco
 int rnames_stream(char *buf, size_t size, const char *prefix, const char *account);
 int rnames_nodes(char *buf, size_t size, const char *prefix);
 int rnames_node(char *buf, size_t size, const char *prefix, const char *node_id);
+/* The presence events stream (README.md "Presence events"): one key. */
+int rnames_presence_events(char *buf, size_t size, const char *prefix);
 
 /* A connection's member in its account's presence set:
  * "<node id>/<conn id>", so that members of different nodes never collide

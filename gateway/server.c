@@ -53,6 +53,9 @@ static void on_redis_up(void *data)
     struct server *srv = data;
     srv->metrics.redis_reconnects = redis_link_reconnects(&srv->redis);
     presence_resync(&srv->presence);
+    webhook_sender_resync(&srv->wh);
+    webhook_sender_resync(&srv->whu);
+    presence_events_resync(&srv->pev);
 }
 
 static void on_redis_down(void *data)
@@ -87,6 +90,8 @@ static void hook_bound(void *ctx, struct session *s, const struct stream_id *sin
     if (since)
         history_resume(srv, s, since);
     presence_add(&srv->presence, s->acct->id, s->id);
+    if (s->acct->n_conns == 1)
+        presence_events_up(&srv->pev, s->acct->id);
 }
 
 static void hook_lost(void *ctx, struct session *s)
@@ -105,6 +110,8 @@ static void hook_unbound(void *ctx, struct session *s)
 {
     struct server *srv = ctx;
     presence_remove(&srv->presence, s->acct->id, s->id);
+    if (s->acct->n_conns == 1)
+        presence_events_down(&srv->pev, s->acct->id);
     history_forget(s);
 }
 
@@ -193,6 +200,9 @@ static void teardown(struct server *srv)
     close_handle((uv_handle_t *)&srv->drain_timer);
     net_close(&srv->net);
     session_close(&srv->sessions);
+    presence_events_stop(&srv->pev);
+    webhook_sender_stop(&srv->wh);
+    webhook_sender_stop(&srv->whu);
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
     outbox_close(srv);
@@ -221,6 +231,9 @@ static void drain_progress(struct server *srv)
     log_info("drained", NULL);
     uv_timer_stop(&srv->drain_timer);
     uv_timer_start(&srv->drain_timer, on_stop_grace, STOP_GRACE_MS, 0);
+    presence_events_stop(&srv->pev);
+    webhook_sender_stop(&srv->wh);
+    webhook_sender_stop(&srv->whu);
     presence_stop(&srv->presence, on_presence_stopped);
 }
 
@@ -376,7 +389,7 @@ int server_init(struct server *srv, const struct config *cfg)
         return -1;
     srandom((unsigned)srv->sessions.ids.base);
     redis_wire(srv);
-    if (history_init(srv) < 0) {
+    if (history_init(srv) < 0 || presence_events_library(&srv->notify_lib) < 0) {
         log_error("out_of_memory", "where=init");
         return -1;
     }
@@ -387,7 +400,9 @@ int server_init(struct server *srv, const struct config *cfg)
         log_error("listen_failed", "listen=%s error=\"%s\"", cfg->listen, err);
         return -1;
     }
-    if (presence_init(&srv->presence, srv) < 0 ||
+    if (presence_init(&srv->presence, srv) < 0 || presence_events_init(&srv->pev, srv) < 0 ||
+        webhook_sender_init(&srv->wh, srv, srv->pev.incarnation, 0) < 0 ||
+        webhook_sender_init(&srv->whu, srv, srv->pev.incarnation, 1) < 0 ||
         redis_link_start(&srv->redis, srv->notify_lib) < 0 || outbox_init(srv) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;

@@ -23,11 +23,13 @@
 #include "net.h"
 #include "outbox.h"
 #include "presence.h"
+#include "presence_events.h"
 #include "redis.h"
 #include "registry.h"
 #include "session.h"
 #include "sse.h"
 #include "wallclock.h"
+#include "webhook_sender.h"
 
 struct server {
     const struct config *cfg;   /* parsed flags; read-only */
@@ -56,6 +58,9 @@ struct server {
     int stopping;               /* 1 once teardown began */
     uint64_t invalid_logged_at; /* loop ms of the last invalid-payload log */
     uint64_t invalid_unlogged;  /* invalid payloads since that log line */
+    struct presence_events pev; /* online/offline transitions (--presence-events) */
+    struct webhook_sender wh;   /* events POSTed to --webhook-url */
+    struct webhook_sender whu;  /* undelivered-outbox entries POSTed there too */
 };
 
 /* Builds everything and starts listening. Returns 0, or -1 after logging

@@ -16,4 +16,7 @@ void health_gauges(const struct server *srv, struct metrics_gauges *g)
     g->ready = health_ready(srv);
     g->draining = srv->draining;
     g->io_uring = net_batched(&srv->net);
+    double p = webhook_sender_oldest_pending(&srv->wh),
+           u = webhook_sender_oldest_pending(&srv->whu);
+    g->webhook_oldest_pending_s = p > u ? p : u;
 }

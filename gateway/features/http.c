@@ -13,6 +13,7 @@
 #include "health.h"
 #include "httphead.h"
 #include "opaque.h"
+#include "presence_api.h"
 #include "publish_api.h"
 #include "server.h"
 
@@ -116,6 +117,12 @@ static struct publish_req *publish_of(struct lws *wsi)
     return kind && *kind == OPAQUE_PUBLISH ? (struct publish_req *)kind : NULL;
 }
 
+static struct presence_req *presence_of(struct lws *wsi)
+{
+    enum opaque_kind *kind = lws_get_opaque_user_data(wsi);
+    return kind && *kind == OPAQUE_PRESENCE ? (struct presence_req *)kind : NULL;
+}
+
 /* httphead_body_framing of the head as lws read it (its method and
  * framing headers): gateway/net screens only the first request of a connection,
  * and a later one on a kept-alive connection comes to lws directly. 0, or
@@ -185,12 +192,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return -1;
         if (in && !strcmp(in, "/publish"))
             return publish_api_begin(server_of(wsi), wsi);
+        if (in && !strcmp(in, "/presence"))
+            return presence_api_begin(server_of(wsi), wsi);
         return http_handle(server_of(wsi), wsi, in ? (const char *)in : "");
     case LWS_CALLBACK_HTTP_BODY:
         return (req = publish_of(wsi)) ? publish_api_body(server_of(wsi), wsi, req, in, len) : -1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return (req = publish_of(wsi)) ? publish_api_complete(server_of(wsi), wsi, req) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (presence_of(wsi))
+            return presence_api_writeable(wsi, presence_of(wsi));
         return (req = publish_of(wsi)) ? publish_api_writeable(wsi, req) : 0;
     case LWS_CALLBACK_TIMER:
         return (req = publish_of(wsi)) ? publish_api_timeout(server_of(wsi), wsi, req) : 0;
@@ -199,9 +210,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_WSI_DESTROY: {
         req = publish_of(wsi);
+        struct presence_req *pres = presence_of(wsi);
         lws_set_opaque_user_data(wsi, NULL);
         if (req)
             publish_api_detach(req);
+        if (pres)
+            presence_api_detach(pres);
         return 0;
     }
     default:

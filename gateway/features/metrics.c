@@ -132,5 +132,20 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     header(&o, "notify_io_uring", "gauge",
            "1 when client reads and writes go batched through io_uring, 0 with a call each.");
     emit(&o, "notify_io_uring %d\n", g->io_uring);
+    header(&o, "notify_presence_events_total", "counter",
+           "Presence transitions written to the events stream by this node.");
+    emit(&o, "notify_presence_events_total %llu\n", (unsigned long long)m->presence_events);
+    header(&o, "notify_webhooks_sent_total", "counter", "Webhook POSTs answered with a 2xx.");
+    emit(&o, "notify_webhooks_sent_total %llu\n", (unsigned long long)m->webhooks_sent);
+    header(&o, "notify_webhooks_retried_total", "counter",
+           "Webhook POSTs of an event tried before.");
+    emit(&o, "notify_webhooks_retried_total %llu\n", (unsigned long long)m->webhooks_retried);
+    header(&o, "notify_webhooks_failed_total", "counter",
+           "Webhook POSTs that failed (not 2xx, timeout, refused); each is retried.");
+    emit(&o, "notify_webhooks_failed_total %llu\n", (unsigned long long)m->webhooks_failed);
+    header(&o, "notify_webhook_oldest_pending_seconds", "gauge",
+           "Age of the oldest event the webhook sender (this node, if it holds the lease) has not "
+           "delivered yet.");
+    emit(&o, "notify_webhook_oldest_pending_seconds %.3f\n", g->webhook_oldest_pending_s);
     return o.len;
 }

@@ -18,7 +18,8 @@ struct metrics_gauges {
     int redis_up;
     int ready;
     int draining;
-    int io_uring; /* client writes batched through io_uring */
+    int io_uring;                    /* client writes batched through io_uring */
+    double webhook_oldest_pending_s; /* age of the oldest event this node is sending, 0 = none */
 };
 
 /* Renders the Prometheus text exposition into buf; returns its length, or

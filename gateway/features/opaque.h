@@ -5,7 +5,8 @@
 #define NOTIFY_OPAQUE_H
 
 enum opaque_kind {
-    OPAQUE_PUBLISH = 2, /* struct publish_req (publish_api.c) */
+    OPAQUE_PUBLISH = 2,  /* struct publish_req (publish_api.c) */
+    OPAQUE_PRESENCE = 3, /* struct presence_req (presence_api.c) */
 };
 
 #endif

@@ -62,17 +62,22 @@ static int refuse(struct lws *wsi, int status, const char *body)
     return -1;
 }
 
+int publish_api_authorized(struct server *srv, struct lws *wsi)
+{
+    char auth[512];
+    int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
+    const char *key = srv->cfg->api_key;
+    return key && n > 7 && strncasecmp(auth, "Bearer ", 7) == 0 &&
+           constant_time_equal(auth + 7, strlen(auth + 7), key, strlen(key));
+}
+
 int publish_api_begin(struct server *srv, struct lws *wsi)
 {
     if (!srv->cfg->api_key)
         return refuse(wsi, 404, "publish API off: start with --api-key\n");
     if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0)
         return refuse(wsi, 405, "use POST\n");
-    char auth[512];
-    int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
-    const char *key = srv->cfg->api_key;
-    if (n <= 7 || strncasecmp(auth, "Bearer ", 7) != 0 ||
-        !constant_time_equal(auth + 7, strlen(auth + 7), key, strlen(key)))
+    if (!publish_api_authorized(srv, wsi))
         return refuse(wsi, 401, "missing or bad API key\n");
     char clen[32];
     if (lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&

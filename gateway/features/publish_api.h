@@ -27,6 +27,10 @@
 struct server;
 struct publish_req;
 
+/* 1 when the request carries Authorization: Bearer <--api-key> (compared
+ * in constant time), as every API endpoint requires. */
+int publish_api_authorized(struct server *srv, struct lws *wsi);
+
 /* LWS_CALLBACK_HTTP for POST /publish: checks the key and the announced
  * length. Returns what the callback must return. */
 int publish_api_begin(struct server *srv, struct lws *wsi);

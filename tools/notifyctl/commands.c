@@ -90,39 +90,74 @@ struct presence {
     redisReply *members; /* ZRANGEBYSCORE key now +inf WITHSCORES: member, score... */
 };
 
-static int presence_fetch(struct session *s, const char *prefix, const char *account, int64_t now,
-                          struct presence *p)
+/* The three commands asked per account, all of its key. */
+#define PRESENCE_CMDS 3
+
+/* Fills p[0..n) for accounts[0..n), all in one pipeline (one round trip
+ * per Redis node holding some of them). */
+static int presence_fetch(struct session *s, const char *prefix, char **accounts, int n,
+                          int64_t now, struct presence *p)
 {
-    char key[RNAME_MAX], min[32];
-    memset(p, 0, sizeof(*p));
-    if (rnames_presence(key, sizeof(key), prefix, account) < 0) {
-        fprintf(stderr, "%s: presence key of '%s' too long\n", PROG, account);
-        return EXIT_USAGE;
+    int total = n * PRESENCE_CMDS, rc = EXIT_REDIS;
+    char(*keys)[RNAME_MAX] = malloc(sizeof(*keys) * (size_t)n);
+    const char *(*cmds)[5] = malloc(sizeof(*cmds) * (size_t)total);
+    const char *const **argvp = malloc(sizeof(*argvp) * (size_t)total);
+    int *argc = malloc(sizeof(int) * (size_t)total);
+    redisReply **replies = calloc((size_t)total, sizeof(*replies));
+    char min[32];
+    memset(p, 0, sizeof(*p) * (size_t)n);
+    if (!keys || !cmds || !argvp || !argc || !replies) {
+        fprintf(stderr, "%s: out of memory\n", PROG);
+        goto out;
     }
     snprintf(min, sizeof(min), "%lld", (long long)now);
-
-    const char *exists[] = {"EXISTS", key};
-    redisReply *r = session_expect(s, REDIS_REPLY_INTEGER, 2, exists);
-    if (!r)
-        return EXIT_REDIS;
-    p->online = r->integer > 0;
-    freeReplyObject(r);
-
-    const char *zcount[] = {"ZCOUNT", key, min, "+inf"};
-    if (!(r = session_expect(s, REDIS_REPLY_INTEGER, 4, zcount)))
-        return EXIT_REDIS;
-    p->live = r->integer;
-    freeReplyObject(r);
-
-    const char *zrange[] = {"ZRANGEBYSCORE", key, min, "+inf", "WITHSCORES"};
-    if (!(p->members = session_expect(s, REDIS_REPLY_ARRAY, 5, zrange)))
-        return EXIT_REDIS;
-    if (p->members->elements % 2 != 0) {
-        session_report(s, "ZRANGEBYSCORE", "odd WITHSCORES reply");
-        freeReplyObject(p->members);
-        return EXIT_REDIS;
+    for (int i = 0; i < n; i++) {
+        if (rnames_presence(keys[i], sizeof(keys[i]), prefix, accounts[i]) < 0) {
+            fprintf(stderr, "%s: presence key of '%s' too long\n", PROG, accounts[i]);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        const char *exists[] = {"EXISTS", keys[i]};
+        const char *zcount[] = {"ZCOUNT", keys[i], min, "+inf"};
+        const char *zrange[] = {"ZRANGEBYSCORE", keys[i], min, "+inf", "WITHSCORES"};
+        memcpy(cmds[3 * i], exists, sizeof(exists));
+        memcpy(cmds[3 * i + 1], zcount, sizeof(zcount));
+        memcpy(cmds[3 * i + 2], zrange, sizeof(zrange));
+        argc[3 * i] = 2, argc[3 * i + 1] = 4, argc[3 * i + 2] = 5;
     }
-    return 0;
+    for (int i = 0; i < total; i++)
+        argvp[i] = (const char *const *)cmds[i];
+    if (session_pipeline(s, total, argc, argvp, replies) < 0)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        redisReply *e = replies[3 * i], *c = replies[3 * i + 1], *m = replies[3 * i + 2];
+        if (e->type != REDIS_REPLY_INTEGER || c->type != REDIS_REPLY_INTEGER ||
+            m->type != REDIS_REPLY_ARRAY || m->elements % 2 != 0) {
+            session_report(s, keys[i], "unexpected reply types");
+            goto out;
+        }
+        p[i].online = e->integer > 0;
+        p[i].live = c->integer;
+        p[i].members = m;
+        replies[3 * i + 2] = NULL; /* kept in p */
+    }
+    rc = 0;
+out:
+    if (rc)
+        for (int i = 0; i < n; i++)
+            if (p[i].members) {
+                freeReplyObject(p[i].members);
+                p[i].members = NULL;
+            }
+    if (replies)
+        for (int i = 0; i < total; i++)
+            freeReplyObject(replies[i]);
+    free(replies);
+    free(argc);
+    free(argvp);
+    free(cmds);
+    free(keys);
+    return rc;
 }
 
 /* Splits "<node id>/<connection id>" (rnames.h): the node id into node,
@@ -189,20 +224,25 @@ int cmd_presence(struct session *s, const struct args *a)
 {
     int64_t now = now_ms(); /* one instant for every account */
     json_t *doc = a->json ? json_array() : NULL;
-    if (a->json && !doc)
+    struct presence *p = calloc((size_t)a->npos, sizeof(*p));
+    if ((a->json && !doc) || !p) {
+        free(p);
+        json_decref(doc);
         return print_json(NULL);
-    for (int i = 0; i < a->npos; i++) {
-        struct presence p;
-        int rc = presence_fetch(s, a->prefix, a->pos[i], now, &p);
-        if (rc) {
-            json_decref(doc);
-            return rc;
-        }
+    }
+    int rc = presence_fetch(s, a->prefix, a->pos, a->npos, now, p);
+    for (int i = 0; i < a->npos && rc == 0; i++) {
         if (a->json)
-            json_array_append_new(doc, presence_json(a->pos[i], &p));
+            json_array_append_new(doc, presence_json(a->pos[i], &p[i]));
         else
-            presence_print_text(a->pos[i], &p, now, i == 0);
-        freeReplyObject(p.members);
+            presence_print_text(a->pos[i], &p[i], now, i == 0);
+    }
+    for (int i = 0; i < a->npos; i++)
+        freeReplyObject(p[i].members);
+    free(p);
+    if (rc) {
+        json_decref(doc);
+        return rc;
     }
     return a->json ? print_json(doc) : 0;
 }

@@ -137,6 +137,14 @@ redisReply *session_expect(struct session *s, int type, int argc, const char **a
  * answers an array or nil). */
 redisReply *session_command(struct session *s, int argc, const char **argv);
 
+/* Runs n commands (argc[i], argv[i]; argv[i][1] is the key) with one
+ * write and one read per node: everything goes to the current node first,
+ * and in a cluster what it answers MOVED goes again, grouped, to the owner
+ * named. Fills replies[0..n) (free each with freeReplyObject); -1 after
+ * reporting an I/O error or an error reply (then none is kept). */
+int session_pipeline(struct session *s, int n, const int *argc, const char *const *const *argv,
+                     redisReply **replies);
+
 /* Reports a failure about what on the session's current node. */
 void session_report(const struct session *s, const char *what, const char *err);
 

@@ -270,3 +270,113 @@ void session_report(const struct session *s, const char *what, const char *err)
 {
     report_conn_error(s->current, what, err);
 }
+
+/* session_pipeline's commands still to answer on one node. */
+struct pipe_group {
+    struct conn *at;
+    int *idx;
+    int n;
+};
+
+/* Sends the commands idx[0..n) on c in one write and reads their replies
+ * into replies; -1 on an I/O error (reported). */
+static int pipe_round(struct session *s, struct conn *c, const int *idx, int n, const int *argc,
+                      const char *const *const *argv, redisReply **replies)
+{
+    (void)s;
+    for (int k = 0; k < n; k++)
+        if (redisAppendCommandArgv(c->ctx, argc[idx[k]], (const char **)argv[idx[k]], NULL) !=
+            REDIS_OK) {
+            report_conn_error(c, "pipeline", c->ctx->errstr);
+            return -1;
+        }
+    for (int k = 0; k < n; k++) {
+        void *r = NULL;
+        if (redisGetReply(c->ctx, &r) != REDIS_OK) {
+            report_conn_error(c, "pipeline", c->ctx->errstr);
+            return -1;
+        }
+        replies[idx[k]] = r;
+    }
+    return 0;
+}
+
+int session_pipeline(struct session *s, int n, const int *argc, const char *const *const *argv,
+                     redisReply **replies)
+{
+    int *todo = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    struct conn **where = malloc(sizeof(*where) * (size_t)(n ? n : 1));
+    int rc = 0, left = n;
+    if (!todo || !where) {
+        fprintf(stderr, "%s: out of memory\n", PROG);
+        free(todo);
+        free(where);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        replies[i] = NULL;
+        where[i] = s->current;
+    }
+    /* Round after round, every command still unanswered goes to where the
+     * last answer sent it, grouped by node; a cluster needs at most a
+     * round more than one Redis (each MOVED names the owner). */
+    for (int round = 0; left > 0 && rc == 0; round++) {
+        if (round > MAX_REDIRECTS) {
+            fprintf(stderr, "%s: still redirected after %d rounds\n", PROG, MAX_REDIRECTS);
+            rc = -1;
+            break;
+        }
+        for (int first = 0; first < n && rc == 0; first++) {
+            if (replies[first] || !where[first])
+                continue;
+            struct conn *at = where[first];
+            int m = 0;
+            for (int i = first; i < n; i++)
+                if (!replies[i] && where[i] == at)
+                    todo[m++] = i;
+            for (int k = 0; k < m; k++)
+                where[todo[k]] = NULL; /* sent this round */
+            if (pipe_round(s, at, todo, m, argc, argv, replies) < 0) {
+                rc = -1;
+                break;
+            }
+            for (int k = 0; k < m; k++) {
+                redisReply *r = replies[todo[k]];
+                char host[256];
+                int port, ask;
+                if (r->type == REDIS_REPLY_ERROR && s->target->cluster &&
+                    clustercmd_parse_redirect(r->str, at->host, host, sizeof(host), &port, &ask) ==
+                        0 &&
+                    !ask) {
+                    struct conn *owner = session_conn(s, host, port, 0);
+                    if (!owner) {
+                        fprintf(stderr, "%s: %s\n", PROG, s->conn_err);
+                        rc = -1;
+                        break;
+                    }
+                    freeReplyObject(r);
+                    replies[todo[k]] = NULL;
+                    where[todo[k]] = owner;
+                    continue;
+                }
+                left--;
+                if (r->type == REDIS_REPLY_ERROR && rc == 0) { /* the first error only; ASK
+                                                                 too: a slot moving, try again */
+                    char what[RNAME_MAX + 32];
+                    describe_command(what, sizeof(what), argc[todo[k]],
+                                     (const char **)argv[todo[k]]);
+                    report_conn_error(at, what, r->str);
+                    rc = -1;
+                }
+            }
+        }
+    }
+    if (rc < 0)
+        for (int i = 0; i < n; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+    free(todo);
+    free(where);
+    return rc;
+}
