@@ -42,13 +42,18 @@ mkdir -p "$OUT"
 bench_build
 
 tmp=$(mktemp -d /tmp/notify-million.XXXXXX)
+base="$OUT/$N"
 pids=() # the gateways, by index 1..PROCS (index 0 unused)
 others=()
 stop_all() {
     kill "${pids[@]:1}" "${others[@]}" 2>/dev/null
     wait "${pids[@]:1}" "${others[@]}" 2>/dev/null
 }
-trap 'stop_all; rm -rf "$tmp"' EXIT
+logs() { # what the gateways logged, kept also when the run is cut short
+    for f in "$tmp"/gw-*.log; do echo "$(basename "$f" .log)=$(grep -c . "$f") log lines"; done
+    cat "$tmp"/gw-*.log | sed -E 's/^ts=[^ ]+ //; s/=[0-9a-f./-]+/=N/g' | sort | uniq -c | sort -rn | head -30
+} 2>/dev/null
+trap 'stop_all; logs >"$base.gateways.txt"; rm -rf "$tmp"' EXIT
 
 # 1,000,000 connections from 200 source addresses are 5,000 ports each,
 # inside the default ephemeral range: no sysctl is changed.
@@ -69,7 +74,6 @@ sleep 1
 spids=()
 for i in $(seq "$PROCS"); do spids+=(--server-pid "${pids[$i]}"); done
 
-base="$OUT/$N"
 timeline() {
     while sleep 10; do
         rss=0 # the processes of the port now (the rolling phase replaces them)
@@ -118,7 +122,4 @@ if grep -q '^phase=rolling' "$base.bench.txt"; then
 fi
 wait "$bench_pid"
 cat "$base.restart.txt" >>"$base.bench.txt" 2>/dev/null
-for i in $(seq "$PROCS"); do echo "gateway_$i=$(grep -c . "$tmp/gw-$i.log") log lines"; done \
-    >"$base.gateways.txt"
-grep -hv '^$' "$tmp"/gw-*.log | sort | uniq -c | sort -rn | head -20 >>"$base.gateways.txt"
 echo "$base.bench.txt"
