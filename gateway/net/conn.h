@@ -86,7 +86,7 @@ struct conn {
     uint8_t close_sent;      /* our close frame is out: lingering for the client's */
     uint8_t peer_closed;     /* the client sent its close: the socket closes once ours is out */
     uint8_t read_on; /* in net->repfd, not epfd: input in progress, read without gathering */
-    uint8_t stream;          /* an event stream (stream.c): raw bytes out, input dropped */
+    uint8_t stream;  /* an event stream (stream.c): raw bytes out, input dropped */
 };
 
 /* One socket's write: the front of its queue as iovecs. */
