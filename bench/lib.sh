@@ -30,3 +30,17 @@ val() { grep -m1 "^$2=" "$1" | cut -d= -f2; }
 
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+
+# Host-scale runs (host.sh, million.sh) record these beside the bench's figures.
+sockstat() { # when: the kernel's TCP sockets and their memory (pages)
+    awk -v w="$1" '/^TCP:/ { print "sockstat_tcp_inuse_" w "=" $3; print "sockstat_tcp_mem_pages_" w "=" $NF }' /proc/net/sockstat
+    echo "sockstat_sockets_used_$1=$(awk '/^sockets:/ { print $3 }' /proc/net/sockstat)"
+}
+
+redis_info() { # port when: Redis's CPU (user+sys seconds), keys and memory
+    redis-cli -p "$1" INFO | tr -d '\r' | awk -v w="$2" -F: '
+        /^used_cpu_(user|sys):/ { cpu += $2 }
+        /^used_memory:/ { mem = $2 }
+        /^db0:keys=/ { split($2, a, /[=,]/); keys = a[2] }
+        END { printf "redis_cpu_s_%s=%.2f\nredis_used_memory_%s=%d\nredis_keys_%s=%d\n", w, cpu, w, mem, w, keys + 0 }'
+}

@@ -81,11 +81,8 @@ timeline() {
             r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
             rss=$((rss + ${r:-0}))
         done
-        tcp=$(awk '/^TCP:/ { print "inuse=" $3 " mem_pages=" $NF }' /proc/net/sockstat)
-        rinfo=$(redis-cli -p "$rport" INFO | tr -d '\r' | awk -F: '
-            /^used_cpu_(user|sys):/ { cpu += $2 } /^db0:keys=/ { split($2, a, /[=,]/); k = a[2] }
-            END { printf "redis_cpu_s=%.1f redis_keys=%d", cpu, k }')
-        echo "$(date -u +%T) gateways_rss_kb=$rss $tcp $rinfo load=$(cut -d' ' -f1 /proc/loadavg)"
+        echo "$(date -u +%T) gateways_rss_kb=$rss" $(sockstat now) $(redis_info "$rport" now) \
+            "load=$(cut -d' ' -f1 /proc/loadavg)"
     done
 }
 timeline >"$base.timeline.txt" &
