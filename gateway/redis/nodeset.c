@@ -582,16 +582,23 @@ static void on_health_timer(uv_timer_t *t)
             continue;
         }
         /* A Redis that accepts the TCP connection but never answers
-         * (stopped, wedged) would otherwise keep us connecting forever. */
+         * (stopped, wedged) would otherwise keep us connecting forever.
+         * One that is still sending, or whose answer waits unread because
+         * this loop was late, is alive: failing it would resend every
+         * subscription and presence entry, which a host short of CPU
+         * cannot afford (BENCHMARKS.md, "A million"). */
         if ((!n->cmd_ok || !n->sub_ok) && now - n->connecting_since > HEALTH_TIMEOUT_MS) {
-            node_fail(n, NULL, NULL, n->cmd_ok ? "subscriber" : "command",
-                      "no answer during the handshake");
+            redisAsyncContext *ac = n->cmd_ok ? n->sub : n->cmd;
+            if (!ac || !redis_uv_heard_since(ac, now - HEALTH_TIMEOUT_MS))
+                node_fail(n, NULL, NULL, n->cmd_ok ? "subscriber" : "command",
+                          "no answer during the handshake");
             continue;
         }
         if (!n->cmd_ok)
             continue;
         if (n->ping_sent_at) {
-            if (now - n->ping_sent_at > HEALTH_TIMEOUT_MS)
+            if (now - n->ping_sent_at > HEALTH_TIMEOUT_MS &&
+                !redis_uv_heard_since(n->cmd, now - HEALTH_TIMEOUT_MS))
                 node_fail(n, NULL, NULL, "command", "no answer to PING");
         } else if (redisAsyncCommand(n->cmd, on_health_pong, NULL, "PING") == REDIS_OK) {
             n->ping_sent_at = now;

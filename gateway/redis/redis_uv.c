@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "resp.h"
@@ -29,6 +30,7 @@ struct redis_uv {
     char *in;                           /* with take: bytes read, from the start of the */
     size_t in_len;                      /* first reply not yet complete */
     size_t in_cap;
+    uint64_t heard_at; /* loop ms of the last read that got bytes */
 };
 
 /* The bytes are not RESP: the connection fails as hiredis's own reader
@@ -118,6 +120,7 @@ static void read_replies(struct redis_uv *p)
             redisAsyncHandleRead(p->ac); /* hiredis meets the EOF or error itself */
             break;
         }
+        p->heard_at = uv_now(p->poll.loop);
         if (p->take) {
             p->in_len += (size_t)n;
             dispatch(p);
@@ -235,6 +238,15 @@ int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len)
         return -1;
     ac->ev.addWrite(ac->ev.data); /* hiredis writes its output buffer when writable */
     return 0;
+}
+
+int redis_uv_heard_since(const redisAsyncContext *ac, uint64_t since)
+{
+    const struct redis_uv *p = ac->ev.data;
+    if (p->heard_at >= since)
+        return 1;
+    int waiting = 0;
+    return ioctl(ac->c.fd, FIONREAD, &waiting) == 0 && waiting > 0;
 }
 
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)

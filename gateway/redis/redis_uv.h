@@ -48,4 +48,10 @@ void redis_uv_take_replies(redisAsyncContext *ac, const struct redis_uv_pushes *
  * channels. Returns 0, or -1 when ac is going away. */
 int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len);
 
+/* Whether the peer of ac has been heard from at loop time since or later:
+ * a read got bytes then, or bytes wait in the socket now, unread because
+ * the loop itself was late (a starved process runs its timers before it
+ * polls). What a liveness check asks before it calls a connection dead. */
+int redis_uv_heard_since(const redisAsyncContext *ac, uint64_t since);
+
 #endif

@@ -270,6 +270,56 @@ START_TEST(test_redis_stopped)
 }
 END_TEST
 
+/* Connections Redis has accepted since it started, this query's own
+ * included (h_redis_cmd connects for each command). */
+static long long redis_connections(void)
+{
+    redisReply *r = h_redis_cmd(&R, "INFO stats");
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    const char *f = strstr(r->str, "total_connections_received:");
+    ck_assert(f);
+    long long n = atoll(f + strlen("total_connections_received:"));
+    freeReplyObject(r);
+    return n;
+}
+
+/* A gateway whose loop was late (a host short of CPU, here SIGSTOP) must not
+ * drop a Redis that answered meanwhile: its health PING's answer waits in
+ * the socket, and reconnecting would resend every subscription and presence
+ * entry. Redis is stopped first so that a PING is outstanding, then the
+ * gateway, then Redis answers, and the gateway sleeps past the PING's
+ * timeout (5 s) before it runs again. */
+START_TEST(test_late_loop_keeps_redis)
+{
+    GW("--auth", "none");
+    ck_assert(h_http_wait_status(G.port, "/readyz", 200, 10000));
+    struct ws a;
+    connect_ok(&a, "late");
+    long long before = redis_connections();
+
+    ck_assert_int_eq(h_proc_signal(&R.proc, SIGSTOP), 0);
+    h_sleep_ms(1500); /* the health check has sent a PING that waits */
+    ck_assert_int_eq(h_gw_signal(&G, SIGSTOP), 0);
+    ck_assert_int_eq(h_proc_signal(&R.proc, SIGCONT), 0);
+    h_sleep_ms(6000); /* Redis has answered; the PING is 7.5 s old */
+    ck_assert_int_eq(h_gw_signal(&G, SIGCONT), 0);
+    h_sleep_ms(2500);
+
+    char *log = gw_log();
+    int downs = h_count(log, "msg=redis_down");
+    free(log);
+    long long after = redis_connections() - 1; /* less the query's own */
+    ck_assert_msg(downs == 0 && after == before,
+                  "the gateway dropped Redis after its own late loop: %d redis_down, "
+                  "%lld new connections",
+                  downs, after - before);
+    ck_assert_int_eq(h_publish(&R, "late", "note", "after-late"), 1);
+    ck_assert_msg(wait_body(&a, "after-late", 3000), "no delivery after the late loop");
+    ws_close(&a, 1000);
+    assert_node_ok("a late loop");
+}
+END_TEST
+
 static void gw_with_redis_url(const char *url)
 {
     GW("--auth", "none", "--redis", url);
@@ -1015,6 +1065,7 @@ static Suite *reliability_suite(void)
     TCase *tc = h_tcase(s, "redis", 120, setup, teardown);
     tcase_add_test(tc, test_redis_killed_and_back);
     tcase_add_test(tc, test_redis_stopped);
+    tcase_add_test(tc, test_late_loop_keeps_redis);
     tcase_add_test(tc, test_redis_password);
     tcase_add_test(tc, test_redis_wrong_password);
     tcase_add_test(tc, test_redis_acl_user);
