@@ -34,6 +34,7 @@ BCAST=${BCAST:-3}
 RATE=${RATE:-20000}
 UNI=${UNI:-10}
 DRAIN=${DRAIN:-2}
+CONNECT=${CONNECT:-600} # s the connect phase may take
 BUILD=${BUILD:-build-bench}
 OUT=${OUT:-$here/bench/results-million}
 FWD_SRC=${FWD_SRC:-$here/../shared/reference/forwarder.c}
@@ -76,12 +77,17 @@ for i in $(seq "$PROCS"); do spids+=(--server-pid "${pids[$i]}"); done
 
 timeline() {
     while sleep 10; do
-        rss=0 # the processes of the port now (the rolling phase replaces them)
+        rss=0 pss=0 # the processes of the port now (the rolling phase replaces them)
         for p in $(pgrep -f -- "--listen 127.0.0.1:$sport "); do
             r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
             rss=$((rss + ${r:-0}))
+            # Pss shares each library page among the processes mapping it:
+            # the sum is what the gateways hold, each page counted once.
+            r=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null)
+            pss=$((pss + ${r:-0}))
         done
-        echo "$(date -u +%T) gateways_rss_kb=$rss" $(sockstat now) $(redis_info "$rport" now) \
+        echo "$(date -u +%T) gateways_rss_kb=$rss gateways_pss_kb=$pss" $(sockstat now) \
+            $(redis_info "$rport" now) \
             "load=$(cut -d' ' -f1 /proc/loadavg)"
     done
 }
@@ -97,7 +103,7 @@ others+=($!)
 "$BUILD/tools/bench" idle,broadcast,unicast,rolling --url "127.0.0.1:$sport" \
     --redis "127.0.0.1:$rport" --auth jwt --jwt-secret "$SECRET" --conns "$N" --procs "$PROCS" \
     --heartbeat "$HB" --hold "$HOLD" --count "$BCAST" --burst 1 --interval 5 --rate "$RATE" \
-    --duration "$UNI" --rolling $((PROCS * (DRAIN + 2))) --inflight 500 --connect-timeout 300 \
+    --duration "$UNI" --rolling $((PROCS * (DRAIN + 2))) --inflight 500 --connect-timeout "$CONNECT" \
     "${spids[@]}" --label "$PROCS-gateways" >>"$base.bench.txt" 2>&1 &
 bench_pid=$!
 
