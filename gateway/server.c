@@ -210,9 +210,18 @@ static void teardown(struct server *srv)
     lws_context_destroy(srv->lws);
 }
 
+static void on_teardown_timer(uv_timer_t *t)
+{
+    teardown(t->data);
+}
+
+/* May run inside a connection's close (a drain's last one, when Redis is
+ * down and the removal cannot even be sent): the teardown closes every
+ * connection, that one too, so it waits for the loop's next turn. */
 static void on_presence_stopped(struct server *srv)
 {
-    teardown(srv);
+    uv_timer_stop(&srv->drain_timer);
+    uv_timer_start(&srv->drain_timer, on_teardown_timer, 0, 0);
 }
 
 static void on_stop_grace(uv_timer_t *t)

@@ -175,9 +175,15 @@ static void node_fail(struct redis_node *n, const redisAsyncContext *freeing,
         return;
     int whole = n->cmd_ok && n->sub_ok;
     int was_ok = !strcmp(conn, "command") ? n->cmd_ok : n->sub_ok;
-    node_close(n, freeing, in_callback);
-    subs_node_lost(l, n->index);
+    int index = n->index;
     log_node_lost(l, n, conn, was_ok, why);
+    /* Closing runs the callbacks of the commands still queued, with no
+     * reply; a stopping server's last one (the presence removal) stops the
+     * link, which frees n: nothing of n is used after it. */
+    node_close(n, freeing, in_callback);
+    if (l->stopped)
+        return;
+    subs_node_lost(l, index);
     l->up = 0;
     if (whole && !any_node_ok(l) && l->ev.on_down)
         l->ev.on_down(l->ev.data);
@@ -573,7 +579,7 @@ static void on_health_timer(uv_timer_t *t)
     struct redis_link *l = t->data;
     uint64_t now = now_ms(l);
     int missing = 0;
-    for (int i = 0; i < REDIS_MAX_NODES; i++) {
+    for (int i = 0; i < REDIS_MAX_NODES && !l->stopped; i++) {
         struct redis_node *n = l->nodes[i];
         if (!n)
             continue;
@@ -604,6 +610,8 @@ static void on_health_timer(uv_timer_t *t)
             n->ping_sent_at = now;
         }
     }
+    if (l->stopped)
+        return; /* a failed node's callbacks stopped the server */
     if (subs_health(l))
         missing = 1;
     if (missing && l->cluster)
@@ -787,9 +795,14 @@ void redis_link_stop(struct redis_link *l)
         }
         if (n->cmd) {
             /* Disconnect (not free) lets queued commands (the last
-             * presence removals) reach Redis before the socket closes. */
+             * presence removals) reach Redis before the socket closes; a
+             * connection still in its handshake has none, and waiting for
+             * a Redis that does not answer would keep the process alive. */
             n->cmd->data = NULL;
-            redisAsyncDisconnect(n->cmd);
+            if (n->cmd_ok)
+                redisAsyncDisconnect(n->cmd);
+            else
+                redisAsyncFree(n->cmd);
         }
         node_free(n);
     }

@@ -320,6 +320,37 @@ START_TEST(test_late_loop_keeps_redis)
 }
 END_TEST
 
+/* Redis stops answering while a node drains: the health check fails it just
+ * when the node waits for its last presence removal, whose callback (run
+ * with no reply as the connection closes) stops the node. It must exit
+ * cleanly, and its log name Redis (the line was once read from the freed
+ * node: under ASan, a use after free). Redis is stopped 5.2 s before the
+ * SIGTERM, so the PING fails 6 to 7 s after the stop, inside the 2 s the
+ * drained node waits for its removal. */
+START_TEST(test_redis_lost_while_stopping)
+{
+    GW("--auth", "none", "--drain-delay", "0", "--drain-seconds", "1");
+    ck_assert(h_http_wait_status(G.port, "/readyz", 200, 10000));
+    struct ws a;
+    connect_ok(&a, "drainlost");
+    ck_assert_int_eq(h_proc_signal(&R.proc, SIGSTOP), 0);
+    h_sleep_ms(5200);
+    G.must_survive = 0;
+    ck_assert_int_eq(h_gw_signal(&G, SIGTERM), 0);
+    int st = h_gw_wait(&G, 15000);
+    ck_assert_int_eq(h_proc_signal(&R.proc, SIGCONT), 0);
+    char *log = gw_log();
+    int named = h_count(log, "msg=redis_down host=127.0.0.1 ");
+    int grace = h_count(log, "msg=stop_grace_expired");
+    free(log);
+    fprintf(stderr, "[reliability] stop with Redis stopped: status %d, redis_down %d, grace %d\n",
+            st, named, grace);
+    ck_assert_msg(st == 0, "the stopping node exited with status %d", st);
+    ck_assert_msg(named == 1, "redis_down with Redis named logged %d times", named);
+    ws_close(&a, 1000);
+}
+END_TEST
+
 static void gw_with_redis_url(const char *url)
 {
     GW("--auth", "none", "--redis", url);
@@ -1066,6 +1097,7 @@ static Suite *reliability_suite(void)
     tcase_add_test(tc, test_redis_killed_and_back);
     tcase_add_test(tc, test_redis_stopped);
     tcase_add_test(tc, test_late_loop_keeps_redis);
+    tcase_add_test(tc, test_redis_lost_while_stopping);
     tcase_add_test(tc, test_redis_password);
     tcase_add_test(tc, test_redis_wrong_password);
     tcase_add_test(tc, test_redis_acl_user);
