@@ -1,6 +1,6 @@
 /* nodeset: the primaries of redis.h, their two connections each, the slot
- * map, retries, health and command routing. The subscription table is
- * subs.c's. */
+ * map, retries and health. The subscription table is subs.c's; routing
+ * commands to the primaries is commands.c's. */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,17 +18,12 @@
 #define BACKOFF_MAX_MS 1000
 /* A command connection that leaves a PING unanswered this long is dead (a
  * stopped or wedged Redis never closes the socket); so is a pair of
- * connections whose handshake takes this long. */
+ * connections whose handshake takes this long (redis_uv_stalled says
+ * when the clock starts). */
 #define HEALTH_INTERVAL_MS 1000
 #define HEALTH_TIMEOUT_MS 5000
 
 static void node_connect(struct redis_node *n);
-static void refresh_soon(struct redis_link *l, uint32_t delay_ms);
-
-static uint64_t now_ms(const struct redis_link *l)
-{
-    return uv_now(l->loop);
-}
 
 /* ---- logging: one place for the set's state changes ---- */
 
@@ -84,7 +79,7 @@ static void check_ready(struct redis_link *l)
 
 static void on_retry_timer(uv_timer_t *t);
 
-static void refresh_soon(struct redis_link *l, uint32_t delay_ms)
+void nodeset_refresh_soon(struct redis_link *l, uint32_t delay_ms)
 {
     if (l->stopped)
         return;
@@ -99,7 +94,7 @@ static void refresh_soon(struct redis_link *l, uint32_t delay_ms)
 static void retry_later(struct redis_link *l, int grow)
 {
     uint32_t b = l->backoff_ms;
-    refresh_soon(l, b / 2 + (uint32_t)(random() % (b / 2 + 1)));
+    nodeset_refresh_soon(l, b / 2 + (uint32_t)(random() % (b / 2 + 1)));
     if (grow)
         l->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
 }
@@ -149,7 +144,7 @@ static void node_close(struct redis_node *n, const redisAsyncContext *freeing,
     redisAsyncContext *ctxs[2] = {n->cmd, n->sub};
     n->cmd = n->sub = NULL;
     n->cmd_ok = n->sub_ok = 0;
-    n->ping_sent_at = 0;
+    n->ping_pending = 0;
     for (int i = 0; i < 2; i++) {
         redisAsyncContext *ac = ctxs[i];
         if (!ac || ac == freeing)
@@ -213,7 +208,7 @@ static void on_sub_confirm(void *data, const struct resp_confirmation *c)
     if (changed > 0)
         check_ready(n->l);
     else if (changed < 0)
-        refresh_soon(n->l, 0);
+        nodeset_refresh_soon(n->l, 0);
 }
 
 /* Any other reply: the handshake's, or an error. */
@@ -232,7 +227,7 @@ static void on_sub_reply(void *data, const char *r, size_t len)
             /* MOVED (the map is stale) or CROSSSLOT: refresh, and the
              * health check resends whatever stays unacknowledged. */
             log_warn("cluster_subscribe_refused", "node=%s:%d error=\"%s\"", n->host, n->port, why);
-            refresh_soon(l, 0);
+            nodeset_refresh_soon(l, 0);
             return;
         }
         node_fail(n, NULL, NULL, "subscriber", why);
@@ -309,7 +304,7 @@ static void on_health_pong(redisAsyncContext *ac, void *r, void *privdata)
     struct redis_node *n = node_of(ac);
     (void)privdata;
     if (n && r)
-        n->ping_sent_at = 0;
+        n->ping_pending = 0;
 }
 
 /* hiredis frees a context whose connect failed or that dropped. */
@@ -345,7 +340,6 @@ static void node_connect(struct redis_node *n)
     const struct redis_url *u = &l->cfg->redis_url;
     if (n->cmd || n->sub || l->stopped)
         return;
-    n->connecting_since = now_ms(l);
     n->cmd = redis_uv_connect(l->loop, n->host, n->port, n);
     n->sub = n->cmd ? redis_uv_connect(l->loop, n->host, n->port, n) : NULL;
     if (!n->sub) {
@@ -387,6 +381,8 @@ static void node_connect(struct redis_node *n)
         redisAsyncCommandArgv(n->cmd, on_fn_loaded, NULL, 4, argv, lens);
     }
     redisAsyncCommand(n->cmd, on_cmd_ready, NULL, "PING");
+    redis_uv_mark(n->cmd);
+    redis_uv_mark(n->sub);
 }
 
 /* ---- nodes ---- */
@@ -577,7 +573,6 @@ static void on_retry_timer(uv_timer_t *t)
 static void on_health_timer(uv_timer_t *t)
 {
     struct redis_link *l = t->data;
-    uint64_t now = now_ms(l);
     int missing = 0;
     for (int i = 0; i < REDIS_MAX_NODES && !l->stopped; i++) {
         struct redis_node *n = l->nodes[i];
@@ -589,25 +584,23 @@ static void on_health_timer(uv_timer_t *t)
         }
         /* A Redis that accepts the TCP connection but never answers
          * (stopped, wedged) would otherwise keep us connecting forever.
-         * One that is still sending, or whose answer waits unread because
-         * this loop was late, is alive: failing it would resend every
+         * One that is still sending, or whose answer is late only because
+         * this loop is, is alive: failing it would resend every
          * subscription and presence entry, which a host short of CPU
          * cannot afford (BENCHMARKS.md, "A million"). */
-        if ((!n->cmd_ok || !n->sub_ok) && now - n->connecting_since > HEALTH_TIMEOUT_MS) {
+        if (!n->cmd_ok || !n->sub_ok) {
             redisAsyncContext *ac = n->cmd_ok ? n->sub : n->cmd;
-            if (!ac || !redis_uv_heard_since(ac, now - HEALTH_TIMEOUT_MS))
+            if (redis_uv_stalled(ac, HEALTH_TIMEOUT_MS))
                 node_fail(n, NULL, NULL, n->cmd_ok ? "subscriber" : "command",
                           "no answer during the handshake");
             continue;
         }
-        if (!n->cmd_ok)
-            continue;
-        if (n->ping_sent_at) {
-            if (now - n->ping_sent_at > HEALTH_TIMEOUT_MS &&
-                !redis_uv_heard_since(n->cmd, now - HEALTH_TIMEOUT_MS))
+        if (n->ping_pending) {
+            if (redis_uv_stalled(n->cmd, HEALTH_TIMEOUT_MS))
                 node_fail(n, NULL, NULL, "command", "no answer to PING");
         } else if (redisAsyncCommand(n->cmd, on_health_pong, NULL, "PING") == REDIS_OK) {
-            n->ping_sent_at = now;
+            n->ping_pending = 1;
+            redis_uv_mark(n->cmd);
         }
     }
     if (l->stopped)
@@ -615,112 +608,7 @@ static void on_health_timer(uv_timer_t *t)
     if (subs_health(l))
         missing = 1;
     if (missing && l->cluster)
-        refresh_soon(l, l->backoff_ms);
-}
-
-/* ---- commands ---- */
-
-/* Wraps a caller's callback to notice that the map moved. */
-struct routed {
-    struct redis_link *l; /* owner */
-    redisCallbackFn *cb;  /* caller's */
-    void *privdata;       /* caller's */
-};
-
-static void on_routed(redisAsyncContext *ac, void *r, void *privdata)
-{
-    struct routed *rt = privdata;
-    redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR &&
-        (!strncmp(reply->str, "MOVED", 5) || !strncmp(reply->str, "ASK", 3) ||
-         !strncmp(reply->str, "CLUSTERDOWN", 11)))
-        refresh_soon(rt->l, 0);
-    if (rt->cb)
-        rt->cb(ac, r, rt->privdata);
-    free(rt);
-}
-
-/* The primary owning key's slot, if its command connection is up. */
-static struct redis_node *owner_of(const struct redis_link *l, const char *key, size_t keylen)
-{
-    int owner = l->cluster ? l->slot_node[keyslot(key, keylen)] : 0;
-    struct redis_node *n = owner >= 0 ? l->nodes[owner] : NULL;
-    return n && n->cmd_ok ? n : NULL;
-}
-
-int redis_link_command(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
-                       void *privdata, int argc, const char **argv, const size_t *argvlen)
-{
-    struct redis_node *n = owner_of(l, key, keylen);
-    if (!n)
-        return -1;
-    if (!l->cluster)
-        return redisAsyncCommandArgv(n->cmd, cb, privdata, argc, argv, argvlen) == REDIS_OK ? 0
-                                                                                            : -1;
-    struct routed *rt = malloc(sizeof(*rt));
-    if (!rt)
-        return -1;
-    rt->l = l;
-    rt->cb = cb;
-    rt->privdata = privdata;
-    if (redisAsyncCommandArgv(n->cmd, on_routed, rt, argc, argv, argvlen) != REDIS_OK) {
-        free(rt);
-        return -1;
-    }
-    return 0;
-}
-
-int redis_link_formatted(struct redis_link *l, const char *key, size_t keylen, redisCallbackFn *cb,
-                         void *privdata, const char *cmd, size_t len)
-{
-    struct redis_node *n = owner_of(l, key, keylen);
-    if (!n)
-        return -1;
-    return redisAsyncFormattedCommand(n->cmd, cb, privdata, cmd, len) == REDIS_OK ? 0 : -1;
-}
-
-int redis_link_command_all(struct redis_link *l, redisCallbackFn *cb, void *privdata, int argc,
-                           const char **argv, const size_t *argvlen)
-{
-    int sent = 0;
-    for (int i = 0; i < REDIS_MAX_NODES; i++) {
-        struct redis_node *n = l->nodes[i];
-        if (n && n->cmd_ok &&
-            redisAsyncCommandArgv(n->cmd, cb, privdata, argc, argv, argvlen) == REDIS_OK)
-            sent++;
-    }
-    return sent;
-}
-
-int redis_link_command_node(struct redis_link *l, int node, redisCallbackFn *cb, void *privdata,
-                            int argc, const char **argv, const size_t *argvlen)
-{
-    struct redis_node *n = node >= 0 && node < REDIS_MAX_NODES ? l->nodes[node] : NULL;
-    if (!n || !n->cmd_ok)
-        return -1;
-    return redisAsyncCommandArgv(n->cmd, cb, privdata, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
-}
-
-int redis_link_slot_owner(const struct redis_link *l, unsigned slot)
-{
-    if (!l->cluster)
-        return l->nodes[0] ? 0 : -1;
-    return slot < KEYSLOT_COUNT ? l->slot_node[slot] : -1;
-}
-
-int redis_link_shard_of(const struct redis_link *l, const char *key, size_t keylen)
-{
-    return l->cluster ? (int)keyslot(key, keylen) : 0;
-}
-
-int redis_link_is_cluster(const struct redis_link *l)
-{
-    return l->cluster;
-}
-
-const char *redis_link_publish_command(const struct redis_link *l)
-{
-    return l->cluster ? "SPUBLISH" : "PUBLISH";
+        nodeset_refresh_soon(l, l->backoff_ms);
 }
 
 /* ---- state and lifetime ---- */
@@ -771,7 +659,7 @@ int redis_link_start(struct redis_link *l, const char *library)
         l->map_ok = 1;
         node_connect(n);
     } else {
-        refresh_soon(l, 0);
+        nodeset_refresh_soon(l, 0);
     }
     uv_timer_start(&l->health_timer, on_health_timer, HEALTH_INTERVAL_MS, HEALTH_INTERVAL_MS);
     return 0;

@@ -1,7 +1,8 @@
 /* nodeset: the inside of redis.h, shared by nodeset.c (primaries, their
- * connections, what their subscribers read, the slot map, health,
- * commands) and subs.c (the subscription table), which nodeset.c calls
- * and which calls nothing back. Not for use outside gateway/redis/. */
+ * connections, what their subscribers read, the slot map, health),
+ * commands.c (routing commands by slot, which calls nodeset.c) and subs.c
+ * (the subscription table), which nodeset.c calls and which calls nothing
+ * back. Not for use outside gateway/redis/. */
 #ifndef NOTIFY_NODESET_H
 #define NOTIFY_NODESET_H
 
@@ -24,14 +25,20 @@ struct redis_node {
     int cmd_ok;                    /* handshake answered: AUTH, SELECT, FUNCTION LOAD */
     int sub_ok;                    /* handshake answered: AUTH, PING */
     int in_map;                    /* named by the latest map */
-    uint64_t connecting_since;     /* loop ms the current connections were opened */
-    uint64_t ping_sent_at;         /* loop ms of the unanswered health PING, 0 = none */
+    int ping_pending;              /* a health PING is unanswered */
     struct redis_uv_pushes pushes; /* its subscriber's handlers (subs.c) */
     struct respbuf out;            /* (un)subscribes being written to sub */
     struct respbuf batch;          /* channels of the command being built */
     size_t batch_n;                /* how many */
     int batch_subscribe;           /* that command subscribes (1) or not (0) */
 };
+
+/* ---- nodeset.c, for commands.c ---- */
+
+/* Asks for the slot map again (in a cluster; one Redis: reconnects what
+ * is down) in delay_ms; 0 = on the next loop turn, replacing an attempt
+ * already due, which otherwise stands. Nothing once stopped. */
+void nodeset_refresh_soon(struct redis_link *l, uint32_t delay_ms);
 
 /* ---- subs.c, for nodeset.c ---- */
 

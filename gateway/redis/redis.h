@@ -26,7 +26,9 @@
  * capped exponential backoff with jitter (a fleet of gateways must not
  * come back in lockstep); once it is back, every channel it owns is
  * subscribed again. A command connection that leaves a PING unanswered
- * for 5 s is taken for dead (a stopped Redis never closes the socket).
+ * for 5 s after it left, with nothing else heard, is taken for dead (a
+ * stopped Redis never closes the socket; redis_uv.h says how a late loop
+ * of ours is told apart).
  *
  * It reports up only through struct redis_events; it knows nothing of
  * connections, accounts' sessions or features. */

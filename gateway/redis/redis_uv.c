@@ -1,6 +1,8 @@
 #include "redis_uv.h"
 
 #include <errno.h>
+#include <hiredis/sds.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +32,23 @@ struct redis_uv {
     char *in;                           /* with take: bytes read, from the start of the */
     size_t in_len;                      /* first reply not yet complete */
     size_t in_cap;
-    uint64_t heard_at; /* loop ms of the last read that got bytes */
+    /* Liveness (redis_uv_stalled), in clock_ms(): */
+    uint64_t heard_at;     /* the last read that got bytes */
+    uint64_t wrote_at;     /* the last write the kernel took bytes of */
+    uint64_t written;      /* bytes the kernel took, ever */
+    int marked;            /* a request waits for its answer: */
+    uint64_t mark;         /* written reaches this once it has left */
+    uint64_t mark_at;      /* when it was marked */
+    uint64_t mark_sent_at; /* when it left, 0 = not yet */
 };
+
+/* Real time, not the loop's: a turn that runs long (a starved process
+ * delivering a broadcast) writes and reads seconds after its uv_now(),
+ * and a deadline measured in it would blame Redis for our own delay. */
+static uint64_t clock_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
 
 /* The bytes are not RESP: the connection fails as hiredis's own reader
  * would fail it, with its disconnect callback. */
@@ -120,7 +137,7 @@ static void read_replies(struct redis_uv *p)
             redisAsyncHandleRead(p->ac); /* hiredis meets the EOF or error itself */
             break;
         }
-        p->heard_at = uv_now(p->poll.loop);
+        p->heard_at = clock_ms();
         if (p->take) {
             p->in_len += (size_t)n;
             dispatch(p);
@@ -133,6 +150,15 @@ static void read_replies(struct redis_uv *p)
         if (n < READ_CHUNK)
             break;
     }
+}
+
+/* hiredis's write handler took n bytes of its output buffer. */
+static void note_written(struct redis_uv *p, size_t n)
+{
+    p->written += n;
+    p->wrote_at = clock_ms();
+    if (p->marked && !p->mark_sent_at && p->written >= p->mark)
+        p->mark_sent_at = p->wrote_at;
 }
 
 static void on_poll(uv_poll_t *handle, int status, int events)
@@ -149,8 +175,12 @@ static void on_poll(uv_poll_t *handle, int status, int events)
         else
             read_replies(p);
     }
-    if (p->ac && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(p->ac);
+    if (p->ac && (events & UV_WRITABLE)) {
+        size_t before = sdslen(p->ac->c.obuf);
+        redisAsyncHandleWrite(p->ac); /* may free the context (p->ac = NULL) */
+        if (p->ac && sdslen(p->ac->c.obuf) < before)
+            note_written(p, before - sdslen(p->ac->c.obuf));
+    }
 }
 
 /* hiredis asks for writes once per queued command; libuv 1.44's
@@ -240,13 +270,40 @@ int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len)
     return 0;
 }
 
-int redis_uv_heard_since(const redisAsyncContext *ac, uint64_t since)
+void redis_uv_mark(redisAsyncContext *ac)
 {
-    const struct redis_uv *p = ac->ev.data;
-    if (p->heard_at >= since)
-        return 1;
+    struct redis_uv *p = ac->ev.data;
+    p->marked = 1;
+    p->mark = p->written + sdslen(ac->c.obuf);
+    p->mark_at = clock_ms();
+    p->mark_sent_at = sdslen(ac->c.obuf) ? 0 : p->mark_at;
+}
+
+/* Whether the kernel would take bytes now (a connect in progress: no). */
+static int writable_now(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT;
+}
+
+int redis_uv_stalled(redisAsyncContext *ac, uint64_t ms)
+{
+    struct redis_uv *p = ac->ev.data;
+    uint64_t now = clock_ms();
+    if (!p->marked || p->heard_at + ms >= now)
+        return 0;
     int waiting = 0;
-    return ioctl(ac->c.fd, FIONREAD, &waiting) == 0 && waiting > 0;
+    if (ioctl(ac->c.fd, FIONREAD, &waiting) == 0 && waiting > 0)
+        return 0; /* the answer is here, unread: this loop is late */
+    if (!p->mark_sent_at && sdslen(ac->c.obuf) == 0)
+        p->mark_sent_at = p->wrote_at > p->mark_at ? p->wrote_at : p->mark_at;
+    if (p->mark_sent_at)
+        return now - p->mark_sent_at > ms;
+    if (writable_now(ac->c.fd))
+        return 0; /* not written only because this loop is late */
+    /* The socket is full: Redis is dead when it has taken nothing for ms. */
+    uint64_t last = p->wrote_at > p->mark_at ? p->wrote_at : p->mark_at;
+    return now - last > ms;
 }
 
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)

@@ -48,10 +48,16 @@ void redis_uv_take_replies(redisAsyncContext *ac, const struct redis_uv_pushes *
  * channels. Returns 0, or -1 when ac is going away. */
 int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len);
 
-/* Whether the peer of ac has been heard from at loop time since or later:
- * a read got bytes then, or bytes wait in the socket now, unread because
- * the loop itself was late (a starved process runs its timers before it
- * polls). What a liveness check asks before it calls a connection dead. */
-int redis_uv_heard_since(const redisAsyncContext *ac, uint64_t since);
+/* Liveness, for a peer that never closes the socket (a stopped or wedged
+ * Redis): mark ac right after queueing a request whose answer is awaited
+ * (a PING, a handshake); while it is awaited, redis_uv_stalled says
+ * whether the peer is dead: the request left ms ago or more (real time,
+ * not the loop's) with nothing read since or waiting to be read, or it
+ * cannot leave because the socket is full and the peer took nothing for
+ * ms. A request that waits only because this loop is late (a starved
+ * process runs its timers before it polls, and one long turn writes long
+ * after its uv_now()) is never held against the peer. */
+void redis_uv_mark(redisAsyncContext *ac);
+int redis_uv_stalled(redisAsyncContext *ac, uint64_t ms);
 
 #endif
