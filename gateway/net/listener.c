@@ -1,6 +1,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,7 +15,8 @@
 /* Accepts at most this many sockets per readable event, so a connect storm
  * cannot starve the rest of the loop. */
 #define ACCEPT_BATCH 64
-/* How long accepting pauses when the process is out of descriptors. */
+/* How long accepting pauses when it cannot go on (out of descriptors
+ * with no spare, or out of kernel memory). */
 #define ACCEPT_PAUSE_MS 100
 
 static void on_readable(uv_poll_t *h, int status, int events);
@@ -24,6 +26,36 @@ static void on_pause_over(uv_timer_t *t)
     struct listener *l = t->data;
     if (l->polling)
         uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+static void pause_accepting(struct listener *l)
+{
+    uv_poll_stop(&l->poll);
+    uv_timer_start(&l->pause_timer, on_pause_over, ACCEPT_PAUSE_MS, 0);
+}
+
+/* Out of descriptors: the waiting clients are accepted on the spare one
+ * and closed (they see the connection closed and try again, elsewhere on
+ * a shared port); without a spare, accepting pauses, as polling on a
+ * backlog that cannot be taken would spin the loop. */
+static void refuse_backlog(struct listener *l)
+{
+    if (l->spare_fd < 0) {
+        pause_accepting(l);
+        return;
+    }
+    close(l->spare_fd);
+    int n = 0;
+    for (int fd; n < ACCEPT_BATCH && (fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0; n++)
+        close(fd);
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    uint64_t before = l->refused;
+    l->refused += (uint64_t)n;
+    if (n && (!before || before / 1000 != l->refused / 1000)) /* about once per 1,000 */
+        log_warn("accept_refused", "reason=\"out of descriptors\" count=%llu",
+                 (unsigned long long)l->refused);
+    if (l->spare_fd < 0 || !n)
+        pause_accepting(l);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -39,16 +71,17 @@ static void on_readable(uv_poll_t *h, int status, int events)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
-            /* EMFILE/ENFILE: the pending connection stays in the backlog
-             * and the socket stays readable, so polling on would spin the
-             * loop; pause accepting until some descriptors are freed. */
+            if (errno == EMFILE || errno == ENFILE) {
+                refuse_backlog(l);
+                return;
+            }
             if (l->accept_errors++ % 1000 == 0)
                 log_warn("accept_failed", "error=\"%s\" count=%llu", strerror(errno),
                          (unsigned long long)l->accept_errors);
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                uv_poll_stop(&l->poll);
-                uv_timer_start(&l->pause_timer, on_pause_over, ACCEPT_PAUSE_MS, 0);
-            }
+            /* the pending connection stays in the backlog and the socket
+             * readable: polling on would spin the loop */
+            if (errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(l);
             return;
         }
         int one = 1;
@@ -62,6 +95,7 @@ int listener_open(struct listener *l, uv_loop_t *loop, listener_accept_fn *accep
 {
     memset(l, 0, sizeof(*l));
     l->fd = -1;
+    l->spare_fd = -1;
     l->accept = accept;
     l->ctx = ctx;
     struct addrinfo hints = {0}, *res = NULL;
@@ -106,6 +140,7 @@ int listener_open(struct listener *l, uv_loop_t *loop, listener_accept_fn *accep
     l->poll.data = l;
     uv_timer_init(loop, &l->pause_timer);
     l->pause_timer.data = l;
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
     return 0;
 fail:
@@ -127,6 +162,9 @@ void listener_close(struct listener *l)
     if (!l->polling)
         return;
     l->polling = 0;
+    if (l->spare_fd >= 0)
+        close(l->spare_fd);
+    l->spare_fd = -1;
     uv_timer_stop(&l->pause_timer);
     uv_close((uv_handle_t *)&l->pause_timer, NULL);
     uv_poll_stop(&l->poll);

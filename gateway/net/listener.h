@@ -5,7 +5,12 @@
  * SO_REUSEPORT (several processes on one port, the kernel spreading
  * connections), a clean error when the port is taken, and a single place
  * to stop accepting when draining. Each accepted socket (nonblocking, with
- * TCP_NODELAY) goes to the accept function given to listener_open. */
+ * TCP_NODELAY) goes to the accept function given to listener_open.
+ *
+ * A process out of descriptors cannot accept, and a client left in its
+ * backlog would wait for its own timeout while the other processes of
+ * the port have room: one descriptor is kept spare, and given up to
+ * accept such clients and close them at once, so they try again. */
 #ifndef NOTIFY_LISTENER_H
 #define NOTIFY_LISTENER_H
 
@@ -22,6 +27,8 @@ struct listener {
     listener_accept_fn *accept; /* where accepted sockets go */
     void *ctx;                  /* passed to accept */
     uint64_t accept_errors;     /* accept() failures other than EAGAIN */
+    int spare_fd;               /* /dev/null, given up when out of descriptors */
+    uint64_t refused;           /* clients closed at once for want of descriptors */
 };
 
 /* Binds host:port (numeric or resolvable), listens and starts accepting

@@ -799,6 +799,67 @@ START_TEST(test_max_connections_503)
 }
 END_TEST
 
+/* A process out of descriptors (each of the processes sharing a port has
+ * its own limit) refuses the clients it cannot accept at once, instead of
+ * leaving them in its backlog until their own timeout: they try again,
+ * elsewhere on a shared port. It serves again once descriptors are free. */
+START_TEST(test_out_of_descriptors_refused)
+{
+    struct rlimit rl, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    low = rl;
+    low.rlim_cur = 64; /* the gateway inherits it; this process keeps its own */
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    GW("--auth", "none");
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    ck_assert(h_http_wait_status(G.port, "/readyz", 200, 10000));
+    enum { MAX = 80 };
+    static struct ws c[MAX];
+    int ok = 0, refused = 0;
+    long long slowest = 0;
+    for (int i = 0; i < MAX; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/ws?user_id=fd%d", i);
+        long long t0 = h_mono_ms();
+        int st = ws_connect(&c[ok], G.port, path, NULL, 3000);
+        long long took = h_mono_ms() - t0;
+        if (st == 101) {
+            ok++;
+            continue;
+        }
+        refused++;
+        if (took > slowest)
+            slowest = took;
+    }
+    fprintf(stderr,
+            "[reliability] 64 descriptors: %d upgraded, %d refused, slowest refusal %lld ms\n", ok,
+            refused, slowest);
+    ck_assert_msg(ok > 10 && refused > 0, "%d upgraded and %d refused of %d", ok, refused, MAX);
+    ck_assert_msg(slowest < 1500, "a client the gateway could not accept waited %lld ms", slowest);
+    char *log = gw_log();
+    int logged = h_count(log, "msg=accept_refused");
+    free(log);
+    ck_assert_msg(logged >= 1, "no accept_refused logged");
+    for (int i = 0; i < ok; i++)
+        ck_assert_msg(heartbeat_ok(&c[i], 3000), "upgraded client %d not served", i);
+    for (int i = 0; i < 5; i++)
+        ws_close(&c[--ok], 1000);
+    struct ws again;
+    long long deadline = h_mono_ms() + 5000;
+    int st;
+    do {
+        st = ws_connect(&again, G.port, "/ws?user_id=fd-again", NULL, 3000);
+        if (st != 101)
+            h_sleep_ms(50);
+    } while (st != 101 && h_mono_ms() < deadline);
+    ck_assert_msg(st == 101, "no upgrade once descriptors were free (%d)", st);
+    ws_close(&again, 1000);
+    while (ok)
+        ws_close(&c[--ok], 1000);
+    assert_node_ok("running out of descriptors");
+}
+END_TEST
+
 START_TEST(test_per_account_429)
 {
     GW("--auth", "none", "--max-connections-per-account", "2");
@@ -1117,6 +1178,7 @@ static Suite *reliability_suite(void)
     tcase_add_test(tc, test_oversized_headers);
     tcase_add_test(tc, test_garbage_bytes);
     tcase_add_test(tc, test_max_connections_503);
+    tcase_add_test(tc, test_out_of_descriptors_refused);
     tcase_add_test(tc, test_per_account_429);
     tcase_add_test(tc, test_invalid_token_flood);
 
