@@ -39,8 +39,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define MAXPROCS 64
-#define MAXPIDS 64 /* one per --reuse-port process (bench/million.sh runs 55) */
+#define MAXPROCS 128
+#define MAXPIDS 128 /* one per --reuse-port process (bench/million.sh runs 80) */
 #define MAXPHASES 8
 #define HBUCKETS 4608
 
