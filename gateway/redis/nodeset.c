@@ -16,12 +16,14 @@
  * twice a second per gateway costs a dead Redis's host nothing. */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
-/* A command connection that leaves a PING unanswered this long is dead (a
- * stopped or wedged Redis never closes the socket); so is a pair of
- * connections whose handshake takes this long (redis_uv_stalled says
- * when the clock starts). */
+/* A subscriber connection that leaves a PING unanswered this long after
+ * it left is dead (a stopped or wedged Redis never closes the socket); so
+ * is a pair of connections whose handshake takes this long
+ * (redis_uv_stalled says when the clock starts). */
 #define HEALTH_INTERVAL_MS 1000
 #define HEALTH_TIMEOUT_MS 5000
+
+static const char PING_RESP[] = "*1\r\n$4\r\nPING\r\n";
 
 static void node_connect(struct redis_node *n);
 
@@ -233,11 +235,18 @@ static void on_sub_reply(void *data, const char *r, size_t len)
         node_fail(n, NULL, NULL, "subscriber", why);
         return;
     }
-    if (!n->sub_ok && len == 7 && !memcmp(r, "+PONG\r\n", 7)) {
-        n->sub_ok = 1;
-        subs_place_all(l);
-        maybe_up(l);
+    /* +PONG before any subscription, ["pong", ""] once subscribed */
+    int pong = (len == 7 && !memcmp(r, "+PONG\r\n", 7)) ||
+               (len >= 14 && !memcmp(r, "*2\r\n$4\r\npong\r\n", 14));
+    if (!pong)
+        return;
+    if (n->sub_ok) {
+        n->ping_pending = 0; /* the health PING's */
+        return;
     }
+    n->sub_ok = 1;
+    subs_place_all(l);
+    maybe_up(l);
 }
 
 /* ---- the command connection ---- */
@@ -297,14 +306,6 @@ static void on_cmd_ready(redisAsyncContext *ac, void *r, void *privdata)
     }
     n->cmd_ok = 1;
     maybe_up(n->l);
-}
-
-static void on_health_pong(redisAsyncContext *ac, void *r, void *privdata)
-{
-    struct redis_node *n = node_of(ac);
-    (void)privdata;
-    if (n && r)
-        n->ping_pending = 0;
 }
 
 /* hiredis frees a context whose connect failed or that dropped. */
@@ -590,17 +591,29 @@ static void on_health_timer(uv_timer_t *t)
          * cannot afford (BENCHMARKS.md, "A million"). */
         if (!n->cmd_ok || !n->sub_ok) {
             redisAsyncContext *ac = n->cmd_ok ? n->sub : n->cmd;
-            if (redis_uv_stalled(ac, HEALTH_TIMEOUT_MS))
-                node_fail(n, NULL, NULL, n->cmd_ok ? "subscriber" : "command",
-                          "no answer during the handshake");
+            if (redis_uv_stalled(ac, HEALTH_TIMEOUT_MS)) {
+                char seen[200], why[240];
+                redis_uv_describe(ac, seen, sizeof(seen));
+                snprintf(why, sizeof(why), "no answer during the handshake: %s", seen);
+                node_fail(n, NULL, NULL, n->cmd_ok ? "subscriber" : "command", why);
+            }
             continue;
         }
+        /* The PING goes on the subscriber: everything on it is answered
+         * (confirmations), while the command connection may have seconds
+         * of our own commands ahead of a PING, with replies off (a
+         * presence resync of a whole process is megabytes): behind them a
+         * busy Redis looks dead (BENCHMARKS.md, "A million"). */
         if (n->ping_pending) {
-            if (redis_uv_stalled(n->cmd, HEALTH_TIMEOUT_MS))
-                node_fail(n, NULL, NULL, "command", "no answer to PING");
-        } else if (redisAsyncCommand(n->cmd, on_health_pong, NULL, "PING") == REDIS_OK) {
+            if (redis_uv_stalled(n->sub, HEALTH_TIMEOUT_MS)) {
+                char seen[240], why[280];
+                redis_uv_describe(n->sub, seen, sizeof(seen));
+                snprintf(why, sizeof(why), "no answer to PING: %s", seen);
+                node_fail(n, NULL, NULL, "subscriber", why);
+            }
+        } else if (redis_uv_send_raw(n->sub, PING_RESP, sizeof(PING_RESP) - 1) == 0) {
             n->ping_pending = 1;
-            redis_uv_mark(n->cmd);
+            redis_uv_mark(n->sub);
         }
     }
     if (l->stopped)

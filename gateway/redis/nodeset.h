@@ -25,7 +25,7 @@ struct redis_node {
     int cmd_ok;                    /* handshake answered: AUTH, SELECT, FUNCTION LOAD */
     int sub_ok;                    /* handshake answered: AUTH, PING */
     int in_map;                    /* named by the latest map */
-    int ping_pending;              /* a health PING is unanswered */
+    int ping_pending;              /* the health PING on sub is unanswered */
     struct redis_uv_pushes pushes; /* its subscriber's handlers (subs.c) */
     struct respbuf out;            /* (un)subscribes being written to sub */
     struct respbuf batch;          /* channels of the command being built */

@@ -25,10 +25,12 @@
  * acknowledged accounts are reported lost, and it is reconnected after a
  * capped exponential backoff with jitter (a fleet of gateways must not
  * come back in lockstep); once it is back, every channel it owns is
- * subscribed again. A command connection that leaves a PING unanswered
- * for 5 s after it left, with nothing else heard, is taken for dead (a
- * stopped Redis never closes the socket; redis_uv.h says how a late loop
- * of ours is told apart).
+ * subscribed again. A primary whose subscriber connection leaves a PING
+ * unanswered for 5 s after it left, with nothing else heard, is taken for
+ * dead (a stopped Redis never closes the socket; redis_uv.h says how a
+ * late loop of ours is told apart). The PING is not sent on the command
+ * connection, where seconds of our own commands with replies off may be
+ * ahead of it.
  *
  * It reports up only through struct redis_events; it knows nothing of
  * connections, accounts' sessions or features. */

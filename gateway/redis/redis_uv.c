@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -286,15 +287,26 @@ static int writable_now(int fd)
     return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT;
 }
 
+/* Bytes the peer has sent that this loop has not read yet. */
+static int unread(const redisAsyncContext *ac)
+{
+    int waiting = 0;
+    return ioctl(ac->c.fd, FIONREAD, &waiting) == 0 ? waiting : 0;
+}
+
+int redis_uv_heard_within(const redisAsyncContext *ac, uint64_t ms)
+{
+    const struct redis_uv *p = ac->ev.data;
+    /* bytes waiting unread: heard, only this loop is late */
+    return p->heard_at + ms >= clock_ms() || unread(ac) > 0;
+}
+
 int redis_uv_stalled(redisAsyncContext *ac, uint64_t ms)
 {
     struct redis_uv *p = ac->ev.data;
     uint64_t now = clock_ms();
-    if (!p->marked || p->heard_at + ms >= now)
+    if (!p->marked || redis_uv_heard_within(ac, ms))
         return 0;
-    int waiting = 0;
-    if (ioctl(ac->c.fd, FIONREAD, &waiting) == 0 && waiting > 0)
-        return 0; /* the answer is here, unread: this loop is late */
     if (!p->mark_sent_at && sdslen(ac->c.obuf) == 0)
         p->mark_sent_at = p->wrote_at > p->mark_at ? p->wrote_at : p->mark_at;
     if (p->mark_sent_at)
@@ -326,4 +338,20 @@ int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     ac->ev.delWrite = del_write;
     ac->ev.cleanup = cleanup;
     return 0;
+}
+
+void redis_uv_describe(const redisAsyncContext *ac, char *buf, size_t size)
+{
+    const struct redis_uv *p = ac->ev.data;
+    uint64_t now = clock_ms();
+    int outq = 0;
+    if (ioctl(ac->c.fd, SIOCOUTQ, &outq) != 0)
+        outq = -1;
+    snprintf(buf, size,
+             "marked %llu ms ago, %s, heard %llu ms ago, wrote %llu ms ago, %zu bytes to write, "
+             "%d in the socket, %d unread",
+             (unsigned long long)(now - p->mark_at), p->mark_sent_at ? "written" : "not written",
+             (unsigned long long)(p->heard_at ? now - p->heard_at : now),
+             (unsigned long long)(p->wrote_at ? now - p->wrote_at : now), sdslen(ac->c.obuf), outq,
+             unread(ac));
 }

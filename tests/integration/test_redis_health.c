@@ -170,6 +170,55 @@ static void wait_down(uint64_t stopped_at, const char *what)
     ck_assert_msg(took <= 7500, "%s: found dead after %llu ms", what, (unsigned long long)took);
 }
 
+/* ---- a busy Redis behind our own commands ---- */
+
+static int backlog_done;
+
+static void on_backlog_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    (void)privdata;
+    backlog_done = r != NULL;
+}
+
+/* Seconds of work queued on the command connection with replies off, as a
+ * presence resync of a whole process is (megabytes): Redis reads a
+ * client's input 16 KB at a time and serves its other clients in between,
+ * so it is silent on that connection until it is through, yet alive.
+ * Each script here is padded to about 15 KB, so that every read of Redis's
+ * holds one. */
+START_TEST(busy_behind_own_commands_keeps_redis)
+{
+    ck_assert_int_eq(redis_link_start(&L, NULL), 0);
+    run_for(500);
+    ck_assert_int_eq(ups, 1);
+    static const char busy[] = "local t0 = redis.call('TIME') "
+                               "local s0 = t0[1] * 1000000 + t0[2] "
+                               "repeat local t = redis.call('TIME') "
+                               "until t[1] * 1000000 + t[2] - s0 > 80000 return 1";
+    static char pad[15000];
+    memset(pad, 'p', sizeof(pad));
+    struct respbuf b = {0};
+    respbuf_cmd(&b, 3, (const char *[]){"CLIENT", "REPLY", "OFF"}, (size_t[]){6, 5, 3});
+    for (int i = 0; i < 90; i++) /* 90 x 80 ms: 7.2 s of Redis's time */
+        respbuf_cmd(&b, 4, (const char *[]){"EVAL", busy, "0", pad},
+                    (size_t[]){4, sizeof(busy) - 1, 1, sizeof(pad)});
+    respbuf_cmd(&b, 3, (const char *[]){"CLIENT", "REPLY", "ON"}, (size_t[]){6, 5, 2});
+    ck_assert(!b.failed);
+    backlog_done = 0;
+    ck_assert_int_eq(redis_link_formatted(&L, "busy", 4, on_backlog_done, NULL, b.p, b.len), 0);
+    respbuf_free(&b);
+    uint64_t t0 = clock_ms();
+    while (!backlog_done && clock_ms() - t0 < 20000)
+        run_for(200);
+    fprintf(stderr, "[health] 8 s of silent commands: done after %llu ms, %d down\n",
+            (unsigned long long)(clock_ms() - t0), downs);
+    ck_assert_msg(backlog_done, "the commands were never answered");
+    ck_assert_msg(downs == 0 && redis_link_reconnects(&L) == 0,
+                  "a Redis busy with our own commands was dropped (%d down)", downs);
+}
+END_TEST
+
 START_TEST(stopped_redis_found_dead)
 {
     ck_assert_int_eq(redis_link_start(&L, NULL), 0);
@@ -201,6 +250,7 @@ static Suite *health_suite(void)
     Suite *s = suite_create("redis_health");
     TCase *tc = h_tcase(s, "health", 60, setup, teardown);
     tcase_add_test(tc, late_turn_keeps_redis);
+    tcase_add_test(tc, busy_behind_own_commands_keeps_redis);
     tcase_add_test(tc, stopped_redis_found_dead);
     tcase_add_test(tc, stopped_redis_full_socket_found_dead);
     return s;
