@@ -70,6 +70,16 @@ trap 'stop_all; logs >"$base.gateways.txt"; rm -rf "$tmp"' EXIT
 rport=$(freeport)
 bench_redis "$rport"
 others+=("$REDIS_PID")
+# Every gateway and every client waits on the one Redis: with 160 busy
+# processes on 2 cores, a fair share leaves it about 1% of a CPU, its
+# answers take over 5 s and the gateways fail it (BENCHMARKS.md, "A
+# million"). REDIS_NICE (-10; needs root) puts it ahead of them, as Redis
+# on a host of its own would be; "" leaves it at the others' priority.
+REDIS_NICE=${REDIS_NICE--10}
+redis_nice=0
+if [ -n "$REDIS_NICE" ] && renice -n "$REDIS_NICE" -p "$REDIS_PID" >/dev/null 2>&1; then
+    redis_nice=$REDIS_NICE
+fi
 sport=$(freeport)
 gw_args=(--listen "127.0.0.1:$sport" --reuse-port --redis "redis://127.0.0.1:$rport/0"
     --auth jwt --jwt-secret "$SECRET" --presence-ttl "$PRESENCE_TTL"
@@ -108,6 +118,7 @@ others+=($!)
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "server_flags=${gw_args[*]} (x$PROCS)"
+    echo "redis_nice=$redis_nice"
 } >"$base.bench.txt"
 "$BUILD/tools/bench" idle,broadcast,unicast,rolling --url "127.0.0.1:$sport" \
     --redis "127.0.0.1:$rport" --auth jwt --jwt-secret "$SECRET" --conns "$N" --procs "$PROCS" \

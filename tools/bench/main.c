@@ -144,6 +144,7 @@ static void scenario_unicast(const struct bench_run *b, struct worker_stats *con
            (m1.cpu_s - m0.cpu_s) / secs * 100);
     if (dwin)
         printf("server_cpu_per_msg_us=%.2f\n", (m1.cpu_s - m0.cpu_s) * 1e6 / (double)dwin);
+    report_runq(&m0, &m1);
     printf("server_rss_end_kb=%ld\n", m1.rss_kb);
     if (b->o->cluster)
         report_redis(b, &m0, &m1);

@@ -85,6 +85,16 @@ struct srvsample report_sample(const struct bench_run *b)
                 sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
                 s.cpu_s += (double)(ut + st) / (double)hz;
         }
+        snprintf(path, sizeof path, "/proc/%d/schedstat", (int)b->o->spid[i]);
+        f = fopen(path, "r");
+        if (f) {
+            unsigned long long run_ns, wait_ns, slices;
+            if (fscanf(f, "%llu %llu %llu", &run_ns, &wait_ns, &slices) == 3) {
+                s.runq_s += (double)wait_ns / 1e9;
+                s.slices += slices;
+            }
+            fclose(f);
+        }
         snprintf(path, sizeof path, "/proc/%d/status", (int)b->o->spid[i]);
         f = fopen(path, "r");
         if (f) {
@@ -99,6 +109,18 @@ struct srvsample report_sample(const struct bench_run *b)
         s.rpub[i] = b->pub->nodes[i].published;
     }
     return s;
+}
+
+void report_runq(const struct srvsample *a, const struct srvsample *b)
+{
+    double secs = (double)(b->t - a->t) / 1e9, wait = b->runq_s - a->runq_s;
+    uint64_t slices = b->slices - a->slices;
+    if (secs <= 0)
+        return;
+    printf("server_runq_wait_pct=%.1f\n", wait / secs * 100);
+    if (slices)
+        printf("server_runq_wait_per_slice_us=%.1f\nserver_slices_per_s=%.0f\n",
+               wait * 1e6 / (double)slices, (double)slices / secs);
 }
 
 void report_cmdrates(const struct cmdstats *a, const struct cmdstats *b, double secs)

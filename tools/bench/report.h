@@ -18,6 +18,10 @@ struct bench_run {
 /* The measured server and Redis at one instant. */
 struct srvsample {
     double cpu_s; /* utime+stime of all server pids */
+    /* /proc/<pid>/schedstat of all server pids: time runnable but waiting
+     * for a CPU, and how many times they were given one */
+    double runq_s;
+    uint64_t slices;
     long rss_kb;
     uint64_t t;
     double rcpu[SLOTMAP_MAX_NODES];   /* --redis-cluster: used_cpu_sys+user of each primary */
@@ -25,6 +29,11 @@ struct srvsample {
 };
 
 struct srvsample report_sample(const struct bench_run *b);
+
+/* server_runq_wait_pct (of the interval) and _per_slice_us over [a, b]:
+ * how long the server waited for a CPU it was ready to use, which a
+ * delivery behind it waits too. */
+void report_runq(const struct srvsample *a, const struct srvsample *b);
 
 /* Every worker's counters summed into t (latest times: the maximum). */
 void report_sum(const struct bench_run *b, struct worker_stats *t);
