@@ -117,10 +117,13 @@ static struct publish_req *publish_of(struct lws *wsi)
     return kind && *kind == OPAQUE_PUBLISH ? (struct publish_req *)kind : NULL;
 }
 
-static struct presence_req *presence_of(struct lws *wsi)
+/* A request waiting for its answer (publish or presence), if any. */
+static struct http_deferred *deferred_of(struct lws *wsi)
 {
     enum opaque_kind *kind = lws_get_opaque_user_data(wsi);
-    return kind && *kind == OPAQUE_PRESENCE ? (struct presence_req *)kind : NULL;
+    return kind && (*kind == OPAQUE_PUBLISH || *kind == OPAQUE_PRESENCE)
+               ? (struct http_deferred *)kind
+               : NULL;
 }
 
 /* httphead_body_framing of the head as lws read it (its method and
@@ -185,6 +188,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                     size_t len)
 {
     struct publish_req *req;
+    struct http_deferred *d;
     (void)user;
     switch (reason) {
     case LWS_CALLBACK_HTTP:
@@ -200,22 +204,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return (req = publish_of(wsi)) ? publish_api_complete(server_of(wsi), wsi, req) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (presence_of(wsi))
-            return presence_api_writeable(wsi, presence_of(wsi));
-        return (req = publish_of(wsi)) ? publish_api_writeable(wsi, req) : 0;
+        return (d = deferred_of(wsi)) ? http_deferred_writeable(wsi, d) : 0;
     case LWS_CALLBACK_TIMER:
         return (req = publish_of(wsi)) ? publish_api_timeout(server_of(wsi), wsi, req) : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return refuse_upgrade(server_of(wsi), wsi);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_WSI_DESTROY: {
-        req = publish_of(wsi);
-        struct presence_req *pres = presence_of(wsi);
+        d = deferred_of(wsi);
         lws_set_opaque_user_data(wsi, NULL);
-        if (req)
-            publish_api_detach(req);
-        if (pres)
-            presence_api_detach(pres);
+        if (d)
+            http_deferred_detach(d);
         return 0;
     }
     default:

@@ -51,3 +51,46 @@ int http_respond(struct lws *wsi, int status, const char *type, const char *body
         return -1;
     return close_after || lws_http_transaction_completed(wsi) ? -1 : 0;
 }
+
+static void deferred_free(struct http_deferred *d)
+{
+    free(d->answer);
+    d->free_req(d);
+}
+
+int http_deferred_due(struct http_deferred *d)
+{
+    if (d->pending > 0)
+        return 0;
+    if (!d->wsi) {
+        deferred_free(d);
+        return 0;
+    }
+    return 1;
+}
+
+void http_deferred_answer(struct http_deferred *d, int status, json_t *body)
+{
+    d->status = status;
+    d->answer = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (d->wsi)
+        lws_callback_on_writable(d->wsi);
+}
+
+int http_deferred_writeable(struct lws *wsi, struct http_deferred *d)
+{
+    if (!d->answer)
+        return 0;
+    int rc = http_respond(wsi, d->status, "application/json", d->answer, strlen(d->answer));
+    lws_set_opaque_user_data(wsi, NULL);
+    deferred_free(d);
+    return rc;
+}
+
+void http_deferred_detach(struct http_deferred *d)
+{
+    d->wsi = NULL;
+    if (d->pending == 0)
+        deferred_free(d);
+}

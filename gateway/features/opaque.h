@@ -1,6 +1,7 @@
 /* opaque: what a wsi's lws opaque pointer carries for plain HTTP (a
- * publish request). The struct starts with its kind, so WSI_DESTROY knows
- * what it is releasing. */
+ * publish or presence request, headed by an http_deferred, http_reply.h).
+ * The struct starts with its kind, so WSI_DESTROY knows what it is
+ * releasing. */
 #ifndef NOTIFY_OPAQUE_H
 #define NOTIFY_OPAQUE_H
 

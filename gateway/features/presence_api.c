@@ -20,13 +20,8 @@
 /* One GET /presence in flight, on the wsi's opaque pointer until answered;
  * wsi is NULL once the client has gone. */
 struct presence_req {
-    enum opaque_kind kind; /* OPAQUE_PRESENCE */
-    struct lws *wsi;       /* NULL once the connection closed */
-    unsigned pending;      /* Redis replies still due */
-    int failed;            /* a command failed */
-    json_t *accounts;      /* account -> {"online", "connections"} */
-    int status;            /* answer, once decided */
-    char *answer;          /* its body */
+    struct http_deferred d; /* first: kind OPAQUE_PRESENCE */
+    json_t *accounts;       /* account -> {"online", "connections"} */
 };
 
 /* One command's context: the request and the account it asks about. */
@@ -35,35 +30,23 @@ struct presence_ask {
     char account[ACCOUNT_ID_MAX + 1];
 };
 
-static void req_free(struct presence_req *req)
+static void req_free(struct http_deferred *d)
 {
+    struct presence_req *req = (struct presence_req *)d;
     json_decref(req->accounts);
-    free(req->answer);
     free(req);
-}
-
-static void answer(struct presence_req *req, int status, json_t *body)
-{
-    req->status = status;
-    req->answer = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (req->wsi)
-        lws_callback_on_writable(req->wsi);
 }
 
 static void finish_if_done(struct presence_req *req)
 {
-    if (req->pending > 0)
+    if (!http_deferred_due(&req->d))
         return;
-    if (!req->wsi) {
-        req_free(req);
-        return;
-    }
-    if (req->failed) {
-        answer(req, 503, json_pack("{s:s}", "error", "redis unavailable for some accounts"));
+    if (req->d.failed) {
+        http_deferred_answer(&req->d, 503,
+                             json_pack("{s:s}", "error", "redis unavailable for some accounts"));
         return;
     }
-    answer(req, 200, json_pack("{s:O}", "accounts", req->accounts));
+    http_deferred_answer(&req->d, 200, json_pack("{s:O}", "accounts", req->accounts));
 }
 
 static void on_count(redisAsyncContext *ac, void *r, void *privdata)
@@ -72,9 +55,9 @@ static void on_count(redisAsyncContext *ac, void *r, void *privdata)
     struct presence_req *req = ask->req;
     redisReply *reply = r;
     (void)ac;
-    req->pending--;
+    req->d.pending--;
     if (!reply || reply->type != REDIS_REPLY_INTEGER)
-        req->failed = 1;
+        req->d.failed = 1;
     else
         json_object_set_new(req->accounts, ask->account,
                             json_pack("{s:b, s:I}", "online", reply->integer > 0, "connections",
@@ -100,7 +83,7 @@ static int ask(struct server *srv, struct presence_req *req, const char *account
         free(a);
         return -1;
     }
-    req->pending++;
+    req->d.pending++;
     return 0;
 }
 
@@ -146,44 +129,28 @@ int presence_api_begin(struct server *srv, struct lws *wsi)
         json_decref(accounts);
         return refuse(wsi, strcmp(why, "out of memory\n") ? 400 : 503, why);
     }
-    req->kind = OPAQUE_PRESENCE;
-    req->wsi = wsi;
+    req->d.kind = OPAQUE_PRESENCE;
+    req->d.wsi = wsi;
+    req->d.free_req = req_free;
     req->accounts = json_object();
     lws_set_opaque_user_data(wsi, req);
     if (!redis_link_connected(&srv->redis)) {
         json_decref(accounts);
-        answer(req, 503, json_pack("{s:s}", "error", "redis unavailable"));
+        http_deferred_answer(&req->d, 503, json_pack("{s:s}", "error", "redis unavailable"));
         return 0;
     }
     char min[24];
     snprintf(min, sizeof(min), "%lld", (long long)wallclock_ms());
-    req->pending = 1; /* held until every command is queued */
+    req->d.pending = 1; /* held until every command is queued */
     const char *a;
     json_t *v;
     json_object_foreach(accounts, a, v)
     {
         if (ask(srv, req, a, min) < 0)
-            req->failed = 1;
+            req->d.failed = 1;
     }
     json_decref(accounts);
-    req->pending--;
+    req->d.pending--;
     finish_if_done(req);
     return 0;
-}
-
-int presence_api_writeable(struct lws *wsi, struct presence_req *req)
-{
-    if (!req->answer)
-        return 0;
-    int rc = http_respond(wsi, req->status, "application/json", req->answer, strlen(req->answer));
-    lws_set_opaque_user_data(wsi, NULL);
-    req_free(req);
-    return rc;
-}
-
-void presence_api_detach(struct presence_req *req)
-{
-    req->wsi = NULL;
-    if (req->pending == 0)
-        req_free(req);
 }

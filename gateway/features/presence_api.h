@@ -18,17 +18,10 @@
 #define PRESENCE_API_MAX 1000
 
 struct server;
-struct presence_req;
 
-/* LWS_CALLBACK_HTTP for /presence. Returns what the callback must return. */
+/* LWS_CALLBACK_HTTP for /presence. Returns what the callback must return.
+ * The request then waits on the connection as an http_deferred
+ * (http_reply.h), answered and freed through it. */
 int presence_api_begin(struct server *srv, struct lws *wsi);
-
-/* LWS_CALLBACK_HTTP_WRITEABLE for such a request: writes the answer once
- * it is decided. */
-int presence_api_writeable(struct lws *wsi, struct presence_req *req);
-
-/* The connection is going away: the request is freed now or by the last
- * Redis reply. */
-void presence_api_detach(struct presence_req *req);
 
 #endif

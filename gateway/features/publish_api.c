@@ -21,21 +21,16 @@
  * the body arrives, then until the last Redis reply; wsi is NULL once the
  * client has gone (the replies are then just counted down). */
 struct publish_req {
-    enum opaque_kind kind; /* OPAQUE_PUBLISH */
-    struct lws *wsi;       /* NULL once the connection closed */
-    struct server *srv;    /* owner */
-    char *body;            /* request body, up to PUBLISH_MAX_BODY */
-    size_t body_len;       /* bytes in body */
-    int too_large;         /* the body went over the limit */
-    int reading;           /* the body is still arriving (its deadline runs) */
-    unsigned pending;      /* Redis replies still due */
-    int failed;            /* a Redis command failed */
-    int history;           /* the results are ids */
-    int ack;               /* "ack" seconds (notify_publish ... ack N); 0 = none */
-    int ttl;               /* "ttl" seconds; 0 = none */
-    json_t *results;       /* account -> id or receivers; or receivers */
-    int status;            /* answer, once decided */
-    char *answer;          /* answer body, once decided */
+    struct http_deferred d; /* first: kind OPAQUE_PUBLISH */
+    struct server *srv;     /* owner */
+    char *body;             /* request body, up to PUBLISH_MAX_BODY */
+    size_t body_len;        /* bytes in body */
+    int too_large;          /* the body went over the limit */
+    int reading;            /* the body is still arriving (its deadline runs) */
+    int history;            /* the results are ids */
+    int ack;                /* "ack" seconds (notify_publish ... ack N); 0 = none */
+    int ttl;                /* "ttl" seconds; 0 = none */
+    json_t *results;        /* account -> id or receivers; or receivers */
 };
 
 static int constant_time_equal(const char *a, size_t alen, const char *b, size_t blen)
@@ -46,10 +41,10 @@ static int constant_time_equal(const char *a, size_t alen, const char *b, size_t
     return diff == 0;
 }
 
-static void req_free(struct publish_req *req)
+static void req_free(struct http_deferred *d)
 {
+    struct publish_req *req = (struct publish_req *)d;
     free(req->body);
-    free(req->answer);
     json_decref(req->results);
     free(req);
 }
@@ -86,8 +81,9 @@ int publish_api_begin(struct server *srv, struct lws *wsi)
     struct publish_req *req = calloc(1, sizeof(*req));
     if (!req)
         return refuse(wsi, 503, "out of memory\n");
-    req->kind = OPAQUE_PUBLISH;
-    req->wsi = wsi;
+    req->d.kind = OPAQUE_PUBLISH;
+    req->d.wsi = wsi;
+    req->d.free_req = req_free;
     req->srv = srv;
     req->reading = 1;
     lws_set_opaque_user_data(wsi, req);
@@ -113,33 +109,20 @@ int publish_api_body(struct server *srv, struct lws *wsi, struct publish_req *re
     return 0;
 }
 
-static void answer(struct publish_req *req, int status, json_t *body)
-{
-    req->status = status;
-    req->answer = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (req->wsi)
-        lws_callback_on_writable(req->wsi);
-}
-
 static void answer_error(struct publish_req *req, int status, const char *why)
 {
-    answer(req, status, json_pack("{s:s}", "error", why));
+    http_deferred_answer(&req->d, status, json_pack("{s:s}", "error", why));
 }
 
 static void finish_if_done(struct publish_req *req)
 {
-    if (req->pending > 0)
+    if (!http_deferred_due(&req->d))
         return;
-    if (!req->wsi) {
-        req_free(req);
-        return;
-    }
     json_t *body = json_object();
     json_object_set(body, req->history ? "ids" : "receivers", req->results);
-    if (req->failed)
+    if (req->d.failed)
         json_object_set_new(body, "error", json_string("redis unavailable for some accounts"));
-    answer(req, req->failed ? 503 : 200, body);
+    http_deferred_answer(&req->d, req->d.failed ? 503 : 200, body);
 }
 
 /* privdata: the account name (malloc'd), with the request reachable
@@ -155,9 +138,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct publish_req *req = ctx->req;
     redisReply *reply = r;
     (void)ac;
-    req->pending--;
+    req->d.pending--;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        req->failed = 1;
+        req->d.failed = 1;
         if (reply)
             log_warn("publish_api_failed", "account=%s error=\"%s\"", ctx->account, reply->str);
     } else if (!*ctx->account && reply->type == REDIS_REPLY_INTEGER) {
@@ -213,7 +196,7 @@ static int send_one(struct publish_req *req, const char *account, const char *ms
         free(ctx);
         return -1;
     }
-    req->pending++;
+    req->d.pending++;
     return 0;
 }
 
@@ -325,34 +308,24 @@ int publish_api_complete(struct server *srv, struct lws *wsi, struct publish_req
     }
     size_t len = strlen(msg);
     req->results = broadcast ? json_integer(0) : json_object();
-    req->pending = 1; /* held until every command is queued */
+    req->d.pending = 1; /* held until every command is queued */
     if (broadcast) {
         if (send_one(req, NULL, msg, len) < 0)
-            req->failed = 1;
+            req->d.failed = 1;
     } else {
         size_t i;
         json_t *v;
         json_array_foreach(accounts, i, v)
         {
             if (send_one(req, json_string_value(v), msg, len) < 0)
-                req->failed = 1;
+                req->d.failed = 1;
         }
     }
     free(msg);
     json_decref(accounts);
-    req->pending--;
+    req->d.pending--;
     finish_if_done(req);
     return 0;
-}
-
-int publish_api_writeable(struct lws *wsi, struct publish_req *req)
-{
-    if (!req->answer)
-        return 0;
-    int rc = http_respond(wsi, req->status, "application/json", req->answer, strlen(req->answer));
-    lws_set_opaque_user_data(wsi, NULL);
-    req_free(req);
-    return rc;
 }
 
 int publish_api_timeout(struct server *srv, struct lws *wsi, struct publish_req *req)
@@ -365,11 +338,4 @@ int publish_api_timeout(struct server *srv, struct lws *wsi, struct publish_req 
              PUBLISH_BODY_TIMEOUT_MS / 1000);
     http_write_status(wsi, 408, why);
     return -1;
-}
-
-void publish_api_detach(struct publish_req *req)
-{
-    req->wsi = NULL;
-    if (req->pending == 0)
-        req_free(req);
 }

@@ -32,23 +32,20 @@ struct publish_req;
 int publish_api_authorized(struct server *srv, struct lws *wsi);
 
 /* LWS_CALLBACK_HTTP for POST /publish: checks the key and the announced
- * length. Returns what the callback must return. */
+ * length. Returns what the callback must return. The request then waits
+ * on the connection as an http_deferred (http_reply.h), answered and
+ * freed through it. */
 int publish_api_begin(struct server *srv, struct lws *wsi);
 
-/* LWS_CALLBACK_HTTP_BODY / _COMPLETION / _WRITEABLE for such a request. */
+/* LWS_CALLBACK_HTTP_BODY / _COMPLETION for such a request. */
 int publish_api_body(struct server *srv, struct lws *wsi, struct publish_req *req, const void *in,
                      size_t len);
 int publish_api_complete(struct server *srv, struct lws *wsi, struct publish_req *req);
-int publish_api_writeable(struct lws *wsi, struct publish_req *req);
 
 /* LWS_CALLBACK_TIMER: PUBLISH_BODY_TIMEOUT_MS passed since the head. If the
  * body is still arriving, answers 408 (counted in
  * notify_connections_rejected_total{reason="timeout"}). Returns what the
  * callback must return (-1 then: lws closes the connection). */
 int publish_api_timeout(struct server *srv, struct lws *wsi, struct publish_req *req);
-
-/* The connection is going away: the request is freed now or, when Redis
- * replies are still due, by the last of them. */
-void publish_api_detach(struct publish_req *req);
 
 #endif
