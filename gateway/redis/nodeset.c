@@ -571,6 +571,19 @@ static void on_retry_timer(uv_timer_t *t)
 
 /* ---- health ---- */
 
+/* Fails n when ac (its connection conn) has left an awaited answer
+ * unanswered too long, the log line saying what the check saw. */
+static void fail_if_stalled(struct redis_node *n, redisAsyncContext *ac, const char *conn,
+                            const char *what)
+{
+    if (!redis_uv_stalled(ac, HEALTH_TIMEOUT_MS))
+        return;
+    char seen[240], why[300];
+    redis_uv_describe(ac, seen, sizeof(seen));
+    snprintf(why, sizeof(why), "%s: %s", what, seen);
+    node_fail(n, NULL, NULL, conn, why);
+}
+
 static void on_health_timer(uv_timer_t *t)
 {
     struct redis_link *l = t->data;
@@ -591,12 +604,8 @@ static void on_health_timer(uv_timer_t *t)
          * cannot afford (BENCHMARKS.md, "A million"). */
         if (!n->cmd_ok || !n->sub_ok) {
             redisAsyncContext *ac = n->cmd_ok ? n->sub : n->cmd;
-            if (redis_uv_stalled(ac, HEALTH_TIMEOUT_MS)) {
-                char seen[200], why[240];
-                redis_uv_describe(ac, seen, sizeof(seen));
-                snprintf(why, sizeof(why), "no answer during the handshake: %s", seen);
-                node_fail(n, NULL, NULL, n->cmd_ok ? "subscriber" : "command", why);
-            }
+            fail_if_stalled(n, ac, n->cmd_ok ? "subscriber" : "command",
+                            "no answer during the handshake");
             continue;
         }
         /* The PING goes on the subscriber: everything on it is answered
@@ -604,14 +613,9 @@ static void on_health_timer(uv_timer_t *t)
          * of our own commands ahead of a PING, with replies off (a
          * presence resync of a whole process is megabytes): behind them a
          * busy Redis looks dead (BENCHMARKS.md, "A million"). */
-        if (n->ping_pending) {
-            if (redis_uv_stalled(n->sub, HEALTH_TIMEOUT_MS)) {
-                char seen[240], why[280];
-                redis_uv_describe(n->sub, seen, sizeof(seen));
-                snprintf(why, sizeof(why), "no answer to PING: %s", seen);
-                node_fail(n, NULL, NULL, "subscriber", why);
-            }
-        } else if (redis_uv_send_raw(n->sub, PING_RESP, sizeof(PING_RESP) - 1) == 0) {
+        if (n->ping_pending)
+            fail_if_stalled(n, n->sub, "subscriber", "no answer to PING");
+        else if (redis_uv_send_raw(n->sub, PING_RESP, sizeof(PING_RESP) - 1) == 0) {
             n->ping_pending = 1;
             redis_uv_mark(n->sub);
         }
