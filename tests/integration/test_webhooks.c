@@ -296,11 +296,40 @@ START_TEST(webhook_retries_after_500_and_outage)
 }
 END_TEST
 
+/* Waits until the gateway has made the webhook group on stream: it is made
+ * at the stream's end once Redis is connected, which /healthz does not
+ * wait for, and entries written before it are not POSTed (README.md
+ * "Webhooks"). */
+static void wait_webhook_group(const char *stream)
+{
+    const char *argv[] = {"XINFO", "GROUPS", stream};
+    long long t0 = h_mono_ms();
+    for (;;) {
+        redisReply *r =
+            cluster_mode ? c_cmd_key(&CL, stream, NULL, 3, argv) : c_cmd_argv(R.port, 3, argv);
+        int found = 0;
+        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+            const redisReply *g = r->element[i];
+            for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2)
+                if (!strcmp(g->element[k]->str, "name") &&
+                    !strcmp(g->element[k + 1]->str, "notify-webhooks"))
+                    found = 1;
+        }
+        if (r)
+            freeReplyObject(r);
+        if (found)
+            return;
+        ck_assert_msg(h_mono_ms() - t0 < 10000, "no webhook group on %s", stream);
+        h_sleep_ms(20);
+    }
+}
+
 /* An entry of the undelivered outbox (a message published with ack to an
  * account with no connection) is POSTed too, signed, with its payload. */
 START_TEST(webhook_undelivered_outbox)
 {
     gw(0, WH_FLAGS, NULL);
+    wait_webhook_group("notify:undelivered");
     const char *acct = cluster_mode ? "wh-cu1" : "wh-u1";
     char key[200];
     snprintf(key, sizeof(key), "notify:stream:{%s}", acct);
