@@ -5,7 +5,7 @@
 # heartbeat every HB s, presence TTL PRESENCE_TTL s), the connections held
 # by PROCS bench workers from 200 source addresses in 127.0.0.0/8.
 #
-# One bench run, on the same connections, in phases:
+# One bench run, on the same connections, in phases (PHASES picks some):
 #   idle       held HOLD s: the gateways' RSS and CPU, Redis's presence writes
 #   broadcast  BCAST rounds of one broadcast to every connection: lost, p99
 #   unicast    RATE/s for UNI s across the million: lost, p99, p99.9
@@ -42,6 +42,7 @@ HOLD=${HOLD:-300}
 BCAST=${BCAST:-3}
 RATE=${RATE:-20000}
 UNI=${UNI:-10}
+PHASES=${PHASES:-idle,broadcast,unicast,rolling} # any of them, comma-joined
 DRAIN=${DRAIN:-2}
 CONNECT=${CONNECT:-600} # s the connect phase may take
 BUILD=${BUILD:-build-bench}
@@ -120,7 +121,7 @@ others+=($!)
     echo "server_flags=${gw_args[*]} (x$PROCS)"
     echo "redis_nice=$redis_nice"
 } >"$base.bench.txt"
-"$BUILD/tools/bench" idle,broadcast,unicast,rolling --url "127.0.0.1:$sport" \
+"$BUILD/tools/bench" "$PHASES" --url "127.0.0.1:$sport" \
     --redis "127.0.0.1:$rport" --auth jwt --jwt-secret "$SECRET" --conns "$N" --procs "$PROCS" \
     --heartbeat "$HB" --hold "$HOLD" --count "$BCAST" --burst 1 --interval 5 --rate "$RATE" \
     --duration "$UNI" --rolling $((PROCS * (DRAIN + 2))) --inflight 500 --connect-timeout "$CONNECT" \
