@@ -86,6 +86,8 @@ struct metrics {
     uint64_t webhooks_sent;                            /* webhook POSTs answered 2xx */
     uint64_t webhooks_retried;                         /* POSTs of an event already tried */
     uint64_t webhooks_failed;                          /* POSTs failed (status, timeout, refused) */
+    uint64_t heap_trims;          /* times the heap's free pages were handed back (heap.h) */
+    uint64_t heap_released_bytes; /* what those trims took off the RSS */
 
     /* The connection counters again, by transport. */
     struct transport_counters transport[TRANSPORT__COUNT];

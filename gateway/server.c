@@ -206,6 +206,7 @@ static void teardown(struct server *srv)
     presence_stop(&srv->presence, NULL); /* a drain cut short by a second signal */
     history_close(srv);
     outbox_close(srv);
+    heap_stop(&srv->heap);
     redis_link_stop(&srv->redis);
     lws_context_destroy(srv->lws);
 }
@@ -412,7 +413,8 @@ int server_init(struct server *srv, const struct config *cfg)
     if (presence_init(&srv->presence, srv) < 0 || presence_events_init(&srv->pev, srv) < 0 ||
         webhook_sender_init(&srv->wh, srv, srv->pev.incarnation, 0) < 0 ||
         webhook_sender_init(&srv->whu, srv, srv->pev.incarnation, 1) < 0 ||
-        redis_link_start(&srv->redis, srv->notify_lib) < 0 || outbox_init(srv) < 0) {
+        redis_link_start(&srv->redis, srv->notify_lib) < 0 || outbox_init(srv) < 0 ||
+        heap_init(&srv->heap, &srv->loop, &srv->metrics) < 0) {
         log_error("timer_init_failed", NULL);
         return -1;
     }

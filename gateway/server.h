@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "heap.h"
 #include "history.h"
 #include "metrics.h"
 #include "net.h"
@@ -45,6 +46,7 @@ struct server {
     struct history history;     /* replays waiting for another try */
     struct outbox outbox;       /* the sweep of acknowledgement deadlines */
     struct metrics metrics;     /* counters for /metrics */
+    struct heap heap;           /* hands back what a burst freed */
     char *notify_lib;           /* lua/notify.lua with the flags filled in */
     char *http_scratch;         /* HTTP_HEAD_MAX: a plain-HTTP head, peeked (http_screen) */
     int64_t started_at;         /* Unix seconds at start */

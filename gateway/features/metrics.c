@@ -143,6 +143,12 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     header(&o, "notify_webhooks_failed_total", "counter",
            "Webhook POSTs that failed (not 2xx, timeout, refused); each is retried.");
     emit(&o, "notify_webhooks_failed_total %llu\n", (unsigned long long)m->webhooks_failed);
+    header(&o, "notify_heap_trims_total", "counter",
+           "Times the free pages a burst left in the heap were handed back to the kernel.");
+    emit(&o, "notify_heap_trims_total %llu\n", (unsigned long long)m->heap_trims);
+    header(&o, "notify_heap_released_bytes_total", "counter",
+           "Bytes those hand-backs took off the process's resident memory.");
+    emit(&o, "notify_heap_released_bytes_total %llu\n", (unsigned long long)m->heap_released_bytes);
     header(&o, "notify_webhook_oldest_pending_seconds", "gauge",
            "Age of the oldest event the webhook sender (this node, if it holds the lease) has not "
            "delivered yet.");
