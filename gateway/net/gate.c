@@ -15,9 +15,12 @@
  * input_batch_ms: what arrives meanwhile is read in one pass, until a pass
  * finds nothing and the watch resumes. Deliveries never wait: they start
  * from the Redis socket, watched directly, and are written in the same
- * loop turn. A full batch means the loop is busy anyway, so the set stays
- * watched. So does it while a connection is opening (net->opening): a
- * handshake never waits, and a connect storm runs as without gathering.
+ * loop turn. Nor do they wait behind gathered input: while frames go out
+ * other than in answer to input (pushes, within the last window), the set
+ * stays watched, since the loop wakes for the pushes anyway and a pass
+ * over a window's gathered input would hold up the pushes after it. A full
+ * batch means the loop is busy anyway, so the set stays watched. So does it while a connection is
+ * opening (net->opening): a handshake never waits, and a connect storm runs as without gathering.
  * Nor does a full socket's POLLOUT, which is watched in its own set. Nor
  * does the input of a socket whose frame or fragmented message is not
  * whole yet, or that came in a burst: such a socket moves to a set of its
@@ -74,6 +77,8 @@ static int pass(struct net *n, int epfd)
     struct epoll_event ev[EVENT_BATCH];
     struct conn_batch *b = n->batch;
     unsigned queued = 0;
+    int outer = n->in_pass;
+    n->in_pass = 1;
     int got = epoll_wait(epfd, ev, EVENT_BATCH, 0);
     for (int i = 0; i < got; i++) {
         struct conn *c = ev[i].data.ptr;
@@ -93,6 +98,7 @@ static int pass(struct net *n, int epfd)
     }
     if (queued)
         output_batch_run(b, queued, read_done);
+    n->in_pass = outer;
     conn_reap(n);
     return got < 0 ? 0 : got;
 }
@@ -116,13 +122,29 @@ void gate_opening(struct net *n)
     gate_set(n, 1);
 }
 
+void gate_sending(struct net *n)
+{
+    if (n->in_pass)
+        return; /* an answer to input */
+    n->pushed_at = uv_now(n->loop);
+    gate_opening(n);
+}
+
+/* Pushes went out within the window: the loop wakes for them anyway, and
+ * input gathered meanwhile would be read in one pass that the next pushes
+ * wait behind (the p99 of a delivery, BENCHMARKS.md). */
+static int pushing(const struct net *n)
+{
+    return n->pushed_at && uv_now(n->loop) - n->pushed_at < (uint64_t)n->opt.input_batch_ms;
+}
+
 static void on_gather(uv_timer_t *t);
 
 /* After a pass over the client set: gather for a while, unless the loop
- * is busy (a full batch) or a connection is opening. */
+ * is busy (a full batch), a connection is opening or pushes are going out. */
 static void gather_or_watch(struct net *n, int got)
 {
-    if (got < EVENT_BATCH && !n->opening) {
+    if (got < EVENT_BATCH && !n->opening && !pushing(n)) {
         if (!n->gathering)
             gate_set(n, 0);
         uv_timer_start(&n->gather, on_gather, (uint64_t)n->opt.input_batch_ms, 0);

@@ -343,6 +343,7 @@ int conn_send(struct conn *c, struct frame *f)
     struct net *n = c->net;
     if (c->state != CONN_OPEN)
         return -1;
+    gate_sending(n);
     if (c->stream) { /* its event-stream form, shared like f (eventstream.h) */
         int no_memory;
         if (!(f = eventstream_form(f, &no_memory))) {

@@ -837,6 +837,15 @@ START_TEST(test_input_gathering)
     ck_assert_msg(open_ms < WINDOW_MS / 2, "a handshake waited %lld ms behind gathered input",
                   open_ms);
 
+    /* The push kept input read as it comes for a window
+     * (test_input_read_while_pushing); after a quiet spell, input close
+     * behind other input is gathered again. */
+    h_sleep_ms(WINDOW_MS + 500);
+    ck_assert_int_eq(ws_send_text(&c, HEARTBEAT), 0);
+    expect_message(&c, "heartbeat", "", "c: heartbeat after a quiet spell");
+    ck_assert_int_eq(ws_send_text(&c, HEARTBEAT), 0);
+    expect_message(&c, "heartbeat", "", "c: heartbeat close behind it");
+
     /* Everything sent while gathering is answered once, in order, within
      * the window (plus slack for a loaded machine). */
     ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
@@ -873,6 +882,46 @@ START_TEST(test_input_gathering)
     ws_close(&a, 1000);
     ws_close(&b, 1000);
     ws_close(&c, 1000);
+}
+END_TEST
+
+/* While pushes go out, client input is read as it comes: the loop wakes
+ * for the pushes anyway, and a window's input gathered and read in one
+ * pass would hold up the pushes behind it (README.md, "Why client input is
+ * gathered when idle"). Here a heartbeat is sent right after each of ten
+ * pushes, with gathering on: each is answered at once, not at the next
+ * 1 s pass. */
+START_TEST(test_input_read_while_pushing)
+{
+    enum { WINDOW_MS = 1000 };
+    GW("--auth", "none", "--input-batch-ms", "1000");
+    struct ws a, b;
+    h_ck_open_as(&a, G.port, "push-a");
+    h_ck_open_as(&b, G.port, "push-b");
+    h_sleep_ms(WINDOW_MS + 500);
+    /* gathering from here: a second input within the window shuts the gate */
+    ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
+    expect_message(&a, "heartbeat", "", "first heartbeat");
+    ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
+    expect_message(&a, "heartbeat", "", "second heartbeat");
+    long long worst = 0;
+    for (int i = 0; i < 10; i++) {
+        char body[16];
+        snprintf(body, sizeof(body), "push-%d", i);
+        h_ck_publish(&R, "push-b", body);
+        expect_message(&b, "notification", body, "the push");
+        long long t0 = h_mono_ms();
+        ck_assert_int_eq(ws_send_text(&a, HEARTBEAT), 0);
+        expect_message(&a, "heartbeat", "", "a heartbeat while pushing");
+        long long d = h_mono_ms() - t0;
+        worst = d > worst ? d : worst;
+        h_sleep_ms(100);
+    }
+    fprintf(stderr, "[wsproto] heartbeats answered while pushing: worst %lld ms (window %d ms)\n",
+            worst, WINDOW_MS);
+    ck_assert_msg(worst < WINDOW_MS / 2, "a heartbeat waited %lld ms while pushes went out", worst);
+    ws_close(&a, 1000);
+    ws_close(&b, 1000);
 }
 END_TEST
 
@@ -982,6 +1031,7 @@ static Suite *wsproto_suite(void)
 
     tc = h_tcase(s, "input-gathering", 30, setup, teardown);
     tcase_add_test(tc, test_input_gathering);
+    tcase_add_test(tc, test_input_read_while_pushing);
     tcase_add_test(tc, test_full_socket_not_gathered);
 
     return s;
