@@ -279,6 +279,16 @@ START_TEST(many_accounts_and_conns)
     ck_assert_uint_eq(r.n_conns, N);
     ck_assert_uint_eq(r.n_accounts, ACCOUNTS);
     check_consistent(&r);
+    /* every account found; at most one per bucket on average, so a
+     * delivery's lookup looks at about 1.4 entries (registry.c) */
+    for (int a = 0; a < ACCOUNTS; a++) {
+        char acct[32];
+        int len = snprintf(acct, sizeof(acct), "acct-%d", a);
+        struct account *found = registry_find_account(&r, acct, (size_t)len);
+        ck_assert_ptr_nonnull(found);
+        ck_assert_str_eq(found->id, acct);
+    }
+    ck_assert_uint_ge(r.accounts->hh.tbl->num_buckets, r.n_accounts);
     for (int i = 0; i < N; i += 97) {
         char id[32];
         snprintf(id, sizeof(id), "%024d", i);
