@@ -207,9 +207,9 @@ int input_reads_frames(const struct conn *c);
 /* A connection is opening: input is read as it comes until it is. */
 void gate_opening(struct net *n);
 
-/* A frame is being sent; outside a pass over client input it is a push
- * (a delivery, a replay): input is read as it comes for a window. */
-void gate_sending(struct net *n);
+/* The end of a loop turn: if pushes went out (net->pushed_at), a gate shut
+ * for gathering opens, and input is read as it comes for a window. */
+void gate_turn_end(struct net *n);
 
 /* Creates the epoll sets and has the loop watch them. Returns 0 or a
  * negative errno/libuv code. */

@@ -122,20 +122,18 @@ void gate_opening(struct net *n)
     gate_set(n, 1);
 }
 
-void gate_sending(struct net *n)
-{
-    if (n->in_pass)
-        return; /* an answer to input */
-    n->pushed_at = uv_now(n->loop);
-    gate_opening(n);
-}
-
 /* Pushes went out within the window: the loop wakes for them anyway, and
  * input gathered meanwhile would be read in one pass that the next pushes
  * wait behind (the p99 of a delivery, BENCHMARKS.md). */
 static int pushing(const struct net *n)
 {
     return n->pushed_at && uv_now(n->loop) - n->pushed_at < (uint64_t)n->opt.input_batch_ms;
+}
+
+void gate_turn_end(struct net *n)
+{
+    if (n->gathering && pushing(n))
+        gate_opening(n);
 }
 
 static void on_gather(uv_timer_t *t);

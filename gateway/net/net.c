@@ -17,6 +17,13 @@ static void on_accept(void *ctx, int fd)
         gate_opening(n); /* its request is read as soon as it comes */
 }
 
+/* Before the loop waits: the gate (pushes open it) and this turn's output. */
+static void on_turn_end(uv_prepare_t *h)
+{
+    gate_turn_end(h->data);
+    output_flush_all(h);
+}
+
 int net_init(struct net *n, uv_loop_t *loop, const struct net_options *opt, struct metrics *metrics,
              net_adopt_fn *adopt, void *adopt_ctx)
 {
@@ -42,7 +49,7 @@ int net_init(struct net *n, uv_loop_t *loop, const struct net_options *opt, stru
         return rc;
     uv_prepare_init(loop, &n->flush_prep);
     n->flush_prep.data = n;
-    uv_prepare_start(&n->flush_prep, output_flush_all);
+    uv_prepare_start(&n->flush_prep, on_turn_end);
     uv_unref((uv_handle_t *)&n->flush_prep);
     uv_timer_init(loop, &n->route_timer);
     n->route_timer.data = n;

@@ -145,7 +145,7 @@ struct net {
     uint64_t woken;           /* loop ms of the last wakeup for client input */
     int in_pass;              /* inside a pass over a client set: what is sent answers input */
     uint64_t pushed_at;       /* loop ms of the last frame sent outside a pass */
-    uv_prepare_t flush_prep;  /* writes net->flush before the loop waits */
+    uv_prepare_t flush_prep;  /* before the loop waits: the gate, then net->flush written */
     uv_timer_t route_timer;   /* sockets with a few bytes of request line look again */
     uint32_t route_waiting;   /* how many */
     int started;              /* the handles are initialised */

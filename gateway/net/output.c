@@ -343,8 +343,9 @@ int conn_send(struct conn *c, struct frame *f)
     struct net *n = c->net;
     if (c->state != CONN_OPEN)
         return -1;
-    gate_sending(n);
-    if (c->stream) { /* its event-stream form, shared like f (eventstream.h) */
+    if (!n->in_pass)
+        n->pushed_at = uv_now(n->loop); /* a push, not an answer to input: gate.c */
+    if (c->stream) {                    /* its event-stream form, shared like f (eventstream.h) */
         int no_memory;
         if (!(f = eventstream_form(f, &no_memory))) {
             n->metrics->dropped[DROP_NO_MEMORY] += (uint64_t)no_memory;
