@@ -33,20 +33,25 @@ static void header(struct out *o, const char *name, const char *type, const char
     emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric of one unlabelled value: its header, then its line. */
+static void single(struct out *o, const char *name, const char *type, const char *help,
+                   unsigned long long value)
+{
+    header(o, name, type, help);
+    emit(o, "%s %llu\n", name, value);
+}
+
 size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, char *buf,
                       size_t size)
 {
     struct out o = {buf, size, 0};
-    header(&o, "notify_connections", "gauge",
-           "Client connections open on this node (WebSocket and SSE).");
-    emit(&o, "notify_connections %llu\n", (unsigned long long)g->connections);
-    header(&o, "notify_accounts", "gauge", "Accounts with at least one connection here.");
-    emit(&o, "notify_accounts %llu\n", (unsigned long long)g->accounts);
-    header(&o, "notify_subscribed_accounts", "gauge",
-           "Accounts whose Redis channel this node is subscribed to.");
-    emit(&o, "notify_subscribed_accounts %llu\n", (unsigned long long)g->subscribed_accounts);
-    header(&o, "notify_connections_accepted_total", "counter", "Upgrades completed.");
-    emit(&o, "notify_connections_accepted_total %llu\n", (unsigned long long)m->accepted);
+    single(&o, "notify_connections", "gauge",
+           "Client connections open on this node (WebSocket and SSE).", g->connections);
+    single(&o, "notify_accounts", "gauge", "Accounts with at least one connection here.",
+           g->accounts);
+    single(&o, "notify_subscribed_accounts", "gauge",
+           "Accounts whose Redis channel this node is subscribed to.", g->subscribed_accounts);
+    single(&o, "notify_connections_accepted_total", "counter", "Upgrades completed.", m->accepted);
     header(&o, "notify_connections_rejected_total", "counter", "Handshakes refused, by reason.");
     for (int i = 0; i < REJECT__COUNT; i++)
         emit(&o, "notify_connections_rejected_total{reason=\"%s\"} %llu\n",
@@ -72,24 +77,22 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
                  "notify_transport_connections_closed_total{transport=\"%s\",reason=\"%s\"} "
                  "%llu\n",
                  transport_names[t], close_names[i], (unsigned long long)m->transport[t].closed[i]);
-    header(&o, "notify_messages_received_total", "counter", "Messages received from Redis.");
-    emit(&o, "notify_messages_received_total %llu\n", (unsigned long long)m->received);
-    header(&o, "notify_messages_delivered_total", "counter",
-           "Notifications from Redis written to clients (replays counted apart).");
-    emit(&o, "notify_messages_delivered_total %llu\n", (unsigned long long)m->delivered);
-    header(&o, "notify_messages_replayed_total", "counter",
-           "History messages sent to clients by replays (since, reconnects).");
-    emit(&o, "notify_messages_replayed_total %llu\n", (unsigned long long)m->replayed);
+    single(&o, "notify_messages_received_total", "counter", "Messages received from Redis.",
+           m->received);
+    single(&o, "notify_messages_delivered_total", "counter",
+           "Notifications from Redis written to clients (replays counted apart).", m->delivered);
+    single(&o, "notify_messages_replayed_total", "counter",
+           "History messages sent to clients by replays (since, reconnects).", m->replayed);
     header(&o, "notify_messages_dropped_total", "counter", "Messages not delivered, by reason.");
     for (int i = 0; i < DROP__COUNT; i++)
         emit(&o, "notify_messages_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
              (unsigned long long)m->dropped[i]);
-    header(&o, "notify_client_messages_total", "counter", "Frames received from clients.");
-    emit(&o, "notify_client_messages_total %llu\n", (unsigned long long)m->client_messages);
-    header(&o, "notify_client_errors_total", "counter", "Client frames answered with an error.");
-    emit(&o, "notify_client_errors_total %llu\n", (unsigned long long)m->client_errors);
-    header(&o, "notify_redis_reconnects_total", "counter", "Redis links re-established.");
-    emit(&o, "notify_redis_reconnects_total %llu\n", (unsigned long long)m->redis_reconnects);
+    single(&o, "notify_client_messages_total", "counter", "Frames received from clients.",
+           m->client_messages);
+    single(&o, "notify_client_errors_total", "counter", "Client frames answered with an error.",
+           m->client_errors);
+    single(&o, "notify_redis_reconnects_total", "counter", "Redis links re-established.",
+           m->redis_reconnects);
     header(&o, "notify_acks_total", "counter",
            "Acknowledgements answered, by result (first = a receipt written).");
     emit(&o, "notify_acks_total{result=\"first\"} %llu\n", (unsigned long long)m->acks);
@@ -99,12 +102,11 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
            "Outbox entries written by this node's sweeps (reason timeout).");
     emit(&o, "notify_outbox_entries_total{reason=\"timeout\"} %llu\n",
          (unsigned long long)m->outbox_timeouts);
-    header(&o, "notify_expired_total", "counter",
-           "Messages past their ttl: not delivered, or not put in the outbox.");
-    emit(&o, "notify_expired_total %llu\n", (unsigned long long)m->expired);
-    header(&o, "notify_relayed_total", "counter",
-           "Cluster: receipts and outbox entries copied from their slot to their stream.");
-    emit(&o, "notify_relayed_total %llu\n", (unsigned long long)m->relayed);
+    single(&o, "notify_expired_total", "counter",
+           "Messages past their ttl: not delivered, or not put in the outbox.", m->expired);
+    single(&o, "notify_relayed_total", "counter",
+           "Cluster: receipts and outbox entries copied from their slot to their stream.",
+           m->relayed);
     header(&o, "notify_queued_bytes", "gauge",
            "Payload bytes waiting in connection queues for slow sockets.");
     emit(&o, "notify_queued_bytes %lld\n", (long long)m->queued_bytes);
@@ -122,33 +124,28 @@ size_t metrics_render(const struct metrics *m, const struct metrics_gauges *g, c
     }
     emit(&o, "notify_delivery_latency_seconds_sum %.6f\n", (double)m->latency_sum_ns / 1e9);
     emit(&o, "notify_delivery_latency_seconds_count %llu\n", (unsigned long long)m->latency_count);
-    header(&o, "notify_redis_up", "gauge",
-           "1 while Redis accepts commands (every primary, in a cluster).");
-    emit(&o, "notify_redis_up %d\n", g->redis_up);
-    header(&o, "notify_ready", "gauge", "1 while /readyz answers 200.");
-    emit(&o, "notify_ready %d\n", g->ready);
-    header(&o, "notify_draining", "gauge", "1 once shutdown has started.");
-    emit(&o, "notify_draining %d\n", g->draining);
-    header(&o, "notify_io_uring", "gauge",
-           "1 when client reads and writes go batched through io_uring, 0 with a call each.");
-    emit(&o, "notify_io_uring %d\n", g->io_uring);
-    header(&o, "notify_presence_events_total", "counter",
-           "Presence transitions written to the events stream by this node.");
-    emit(&o, "notify_presence_events_total %llu\n", (unsigned long long)m->presence_events);
-    header(&o, "notify_webhooks_sent_total", "counter", "Webhook POSTs answered with a 2xx.");
-    emit(&o, "notify_webhooks_sent_total %llu\n", (unsigned long long)m->webhooks_sent);
-    header(&o, "notify_webhooks_retried_total", "counter",
-           "Webhook POSTs of an event tried before.");
-    emit(&o, "notify_webhooks_retried_total %llu\n", (unsigned long long)m->webhooks_retried);
-    header(&o, "notify_webhooks_failed_total", "counter",
-           "Webhook POSTs that failed (not 2xx, timeout, refused); each is retried.");
-    emit(&o, "notify_webhooks_failed_total %llu\n", (unsigned long long)m->webhooks_failed);
-    header(&o, "notify_heap_trims_total", "counter",
-           "Times the free pages a burst left in the heap were handed back to the kernel.");
-    emit(&o, "notify_heap_trims_total %llu\n", (unsigned long long)m->heap_trims);
-    header(&o, "notify_heap_released_bytes_total", "counter",
-           "Bytes those hand-backs took off the process's resident memory.");
-    emit(&o, "notify_heap_released_bytes_total %llu\n", (unsigned long long)m->heap_released_bytes);
+    single(&o, "notify_redis_up", "gauge",
+           "1 while Redis accepts commands (every primary, in a cluster).", (unsigned)g->redis_up);
+    single(&o, "notify_ready", "gauge", "1 while /readyz answers 200.", (unsigned)g->ready);
+    single(&o, "notify_draining", "gauge", "1 once shutdown has started.", (unsigned)g->draining);
+    single(&o, "notify_io_uring", "gauge",
+           "1 when client reads and writes go batched through io_uring, 0 with a call each.",
+           (unsigned)g->io_uring);
+    single(&o, "notify_presence_events_total", "counter",
+           "Presence transitions written to the events stream by this node.", m->presence_events);
+    single(&o, "notify_webhooks_sent_total", "counter", "Webhook POSTs answered with a 2xx.",
+           m->webhooks_sent);
+    single(&o, "notify_webhooks_retried_total", "counter",
+           "Webhook POSTs of an event tried before.", m->webhooks_retried);
+    single(&o, "notify_webhooks_failed_total", "counter",
+           "Webhook POSTs that failed (not 2xx, timeout, refused); each is retried.",
+           m->webhooks_failed);
+    single(&o, "notify_heap_trims_total", "counter",
+           "Times the free pages a burst left in the heap were handed back to the kernel.",
+           m->heap_trims);
+    single(&o, "notify_heap_released_bytes_total", "counter",
+           "Bytes those hand-backs took off the process's resident memory.",
+           m->heap_released_bytes);
     header(&o, "notify_webhook_oldest_pending_seconds", "gauge",
            "Age of the oldest event the webhook sender (this node, if it holds the lease) has not "
            "delivered yet.");
