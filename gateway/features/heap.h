@@ -5,9 +5,8 @@
  * subscribed again and every client's presence written again, with their
  * commands, replies and callbacks) allocates below and between the live
  * connections and frees it all a moment later: the free chunks stay in the
- * heap, and in the process's RSS, until reused. At 10,000 connections
- * three outages left 6 MB of them, 43% of the process (BENCHMARKS.md,
- * "Memory after a Redis outage").
+ * heap, and in the process's RSS, until reused: after a few outages, a
+ * third of the process (BENCHMARKS.md, "Memory after a Redis outage").
  *
  * Every HEAP_CHECK_MS the heap's free bytes are read (mallinfo2); when they
  * grew by HEAP_TRIM_MIN since the last trim, malloc_trim(0) hands the

@@ -18,9 +18,10 @@
  * loop turn. Nor do they wait behind gathered input: while frames go out
  * other than in answer to input (pushes, within the last window), the set
  * stays watched, since the loop wakes for the pushes anyway and a pass
- * over a window's gathered input would hold up the pushes after it. A full
- * batch means the loop is busy anyway, so the set stays watched. So does it while a connection is
- * opening (net->opening): a handshake never waits, and a connect storm runs as without gathering.
+ * over a window's gathered input would hold up the pushes after it. A
+ * full batch means the loop is busy anyway, so the set stays watched. So
+ * does it while a connection is opening (net->opening): a handshake never
+ * waits, and a connect storm runs as without gathering.
  * Nor does a full socket's POLLOUT, which is watched in its own set. Nor
  * does the input of a socket whose frame or fragmented message is not
  * whole yet, or that came in a burst: such a socket moves to a set of its

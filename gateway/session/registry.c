@@ -36,12 +36,11 @@ enum registry_verdict registry_check(const struct registry *r, const char *accou
     return REGISTRY_OK;
 }
 
-/* uthash doubles its buckets only once some chain reaches 10: at 15,000
- * accounts a hit looks at 2.8 entries, each a cache miss, and every
- * delivery looks its account up (the largest user-space cost of a profile
- * at 20,000 messages/s: BENCHMARKS.md). Doubling them as soon as there are
- * more accounts than buckets keeps a hit near 1.4 entries, for 16 bytes
- * a bucket. */
+/* uthash doubles its buckets only once some chain reaches 10, so a hit
+ * reads several entries, each a cache miss, and every delivery looks its
+ * account up (the largest user-space cost in a profile under load:
+ * BENCHMARKS.md). Doubling them as soon as there are more accounts than
+ * buckets keeps a hit near one entry and a half, for 16 bytes a bucket. */
 static void accounts_keep_sparse(struct registry *r)
 {
     UT_hash_table *t = r->accounts->hh.tbl;

@@ -1144,9 +1144,10 @@ START_TEST(test_recovery_time_10k)
             rec[0], rec[1], rec[2]);
     ck_assert_msg(worst < 3000, "recovery took up to %lld ms (best %lld)", worst, best);
     /* What the resyncs allocated and freed goes back to the kernel within
-     * two heap checks (README.md "Sizing"): without that, the free chunks
-     * they left inside the heap stayed resident, 6 MB on 14. Not
-     * measurable under ASan, whose quarantine keeps freed memory. */
+     * two heap checks (README.md, "Design": heap.c): without that, the
+     * free chunks they left inside the heap stayed resident (BENCHMARKS.md,
+     * "Memory after a Redis outage"). Not measurable under ASan, whose
+     * quarantine keeps freed memory. */
     long rss_after = h_proc_rss_kb(G.proc.pid);
     long long settle = h_mono_ms();
     while (rss_after > rss_before + 2048 && h_mono_ms() - settle < 12000) {
