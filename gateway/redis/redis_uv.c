@@ -294,7 +294,9 @@ static int unread(const redisAsyncContext *ac)
     return ioctl(ac->c.fd, FIONREAD, &waiting) == 0 ? waiting : 0;
 }
 
-int redis_uv_heard_within(const redisAsyncContext *ac, uint64_t ms)
+/* Whether anything was read from ac's peer in the last ms of real time,
+ * or waits to be read. */
+static int heard_within(const redisAsyncContext *ac, uint64_t ms)
 {
     const struct redis_uv *p = ac->ev.data;
     /* bytes waiting unread: heard, only this loop is late */
@@ -305,7 +307,7 @@ int redis_uv_stalled(redisAsyncContext *ac, uint64_t ms)
 {
     struct redis_uv *p = ac->ev.data;
     uint64_t now = clock_ms();
-    if (!p->marked || redis_uv_heard_within(ac, ms))
+    if (!p->marked || heard_within(ac, ms))
         return 0;
     if (!p->mark_sent_at && sdslen(ac->c.obuf) == 0)
         p->mark_sent_at = p->wrote_at > p->mark_at ? p->wrote_at : p->mark_at;

@@ -60,10 +60,6 @@ int redis_uv_send_raw(redisAsyncContext *ac, const char *cmd, size_t len);
 void redis_uv_mark(redisAsyncContext *ac);
 int redis_uv_stalled(redisAsyncContext *ac, uint64_t ms);
 
-/* Whether anything was read from ac's peer in the last ms of real time,
- * or waits to be read. */
-int redis_uv_heard_within(const redisAsyncContext *ac, uint64_t ms);
-
 /* What the liveness check saw on ac, in words, for the log line of a
  * connection it fails: when the request was marked and written, when the
  * peer was last heard, what is still to be written and unread. */
