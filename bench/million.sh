@@ -76,11 +76,12 @@ others+=("$REDIS_PID")
 # answers take over 5 s and the gateways fail it (BENCHMARKS.md, "A
 # million"). REDIS_NICE (-10; needs root) puts it ahead of them, as Redis
 # on a host of its own would be; "" leaves it at the others' priority.
+# nice_to NICE PID: renices PID to NICE ("" leaves it); prints the nice it has.
+nice_to() {
+    if [ -n "$1" ] && renice -n "$1" -p "$2" >/dev/null 2>&1; then echo "$1"; else echo 0; fi
+}
 REDIS_NICE=${REDIS_NICE--10}
-redis_nice=0
-if [ -n "$REDIS_NICE" ] && renice -n "$REDIS_NICE" -p "$REDIS_PID" >/dev/null 2>&1; then
-    redis_nice=$REDIS_NICE
-fi
+redis_nice=$(nice_to "$REDIS_NICE" "$REDIS_PID")
 sport=$(freeport)
 gw_args=(--listen "127.0.0.1:$sport" --reuse-port --redis "redis://127.0.0.1:$rport/0"
     --auth jwt --jwt-secret "$SECRET" --presence-ttl "$PRESENCE_TTL"
@@ -133,14 +134,11 @@ bench_pid=$!
 # (BENCHMARKS.md, "A million"). PUB_NICE (-10; needs root) puts the parent,
 # and only it once its workers are forked, ahead of the others.
 PUB_NICE=${PUB_NICE--10}
-pub_nice=0
 until [ "$(pgrep -c -P "$bench_pid")" -ge "$PROCS" ]; do
     kill -0 "$bench_pid" 2>/dev/null || break
     sleep 0.2
 done
-if [ -n "$PUB_NICE" ] && renice -n "$PUB_NICE" -p "$bench_pid" >/dev/null 2>&1; then
-    pub_nice=$PUB_NICE
-fi
+pub_nice=$(nice_to "$PUB_NICE" "$bench_pid")
 
 # The rolling restart, once the bench says its phase began.
 until grep -q '^phase=rolling' "$base.bench.txt" 2>/dev/null; do
