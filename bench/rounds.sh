@@ -11,6 +11,13 @@
 #   TARGETS="gateway gateway-sse forwarder"  also the gateway's Server-Sent
 #                                         Events (bench --transport sse), same
 #                                         rounds; its ratio is to the gateway
+#   NOISE_PIDS="1 108"                    the host's processes whose threads'
+#                                         runs bench records (--noise-pid):
+#                                         unicast then also reports lat_quiet_*,
+#                                         the messages none of them touched.
+#                                         Default: PID 1 (on this sandbox its
+#                                         agent, every second at nice -10) and
+#                                         kdamond; "" for none
 #
 # Raw output: bench/results-rounds/<scenario>.<target>.r<k>.txt
 set -u
@@ -26,6 +33,9 @@ OUT=${OUT:-$here/bench/results-rounds}
 tag=$(flags_tag "${GW_FLAGS:-}")
 FWD_SRC=${FWD_SRC:-$here/../shared/reference/forwarder.c}
 SECRET=bench-secret-0123456789
+NOISE_PIDS=${NOISE_PIDS-"1 $(pgrep -x 'kdamond\.[0-9]+' | tr '\n' ' ')"}
+noise=()
+for p in $NOISE_PIDS; do noise+=(--noise-pid "$p"); done
 mkdir -p "$OUT"
 bench_build
 
@@ -71,7 +81,7 @@ run_one() { # scenario target round
     sleep 0.5
     # shellcheck disable=SC2046
     "$BUILD/tools/bench" "${scen%-burst}" --url "127.0.0.1:$sport" --redis "127.0.0.1:$rport" "${targs[@]}" \
-        --server-pid "$spid" --label "$target" $(args_of "$scen") >"$OUT/$scen${tag:+-$tag}.$target.r$k.txt"
+        --server-pid "$spid" --label "$target" "${noise[@]}" $(args_of "$scen") >"$OUT/$scen${tag:+-$tag}.$target.r$k.txt"
     kill "$spid" "$rpid" 2>/dev/null
     wait "$spid" "$rpid" 2>/dev/null
     spid=""
@@ -81,7 +91,7 @@ run_one() { # scenario target round
 
 
 exec > >(tee "$OUT/summary-${SCENARIOS// /-}${tag:+-$tag}.txt")
-echo "# rounds.sh: $ROUNDS rounds, $N connections,${GW_FLAGS:+ gateway flags $GW_FLAGS,} $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# rounds.sh: $ROUNDS rounds, $N connections,${GW_FLAGS:+ gateway flags $GW_FLAGS,}${NOISE_PIDS:+ noise from PIDs $NOISE_PIDS,} $(git describe --always --dirty), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for scen in $SCENARIOS; do
     for k in $(seq "$ROUNDS"); do
         # alternate the order of the targets, so drift favours none
@@ -91,7 +101,8 @@ for scen in $SCENARIOS; do
     done
     case $scen in
     idle) keys="server_cpu_idle_pct server_rss_per_conn_kb" ;;
-    unicast) keys="server_cpu_per_msg_us lat_p50_ms lat_p99_ms lat_p999_ms" ;;
+    unicast) keys="server_cpu_per_msg_us lat_p50_ms lat_p99_ms lat_p999_ms"
+        [ ${#noise[@]} -gt 0 ] && keys="$keys lat_quiet_p99_ms lat_quiet_p999_ms lat_noisy_p99_ms noise_bursts" ;;
     unicast-max) keys="delivery_rate server_cpu_per_msg_us" ;;
     broadcast-burst) keys="lat_p99_ms server_cpu_per_msg_us" ;;
     connect-storm) keys="connect_rate server_cpu_per_connect_us" ;;

@@ -325,12 +325,20 @@ int main(int argc, char **argv)
     memset(shm, 0, sizeof *shm);
     const struct bench_run run = {.o = o, .shm = shm, .pub = &pub}, *b = &run;
     struct srvsample base = report_sample(b);
-    pid_t kids[MAXPROCS];
+    pid_t kids[MAXPROCS + 1];
+    int nkids = b->o->procs;
     for (int i = 0; i < b->o->procs; i++) {
         fflush(stdout);
         kids[i] = fork();
         if (kids[i] == 0)
             worker_run(o, shm, i);
+    }
+    if (o->n_noise) {
+        fflush(stdout);
+        kids[nkids] = fork();
+        if (kids[nkids] == 0)
+            noise_run(o, shm);
+        nkids++;
     }
     printf("scenario=%s\ntarget=%s\nprocs=%d\naccounts=%ld\nheartbeat_s=%g\nauth=%s\n"
            "transport=%s\n",
@@ -366,7 +374,7 @@ int main(int argc, char **argv)
         run_phase(b, o->phases[i], &t, ct);
     }
     set_phase(b, PH_STOP);
-    for (int i = 0; i < b->o->procs; i++)
+    for (int i = 0; i < nkids; i++)
         waitpid(kids[i], NULL, 0);
     report_sum(b, &t);
     report_end(&t);

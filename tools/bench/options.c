@@ -72,6 +72,8 @@ __attribute__((noreturn)) static void usage(int code)
             "register reply)\n"
             "  --src-ips N             source addresses 127.0.0.2.. [200]\n"
             "  --server-pid PID        measured server process (repeatable)\n"
+            "  --noise-pid PID         the host's threads to watch (repeatable, e.g. an agent):\n"
+            "                          lat_quiet_* leaves out the messages their runs touched\n"
             "  --label NAME            printed as target=NAME\n"
             "  --settle S              quiet time before measuring / draining [2]\n"
             "  --connect-timeout S     [60]\n"
@@ -125,6 +127,7 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
                                  {"transport", 1, 0, 't'},
                                  {"src-ips", 1, 0, 'S'},
                                  {"server-pid", 1, 0, 'p'},
+                                 {"noise-pid", 1, 0, 'N'},
                                  {"label", 1, 0, 'l'},
                                  {"settle", 1, 0, 'e'},
                                  {"connect-timeout", 1, 0, 'T'},
@@ -246,6 +249,15 @@ void opts_parse(struct bench_opts *o, int argc, char **argv)
                 exit(2);
             }
             o->spid[o->nspid++] = (pid_t)atoi(optarg);
+            break;
+        case 'N':
+            if (o->n_noise == MAXNOISE) {
+                fprintf(stderr, "bench: more than %d --noise-pid\n", MAXNOISE);
+                exit(2);
+            }
+            if (atoi(optarg) <= 0)
+                goto bad;
+            o->noise_pid[o->n_noise++] = (pid_t)atoi(optarg);
             break;
         case 'l':
             o->label = optarg;

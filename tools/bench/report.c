@@ -160,6 +160,44 @@ void report_end(const struct worker_stats *t)
             printf("close_%s=%llu\n", names[k], (unsigned long long)t->close_codes[k]);
 }
 
+/* With --noise-pid: lat without the messages the host's bursts touched,
+ * and those bursts since lat was reset. The workers classify a latency
+ * once the monitor has looked NOISE_SLACK_NS past it: wait for that. */
+static void report_quiet(const struct bench_run *b, const struct hist *all)
+{
+    usleep((useconds_t)(NOISE_SLACK_NS / 1000 * 4));
+    struct hist *q = calloc(2, sizeof *q), *noisy = q + 1;
+    uint64_t out = 0;
+    for (int i = 0; i < b->o->procs; i++) {
+        hist_merge(q, &b->shm->w[i].lat_quiet);
+        out += ld64(&b->shm->w[i].lat_noisy);
+    }
+    /* The touched ones: all but the quiet (a sample is in both or in all only). */
+    for (unsigned i = 0; i < HBUCKETS; i++) {
+        noisy->b[i] = all->b[i] > q->b[i] ? all->b[i] - q->b[i] : 0;
+        noisy->n += noisy->b[i];
+    }
+    noisy->max_us = all->max_us;
+    const struct noise_log *log = &b->shm->noise;
+    uint64_t n = __atomic_load_n(&log->n, __ATOMIC_ACQUIRE), bursts = 0, ran = 0, longest = 0;
+    for (uint64_t k = n; k > 0 && n - k < NOISE_MAX; k--) {
+        const struct noise_burst *x = &log->b[(k - 1) % NOISE_MAX];
+        if (x->end < b->shm->lat_t0)
+            break;
+        bursts++;
+        ran += x->ran_ns;
+        if (x->ran_ns > longest)
+            longest = x->ran_ns;
+    }
+    printf("lat_quiet_samples=%llu\nlat_noisy_samples=%llu\nlat_quiet_p50_ms=%.3f\n"
+           "lat_quiet_p99_ms=%.3f\nlat_quiet_p999_ms=%.3f\nlat_noisy_p50_ms=%.3f\n"
+           "lat_noisy_p99_ms=%.3f\nnoise_bursts=%llu\nnoise_ran_ms=%.1f\nnoise_longest_ms=%.1f\n",
+           (unsigned long long)q->n, (unsigned long long)out, hist_pct(q, 50), hist_pct(q, 99),
+           hist_pct(q, 99.9), hist_pct(noisy, 50), hist_pct(noisy, 99), (unsigned long long)bursts,
+           (double)ran / 1e6, (double)longest / 1e6);
+    free(q);
+}
+
 void report_lat(const struct bench_run *b, const char *pfx)
 {
     struct hist *h = calloc(1, sizeof *h);
@@ -172,11 +210,17 @@ void report_lat(const struct bench_run *b, const char *pfx)
            pfx, (unsigned long long)h->n, pfx, hist_pct(h, 50), pfx, hist_pct(h, 99), pfx,
            hist_pct(h, 99.9), pfx, (double)h->max_us / 1000.0, pfx,
            h->n ? (double)h->sum_us / (double)h->n / 1000.0 : 0.0);
+    if (!strcmp(pfx, "lat") && b->o->n_noise)
+        report_quiet(b, h);
     free(h);
 }
 
 void report_reset_lat(const struct bench_run *b)
 {
-    for (int i = 0; i < b->o->procs; i++)
+    b->shm->lat_t0 = now_ns();
+    for (int i = 0; i < b->o->procs; i++) {
         memset(&b->shm->w[i].lat, 0, sizeof b->shm->w[i].lat);
+        memset(&b->shm->w[i].lat_quiet, 0, sizeof b->shm->w[i].lat_quiet);
+        st64(&b->shm->w[i].lat_noisy, 0);
+    }
 }

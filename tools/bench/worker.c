@@ -20,6 +20,8 @@
 #include "bench.h"
 #include "wsclient.h"
 
+#define WORKER_HELD 65536 /* latencies awaiting the noise log: seconds of them */
+
 enum { C_FREE, C_CONNECTING, C_HTTP, C_WAITREG, C_READY, C_DEAD, C_RETRY };
 
 struct conn {
@@ -51,7 +53,42 @@ struct worker {
     long *retry; /* C_RETRY connections' indices, unordered */
     long n_retry;
     char rbuf[1 << 17]; /* where reads land first */
+    /* --noise-pid: latencies waiting until the noise log covers them */
+    struct {
+        uint64_t sent, got;
+    } held[WORKER_HELD];
+    uint32_t held_head, held_tail;
 };
+
+/* Moves the latencies the noise log now covers into lat_quiet, or counts
+ * them out. */
+static void classify_held(struct worker *wk)
+{
+    uint64_t seen = __atomic_load_n(&wk->shm->noise.seen_ns, __ATOMIC_ACQUIRE);
+    while (wk->held_tail != wk->held_head) {
+        uint32_t i = wk->held_tail % WORKER_HELD;
+        if (wk->held[i].got + NOISE_SLACK_NS > seen)
+            break;
+        if (noise_overlaps(&wk->shm->noise, wk->held[i].sent, wk->held[i].got))
+            inc64(&wk->stats->lat_noisy, 1);
+        else
+            hist_add(&wk->stats->lat_quiet, wk->held[i].got - wk->held[i].sent);
+        wk->held_tail++;
+    }
+}
+
+static void hold_latency(struct worker *wk, uint64_t sent, uint64_t got)
+{
+    if (wk->held_head - wk->held_tail == WORKER_HELD)
+        classify_held(wk);
+    if (wk->held_head - wk->held_tail == WORKER_HELD) { /* the monitor is behind: count it out */
+        inc64(&wk->stats->lat_noisy, 1);
+        return;
+    }
+    wk->held[wk->held_head % WORKER_HELD].sent = sent;
+    wk->held[wk->held_head % WORKER_HELD].got = got;
+    wk->held_head++;
+}
 
 static char *mint(const struct bench_opts *o, long a)
 {
@@ -187,6 +224,8 @@ static void on_text(struct worker *wk, struct conn *c, const char *m, size_t n)
         uint64_t k = strtoull(e, NULL, 10);
         uint64_t t = now_ns();
         hist_add(&wk->stats->lat, t > ts ? t - ts : 0);
+        if (wk->o->n_noise)
+            hold_latency(wk, ts, t > ts ? t : ts);
         st64(&wk->stats->last_rx_ns, t);
         uint64_t *next = b[8] == 'u' ? &c->next_u : &c->next_b;
         if (b[8] == 'u')
@@ -519,6 +558,8 @@ void worker_run(const struct bench_opts *o, struct bench_shm *shm, int w)
                 hb_sent++;
             }
         }
+        if (wk->o->n_noise)
+            classify_held(wk);
         int n = epoll_wait(wk->ep, evs, 1024, 2);
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
