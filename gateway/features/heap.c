@@ -2,6 +2,7 @@
  * kernel (heap.h). */
 #include "heap.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 #ifdef __GLIBC__
@@ -13,38 +14,49 @@
 /* Resident bytes of this process (/proc/self/statm), 0 if unreadable. */
 static size_t resident_bytes(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (!f)
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return 0;
-    int n = fscanf(f, "%lu %lu", &size, &resident);
-    fclose(f);
-    return n == 2 ? (size_t)resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    unsigned long size = 0, resident = 0;
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+        return 0;
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+int heap_should_trim(struct heap *h, size_t rss)
+{
+    int grown = rss >= h->rss_mark + HEAP_TRIM_MIN;
+    int growing = rss >= h->rss_last + HEAP_GROWING;
+    if (rss < h->rss_mark)
+        h->rss_mark = rss;
+    h->rss_last = rss;
+    return grown && !growing;
 }
 
 size_t heap_trim_if_grown(struct heap *h)
 {
-#ifdef __GLIBC__
-    struct mallinfo2 mi = mallinfo2();
-    size_t free_bytes = mi.fordblks;
-    if (free_bytes < h->free_floor)
-        h->free_floor = free_bytes; /* reused since: a new burst counts from here */
-    if (free_bytes < h->free_floor + HEAP_TRIM_MIN)
-        return 0;
+#ifndef __GLIBC__
+    (void)h;
+    return 0;
+#else
     size_t before = resident_bytes();
+    if (!heap_should_trim(h, before))
+        return 0;
     malloc_trim(0);
     size_t after = resident_bytes();
-    /* The trimmed pages stay free chunks to malloc: the next check
-     * compares with what is free now. */
-    h->free_floor = mallinfo2().fordblks;
+    /* A burst after this one counts from here. */
+    h->rss_mark = h->rss_last = after;
     size_t released = before > after ? before - after : 0;
     h->metrics->heap_trims++;
     h->metrics->heap_released_bytes += released;
-    log_debug("heap_trimmed", "free_bytes=%zu released_bytes=%zu", free_bytes, released);
+    log_debug("heap_trimmed", "rss_bytes=%zu released_bytes=%zu", before, released);
     return released;
-#else
-    (void)h;
-    return 0;
 #endif
 }
 
@@ -56,7 +68,7 @@ static void on_check(uv_timer_t *t)
 int heap_init(struct heap *h, uv_loop_t *loop, struct metrics *metrics)
 {
     h->metrics = metrics;
-    h->free_floor = 0;
+    h->rss_mark = h->rss_last = resident_bytes();
     int rc = uv_timer_init(loop, &h->timer);
     if (rc < 0)
         return rc;
