@@ -82,6 +82,8 @@ void conn_flush_unlink(struct conn *c)
         n->flush = c->flush_next;
     if (c->flush_next)
         c->flush_next->flush_prev = c->flush_prev;
+    else
+        n->flush_tail = c->flush_prev;
     c->flush_prev = c->flush_next = NULL;
     c->flushing = 0;
 }
@@ -91,12 +93,17 @@ void conn_flush_later(struct conn *c)
     if (c->flushing || c->want_write || c->hold || c->state == CONN_DEAD)
         return;
     struct net *n = c->net;
+    /* At the back: the socket whose output was queued first is written
+     * first, so a long turn (a backlog from Redis after the node waited
+     * for the CPU) does not hold its oldest deliveries to the end. */
     c->flushing = 1;
-    c->flush_prev = NULL;
-    c->flush_next = n->flush;
-    if (n->flush)
-        n->flush->flush_prev = c;
-    n->flush = c;
+    c->flush_next = NULL;
+    c->flush_prev = n->flush_tail;
+    if (n->flush_tail)
+        n->flush_tail->flush_next = c;
+    else
+        n->flush = c;
+    n->flush_tail = c;
 }
 
 /* ---- the client set ---- */

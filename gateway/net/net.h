@@ -129,7 +129,8 @@ struct net {
     uint8_t *wbuf;            /* CONN_GATHER_MAX: a burst gathered for one write */
     struct conn *opening;     /* sockets not upgraded: reading a head, or refused */
     struct conn *open;        /* upgraded sockets */
-    struct conn *flush;       /* sockets with output queued this loop turn */
+    struct conn *flush;       /* sockets with output queued this loop turn, oldest first */
+    struct conn *flush_tail;  /* the newest of them */
     struct conn *dead;        /* closed sockets, freed between event batches */
     struct conn_batch *batch; /* io_uring reads and writes; NULL: a call each */
     int epfd;                 /* epoll set of every client socket */
