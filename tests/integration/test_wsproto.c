@@ -772,6 +772,79 @@ START_TEST(test_pipelined_burst)
 }
 END_TEST
 
+/* The sockets of one loop turn are written in the order their deliveries
+ * came: in a turn with many (a backlog read from Redis at once, after the
+ * node waited for the CPU), the oldest does not wait for all the others.
+ * Here one MULTI/EXEC publishes to 100 accounts, so the gateway reads them
+ * in one go; each client's kernel receive time (SO_TIMESTAMPNS) tells the
+ * order the gateway wrote them in. Before the flush list was a queue it
+ * was a stack: the newest first, each turn in reverse. */
+static long long rx_time_ns(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 5000), 1);
+    char byte, ctl[CMSG_SPACE(sizeof(struct timespec))];
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+    ck_assert_int_eq(recvmsg(fd, &m, MSG_PEEK), 1);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+    ck_abort_msg("no receive time on a client socket");
+    return 0;
+}
+
+START_TEST(test_turn_writes_oldest_first)
+{
+    enum { N = 100 };
+    GW("--auth", "none");
+    static struct ws c[N];
+    char name[N][16];
+    int one = 1;
+    for (int i = 0; i < N; i++) {
+        snprintf(name[i], sizeof(name[i]), "order-%03d", i);
+        h_ck_open_as(&c[i], G.port, name[i]);
+        ck_assert_int_eq(setsockopt(c[i].fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)), 0);
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(h_redis_wait_numsub(&R, h_chan(name[i]), 1, 5000), 1);
+    redisContext *rc = redisConnect("127.0.0.1", R.port);
+    ck_assert(rc && !rc->err);
+    char *e = h_envelope("notification", "in-order");
+    redisAppendCommand(rc, "MULTI");
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(rc, "PUBLISH %s %s", h_chan(name[i]), e);
+    redisAppendCommand(rc, "EXEC");
+    free(e);
+    redisReply *rep = NULL;
+    for (int i = 0; i < N + 2; i++) {
+        ck_assert_int_eq(redisGetReply(rc, (void **)&rep), REDIS_OK);
+        freeReplyObject(rep);
+    }
+    redisFree(rc);
+    long long t[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = rx_time_ns(c[i].fd);
+        expect_message(&c[i], "notification", "in-order", "one of the burst");
+    }
+    int in_order = 0;
+    for (int i = 0; i + 1 < N; i++)
+        in_order += t[i] <= t[i + 1];
+    fprintf(stderr,
+            "[wsproto] 100 deliveries of one turn: %d of 99 neighbours written in order, "
+            "first to last %lld us\n",
+            in_order, (t[N - 1] - t[0]) / 1000);
+    ck_assert_msg(in_order >= 90, "only %d of 99 neighbours written in the order published",
+                  in_order);
+    for (int i = 0; i < N; i++)
+        ws_close(&c[i], 1000);
+}
+END_TEST
+
 /* ---- 8. the request head timeout ---------------------------------------- */
 
 START_TEST(test_head_timeout)
@@ -1025,6 +1098,7 @@ static Suite *wsproto_suite(void)
     tcase_add_test(tc, test_many_frames_one_write);
     tcase_add_test(tc, test_frame_split_across_writes);
     tcase_add_test(tc, test_pipelined_burst);
+    tcase_add_test(tc, test_turn_writes_oldest_first);
 
     tc = h_tcase(s, "head-timeout", 40, setup, teardown);
     tcase_add_test(tc, test_head_timeout);
