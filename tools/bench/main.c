@@ -121,7 +121,7 @@ static void scenario_unicast(const struct bench_run *b, struct worker_stats *con
                 n = 512;
         }
         if (n > 0) {
-            if (publisher_unicast(b->pub, n))
+            if (max ? publisher_unicast(b->pub, n) : publisher_send(b->pub, n))
                 break;
         } else {
             usleep(!max ? 200 : 50);
@@ -131,6 +131,7 @@ static void scenario_unicast(const struct bench_run *b, struct worker_stats *con
     report_sum(b, &t);
     uint64_t dwin = t.delivered - dstart;
     double secs = (double)(m1.t - mstart) / 1e9;
+    publisher_settle(b->pub);
     drain(b);
     report_sum(b, &t);
     printf("published=%llu\noffered_rate=%.0f\n", (unsigned long long)b->pub->total,

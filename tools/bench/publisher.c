@@ -1,4 +1,5 @@
 /* The parent's Redis side (publisher.h). */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,4 +232,51 @@ int publisher_unicast(struct publisher *p, int n)
         p->next_acct = (p->next_acct + 1) % p->o->accounts;
     }
     return publisher_flush(p, n);
+}
+
+/* Reads the replies that have come, or with wait all of them. */
+static int collect(struct publisher *p, int wait)
+{
+    while (p->unread) {
+        void *rep = NULL;
+        if (redisGetReplyFromReader(p->r, &rep) != REDIS_OK)
+            goto fail;
+        if (rep) {
+            freeReplyObject(rep);
+            p->unread--;
+            continue;
+        }
+        struct pollfd pf = {.fd = p->r->fd, .events = POLLIN};
+        if (!wait && poll(&pf, 1, 0) != 1)
+            return 0;
+        if (redisBufferRead(p->r) != REDIS_OK)
+            goto fail;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "bench: redis: %s\n", p->r->errstr);
+    return -1;
+}
+
+int publisher_send(struct publisher *p, int n)
+{
+    if (p->map)
+        return publisher_unicast(p, n);
+    for (int i = 0; i < n; i++) {
+        publisher_append(p, p->next_acct, 0);
+        p->next_acct = (p->next_acct + 1) % p->o->accounts;
+    }
+    p->unread += n;
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(p->r, &done) != REDIS_OK) {
+            fprintf(stderr, "bench: redis: %s\n", p->r->errstr);
+            return -1;
+        }
+    return collect(p, 0);
+}
+
+int publisher_settle(struct publisher *p)
+{
+    return p->map ? 0 : collect(p, 1);
 }

@@ -27,6 +27,7 @@ struct publisher {
     uint64_t expect_u, expect_b; /* deliveries expected: unicast, broadcast */
     uint64_t bseq;               /* the next broadcast sequence number */
     long next_acct;              /* publisher_unicast's next account */
+    long unread;                 /* publisher_send: replies not read yet */
     char *pad;                   /* meta_data making the envelope --msg-size */
 };
 
@@ -46,6 +47,15 @@ int publisher_flush(struct publisher *p, int n);
 
 /* n messages to the next accounts in turn, flushed. 0, or -1. */
 int publisher_unicast(struct publisher *p, int n);
+
+/* The same, written without waiting for their replies (an open loop must
+ * not wait for Redis's round trip: it would publish less than offered
+ * when Redis is slow to answer), which are read as they come;
+ * publisher_settle reads the rest, and no other command may use the
+ * connection before it. One Redis; with --redis-cluster as
+ * publisher_unicast. 0, or -1. */
+int publisher_send(struct publisher *p, int n);
+int publisher_settle(struct publisher *p);
 
 /* used_cpu_sys + used_cpu_user of a Redis (INFO cpu), s; -1 if unknown. */
 double publisher_redis_cpu(redisContext *c);
