@@ -13,8 +13,8 @@
  * then stopped growing (by less than HEAP_GROWING since the previous
  * check), malloc_trim(0) hands the whole free pages inside the heap back
  * (MADV_DONTNEED): once after each burst or wave of connections. The heap
- * itself is walked only then: a walk takes about a millisecond at 15,000
- * connections, every delivery waiting behind it, so a node whose RSS holds
+ * itself is walked only then: a walk holds up every delivery behind it
+ * (BENCHMARKS.md, "Memory after a Redis outage"), so a node whose RSS holds
  * steady never walks it. Memory freed without the RSS growing first (clients
  * leaving) is kept for the next ones. A no-op without glibc. */
 #ifndef NOTIFY_HEAP_H

@@ -140,10 +140,10 @@ struct worker_stats {
 /* ------------------------------------------------------------------ noise */
 
 /* The host's own bursts. On a small shared host, other programs' threads
- * (here, the sandbox's agent at nice -10, every second for 2 to 40 ms)
- * take a CPU away from the server, Redis and the bench at once, and the
- * messages in flight then wait milliseconds whoever the server is: the
- * largest part of p99 and p99.9 at 20,000/s (BENCHMARKS.md). With
+ * (here, the sandbox's agent, every second) take a CPU away from the
+ * server, Redis and the bench at once, and the messages in flight then
+ * wait whoever the server is: the largest part of p99 and p99.9 at
+ * 20,000/s (BENCHMARKS.md, "Stop 20"). With
  * --noise-pid, a monitor process records when those threads ran, and each
  * latency also goes to lat_quiet unless a burst overlapped the message's
  * flight or ended less than NOISE_SLACK_NS before it was sent (a backlog
