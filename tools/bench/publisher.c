@@ -225,12 +225,18 @@ int publisher_flush(struct publisher *p, int n)
     return 0;
 }
 
-int publisher_unicast(struct publisher *p, int n)
+/* Appends n messages to the next accounts in turn. */
+static void append_next(struct publisher *p, int n)
 {
     for (int i = 0; i < n; i++) {
         publisher_append(p, p->next_acct, 0);
         p->next_acct = (p->next_acct + 1) % p->o->accounts;
     }
+}
+
+int publisher_unicast(struct publisher *p, int n)
+{
+    append_next(p, n);
     return publisher_flush(p, n);
 }
 
@@ -262,10 +268,7 @@ int publisher_send(struct publisher *p, int n)
 {
     if (p->map)
         return publisher_unicast(p, n);
-    for (int i = 0; i < n; i++) {
-        publisher_append(p, p->next_acct, 0);
-        p->next_acct = (p->next_acct + 1) % p->o->accounts;
-    }
+    append_next(p, n);
     p->unread += n;
     int done = 0;
     while (!done)
